@@ -1,0 +1,143 @@
+//! Every way snakepen can fail, as types with data. Each message names the
+//! thing that is wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// Why a host could not be built, or an adapter not loaded or inspected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter of that short name in any plugin directory.
+    #[error(
+        "no adapter named `{name}`: looked for {name}.wasm in {}. Run `just plugins` to build the bundled adapters, or pass a path to a .wasm file",
+        display_dirs(searched)
+    )]
+    AdapterNotFound { name: String, searched: Vec<PathBuf> },
+
+    /// The adapter file could not be read.
+    #[error("cannot read adapter {}: {source}", path.display())]
+    AdapterRead { path: PathBuf, source: std::io::Error },
+
+    /// The file does not start with the WebAssembly magic bytes.
+    #[error(
+        "{} is not a WebAssembly file (it does not start with \\0asm). Point --adapter at a .wasm component built for wasm32-wasip2",
+        path.display()
+    )]
+    NotWasm { path: PathBuf },
+
+    /// A core module, where a component is needed.
+    #[error(
+        "{} is a core WebAssembly module, not a component. Build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`) so it exports snakepen:adapter/adapter@{supported}",
+        path.display()
+    )]
+    CoreModule { path: PathBuf, supported: semver::Version },
+
+    /// A component that does not export the adapter interface at all.
+    #[error(
+        "{} is a component of another world: it does not export snakepen:adapter/adapter (it exports: {}). An adapter must implement the world snakepen:adapter/plugin@{supported} from wit/",
+        path.display(),
+        display_list(exports)
+    )]
+    WrongWorld { path: PathBuf, exports: Vec<String>, supported: semver::Version },
+
+    /// A component built against a contract version this host does not support.
+    #[error(
+        "{} implements snakepen:adapter@{found}, but this host supports snakepen:adapter@{supported} (and versions compatible with it). Rebuild the adapter against wit/ of this snakepen, or use a snakepen that supports {found}",
+        path.display()
+    )]
+    IncompatibleContract { path: PathBuf, found: semver::Version, supported: semver::Version },
+
+    /// The component needs an import the host does not provide.
+    #[error(
+        "{} imports something this host does not provide: {message}. An adapter may import only the snakepen:adapter interfaces and WASI 0.2",
+        path.display()
+    )]
+    UnsupportedImport { path: PathBuf, message: String },
+
+    /// wasmtime could not compile the component.
+    #[error("cannot compile {}: {message}", path.display())]
+    Compile { path: PathBuf, message: String },
+
+    /// The adapter configuration file could not be read or parsed.
+    #[error("adapter configuration {}: {message}", path.display())]
+    ConfigFile { path: PathBuf, message: String },
+
+    /// The adapter refused its configuration.
+    #[error("adapter `{adapter}` refused its configuration{}: {message}", field.as_ref().map(|f| format!(" at `{f}`")).unwrap_or_default())]
+    AdapterConfig { adapter: String, field: Option<String>, message: String },
+
+    /// The adapter could not be started at all.
+    #[error("adapter `{adapter}` could not be started: {message}")]
+    Instantiate { adapter: String, message: String },
+
+    /// The WebAssembly engine could not be created with this configuration.
+    #[error("cannot create the WebAssembly engine: {message}")]
+    Engine { message: String },
+
+    /// The builder was not told which adapter to run.
+    #[error("no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component")]
+    NoAdapter,
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "no plugin directory (none was configured or found)".into();
+    }
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn display_list(items: &[String]) -> String {
+    if items.is_empty() { "nothing".into() } else { items.join(", ") }
+}
+
+/// Why one call failed: the contract's error cases, as Rust values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The call's deadline passed.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// No worker could be checked out in time.
+    #[error(
+        "pool exhausted: no worker free after {waited_ms} ms ({busy} busy, {starting} starting, {dead} dead). Raise pool_size or the call's deadline"
+    )]
+    PoolExhausted { busy: u32, starting: u32, dead: u32, waited_ms: u64 },
+    /// The worker serving the call died.
+    #[error("worker {pid} crashed ({exit_status}) while serving the call; it is being replaced. Its last stderr lines:\n{stderr_tail}")]
+    WorkerCrashed { pid: u32, exit_status: String, stderr_tail: String },
+    /// The Python code raised.
+    #[error("python raised {type_name}: {message}\n{traceback}")]
+    PythonException { type_name: String, message: String, traceback: String },
+    /// The request cannot be served as it stands.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No handler has this command name.
+    #[error("no such command: {0}")]
+    NoSuchCommand(String),
+    /// The strict-mode session's worker is gone.
+    #[error("session worker gone: {0}")]
+    SessionWorkerGone(String),
+    /// The host lacks what the adapter asked for.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The adapter failed: a bug, a trap, a broken invariant.
+    #[error("adapter fault: {0}")]
+    AdapterFault(String),
+}
+
+impl CallError {
+    /// The contract's name for this case, such as `pool-exhausted`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::PoolExhausted { .. } => "pool-exhausted",
+            CallError::WorkerCrashed { .. } => "worker-crashed",
+            CallError::PythonException { .. } => "python-exception",
+            CallError::BadRequest(_) => "bad-request",
+            CallError::NoSuchCommand(_) => "no-such-command",
+            CallError::SessionWorkerGone(_) => "session-worker-gone",
+            CallError::Unavailable(_) => "unavailable",
+            CallError::AdapterFault(_) => "adapter-fault",
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! `snakepen:adapter/log`: adapter log lines go to `tracing`, tagged with the adapter.
+
+use super::CallState;
+use crate::bindings::snakepen::adapter::log::Host;
+use crate::bindings::wit::Level;
+
+impl Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        let adapter = &*self.adapter;
+        match level {
+            Level::Trace => tracing::trace!(target: "snakepen::adapter", adapter, "{message}"),
+            Level::Debug => tracing::debug!(target: "snakepen::adapter", adapter, "{message}"),
+            Level::Info => tracing::info!(target: "snakepen::adapter", adapter, "{message}"),
+            Level::Warn => tracing::warn!(target: "snakepen::adapter", adapter, "{message}"),
+            Level::Error => tracing::error!(target: "snakepen::adapter", adapter, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The long-lived part of the sandbox: one wasmtime [`Engine`] with its
+//! epoch ticker, its instance limit and its on-disk cache of compiled
+//! adapters. It holds no per-host state, so any number of hosts may share
+//! one [`Runtime`]; each host still gets its own adapter instances.
+
+use crate::Error;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use crate::bindings::Plugin;
+use crate::imports::CallState;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A spinning adapter yields to the executor
+/// once per tick, so this bounds how long it can hold a thread.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The shared WebAssembly engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// One permit per adapter instance alive at once, so a burst of calls
+    /// waits for a slot instead of failing in the pooling allocator.
+    pub(crate) instance_slots: Arc<Semaphore>,
+    pub(crate) pooled: bool,
+    /// The contract's imports and WASI, wired once for every host.
+    pub(crate) linker: Linker<CallState>,
+    /// Dropping this stops the epoch ticker thread.
+    _ticker: mpsc::Sender<()>,
+}
+
+/// Settings of a [`Runtime`]. Every limit has a default safe for production.
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    cache_dir: Option<PathBuf>,
+    max_instances: u32,
+    max_memory_bytes: usize,
+    pooling: bool,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            cache_dir: dirs::cache_dir().map(|d| d.join("snakepen").join("compiled")),
+            max_instances: 256,
+            max_memory_bytes: 64 << 20,
+            pooling: true,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Where compiled adapters are kept between runs (default: the user's
+    /// cache directory, `~/.cache/snakepen/compiled` on Linux).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Compile adapters on every start instead of caching them on disk.
+    pub fn no_cache(mut self) -> Self {
+        self.cache_dir = None;
+        self
+    }
+
+    /// How many adapter instances may be alive at once across all hosts of
+    /// this runtime (default 256). Further calls wait for a free slot.
+    pub fn max_instances(mut self, n: u32) -> Self {
+        self.max_instances = n.max(1);
+        self
+    }
+
+    /// The most linear memory one adapter instance may have (default 64 MiB).
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Use on-demand instance allocation instead of the pooling allocator
+    /// (for machines that limit address space).
+    pub fn without_pooling(mut self) -> Self {
+        self.pooling = false;
+        self
+    }
+
+    /// Creates the engine and starts its epoch ticker.
+    ///
+    /// Fails only if wasmtime rejects the configuration. When the pooling
+    /// allocator cannot reserve its address space, the runtime falls back to
+    /// on-demand allocation and logs why.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let (engine, pooled) = if self.pooling {
+            match Engine::new(&self.config(true)) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the pooling allocator is unavailable here; allocating adapter instances on demand");
+                    (self.engine(false)?, false)
+                }
+            }
+        } else {
+            (self.engine(false)?, false)
+        };
+        let linker = link(&engine).map_err(|e| Error::Engine { message: format!("{e:#}") })?;
+        let ticker = spawn_epoch_ticker(&engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache_dir: self.cache_dir,
+                instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
+                pooled,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    fn engine(&self, pooling: bool) -> Result<Engine, Error> {
+        Engine::new(&self.config(pooling)).map_err(|e| Error::Engine { message: e.to_string() })
+    }
+
+    fn config(&self, pooling: bool) -> Config {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Adapters do not use component-model async; without it a call costs less.
+        config.concurrency_support(false);
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let n = self.max_instances;
+            // A Rust wasip2 component holds a few core instances, memories and tables.
+            pool.total_component_instances(n)
+                .total_core_instances(n * 8)
+                .total_memories(n * 2)
+                .total_tables(n * 4)
+                .max_memory_size(self.max_memory_bytes);
+            config.memory_reservation(self.max_memory_bytes as u64);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default settings.
+    pub fn new() -> Result<Runtime, Error> {
+        RuntimeBuilder::default().build()
+    }
+
+    /// Settings for a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Whether instances come from the pooling allocator (false after a fallback).
+    pub fn is_pooled(&self) -> bool {
+        self.inner.pooled
+    }
+
+    pub(crate) fn inner(&self) -> &RuntimeInner {
+        &self.inner
+    }
+}
+
+fn link(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Plugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the runtime is
+/// dropped (the sender side of the channel goes away).
+fn spawn_epoch_ticker(engine: &Engine) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("snakepen-epoch".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("the OS refused to start the epoch ticker thread");
+    stop
+}

@@ -1,0 +1,168 @@
+//! The mock adapter: answers every request without Python.
+//!
+//! What it answers, in order of precedence:
+//! 1. a failure rule that matches the call (by command, every Nth call, or a
+//!    seeded rate) returns its configured error;
+//! 2. a canned entry for the command and this exact payload (JSON compared
+//!    canonically: key order and whitespace do not matter);
+//! 3. a canned entry for the command without a payload;
+//! 4. a deterministic default derived from the request.
+//!
+//! Instances are fresh for every call, so the call counts that drive the
+//! failure rules live in the host's counters (`calls`, `calls/<command>`,
+//! `failures`, `failures/<command>`), where a test can read them back.
+
+mod config;
+
+use config::{Canned, Config, ErrorSpec, FailureRule};
+use serde_json::Value;
+use snakepen_guest::{CallError, ConfigError, Guest, Request, Response, counters, timers};
+use std::cell::RefCell;
+
+thread_local! {
+    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+}
+
+struct Mock;
+
+impl Guest for Mock {
+    fn configure(config: String) -> Result<(), ConfigError> {
+        let parsed = Config::parse(&config)?;
+        CONFIG.with(|c| *c.borrow_mut() = parsed);
+        Ok(())
+    }
+
+    fn call(request: Request) -> Result<Response, CallError> {
+        CONFIG.with(|c| serve(&c.borrow(), &request))
+    }
+}
+
+snakepen_guest::export_adapter!(Mock);
+
+fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
+    let total = counters::add("calls", 1);
+    let per_command = counters::add(&format!("calls/{}", request.command), 1);
+    let payload: Option<Value> = serde_json::from_slice(&request.payload).ok();
+    let canned = find_canned(&config.responses, &request.command, payload.as_ref());
+
+    let latency = canned.and_then(|c| c.latency_ms).unwrap_or(config.latency_ms);
+    if latency > 0 {
+        timers::sleep(latency);
+    }
+
+    if let Some(rule) = config
+        .failures
+        .iter()
+        .find(|rule| rule_fires(rule, &request.command, total, per_command))
+    {
+        counters::add("failures", 1);
+        counters::add(&format!("failures/{}", request.command), 1);
+        return Err(rule.error.to_call_error(&request.command));
+    }
+
+    match canned {
+        Some(Canned { error: Some(error), .. }) => Err(error.to_call_error(&request.command)),
+        Some(Canned { response: Some(response), .. }) => Ok(json_response(response)),
+        _ => Ok(json_response(&default_response(request, payload))),
+    }
+}
+
+/// The entry for this command and exactly this payload, else the entry for
+/// this command with no payload given.
+fn find_canned<'a>(canned: &'a [Canned], command: &str, payload: Option<&Value>) -> Option<&'a Canned> {
+    let for_command = || canned.iter().filter(move |c| c.command == command);
+    for_command()
+        .find(|c| c.payload.is_some() && c.payload.as_ref() == payload)
+        .or_else(|| for_command().find(|c| c.payload.is_none()))
+}
+
+/// A rule fires when every condition it names holds for this call.
+fn rule_fires(rule: &FailureRule, command: &str, total: u64, per_command: u64) -> bool {
+    // A rule restricted to a command counts that command's calls only.
+    let n = match &rule.command {
+        Some(c) if c != command => return false,
+        Some(_) => per_command,
+        None => total,
+    };
+    let every = rule.every.is_none_or(|every| n % every == 0);
+    let rate = rule.rate.is_none_or(|rate| unit_interval(rule.seed, n) < rate);
+    every && rate
+}
+
+/// A number in [0, 1) determined by `seed` and the call number `n`
+/// (splitmix64), so a seeded failure rate fails the same calls every run.
+fn unit_interval(seed: u64, n: u64) -> f64 {
+    let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What the mock answers when nothing is canned: the request, reflected.
+fn default_response(request: &Request, payload: Option<Value>) -> Value {
+    let mut answer = serde_json::json!({
+        "mock": true,
+        "command": request.command,
+        "session": request.session,
+    });
+    match payload {
+        Some(value) => answer["payload"] = value,
+        None => {
+            answer["payload_len"] = request.payload.len().into();
+            answer["payload_fnv1a"] = format!("{:016x}", fnv1a(&request.payload)).into();
+        }
+    }
+    answer
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn json_response(value: &Value) -> Response {
+    Response {
+        payload: serde_json::to_vec(value).expect("a serde_json::Value always serializes"),
+        worker_pid: None,
+    }
+}
+
+impl ErrorSpec {
+    fn to_call_error(&self, command: &str) -> CallError {
+        let text = |m: &Option<String>, default: &str| m.clone().unwrap_or_else(|| default.to_string());
+        match self {
+            ErrorSpec::Timeout { message } => CallError::Timeout(text(message, "mock: injected timeout")),
+            ErrorSpec::PoolExhausted { busy, starting, dead, waited_ms } => {
+                CallError::PoolExhausted(snakepen_guest::PoolExhausted {
+                    busy: *busy,
+                    starting: *starting,
+                    dead: *dead,
+                    waited_ms: *waited_ms,
+                })
+            }
+            ErrorSpec::WorkerCrashed { pid, exit_status, stderr_tail } => {
+                CallError::WorkerCrashed(snakepen_guest::WorkerCrashed {
+                    pid: *pid,
+                    exit_status: text(exit_status, "signal 9 (SIGKILL)"),
+                    stderr_tail: stderr_tail.clone().unwrap_or_default(),
+                })
+            }
+            ErrorSpec::PythonException { type_name, message, traceback } => {
+                CallError::PythonException(snakepen_guest::PythonException {
+                    type_name: text(type_name, "Exception"),
+                    message: text(message, "mock: injected exception"),
+                    traceback: traceback.clone().unwrap_or_default(),
+                })
+            }
+            ErrorSpec::BadRequest { message } => CallError::BadRequest(text(message, "mock: injected bad request")),
+            ErrorSpec::NoSuchCommand { message } => CallError::NoSuchCommand(text(message, command)),
+            ErrorSpec::SessionWorkerGone { message } => {
+                CallError::SessionWorkerGone(text(message, "mock: injected session loss"))
+            }
+            ErrorSpec::Unavailable { message } => CallError::Unavailable(text(message, "mock: injected unavailability")),
+            ErrorSpec::AdapterFault { message } => CallError::AdapterFault(text(message, "mock: injected fault")),
+        }
+    }
+}
