@@ -15,7 +15,7 @@ pub enum Error {
     AdapterNotFound { name: String, searched: Vec<PathBuf> },
 
     /// The adapter file could not be read.
-    #[error("cannot read adapter {}: {source}", path.display())]
+    #[error("cannot read adapter {}: {source}. Check the path, or give a short name such as `mock`", path.display())]
     AdapterRead { path: PathBuf, source: std::io::Error },
 
     /// The file does not start with the WebAssembly magic bytes.

@@ -1,1 +1,209 @@
-fn main(){}
+//! The `snakepen` command line: run one call through an adapter, or inspect
+//! an adapter component. Every flag is defined and documented here.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use snakepen::{Adapter, AdapterConfig, Host, Request, Runtime};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "snakepen",
+    version,
+    about = "Run Python workers behind sandboxed WebAssembly adapters",
+    after_help = "Exit status: 0 on success, 1 when the call returned an error, 2 on bad usage, 3 when the adapter could not be loaded or configured."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Look up short adapter names in DIR before the default places (repeatable).
+    /// The defaults: $SNAKEPEN_PLUGIN_DIR, then target/plugins beside this executable or above the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    plugin_dir: Vec<PathBuf>,
+
+    /// Compile adapters on every start instead of using the compiled-adapter cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    /// What to log to stderr, as a tracing filter such as `info` or `snakepen=debug`.
+    #[arg(long, global = true, env = "SNAKEPEN_LOG", default_value = "warn", value_name = "FILTER")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one request through an adapter and print the response payload as JSON on stdout.
+    Call(CallArgs),
+    /// Show which contract version and world a component implements, and what it imports.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct CallArgs {
+    /// The adapter: a short name found in the plugin directories (such as `mock`) or a path to a .wasm component.
+    #[arg(long, short)]
+    adapter: String,
+
+    /// The adapter's configuration: a TOML file (*.toml) or a JSON file.
+    #[arg(long, value_name = "FILE")]
+    adapter_config: Option<PathBuf>,
+
+    /// Run the call in this session (calls of one session prefer one worker).
+    #[arg(long)]
+    session: Option<String>,
+
+    /// Give up after this many milliseconds (default: 30 000).
+    #[arg(long, value_name = "MS")]
+    deadline_ms: Option<u64>,
+
+    /// Print the whole response (payload and worker pid) instead of the payload alone.
+    #[arg(long)]
+    full: bool,
+
+    /// The command to run, such as `ping`.
+    command: String,
+
+    /// The arguments as one JSON document, such as '{"x": 1}'. Omitted: no payload.
+    payload: Option<String>,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The component: a short name found in the plugin directories or a path to a .wasm file.
+    adapter: String,
+
+    /// Print the description as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Errors that are the user's to fix, with the exit status they map to.
+enum Failure {
+    Call(snakepen::CallError),
+    Setup(anyhow::Error),
+}
+
+impl From<snakepen::Error> for Failure {
+    fn from(e: snakepen::Error) -> Self {
+        // snakepen's messages already include their cause.
+        Failure::Setup(anyhow::anyhow!("{e}"))
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Setup(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(tokio) => tokio,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match tokio.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Call(e)) => {
+            eprintln!("error: {}: {e}", e.kind());
+            ExitCode::from(1)
+        }
+        Err(Failure::Setup(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let runtime = if cli.no_cache {
+        Runtime::builder().no_cache().build()?
+    } else {
+        Runtime::new()?
+    };
+    match cli.command {
+        Command::Call(args) => call(&runtime, &cli.plugin_dir, args).await,
+        Command::Inspect(args) => inspect(&runtime, &cli.plugin_dir, args),
+    }
+}
+
+async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Result<(), Failure> {
+    let payload = match &args.payload {
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .with_context(|| format!("PAYLOAD {text:?} is not valid JSON; quote it for the shell, as in '{{\"x\": 1}}'"))?;
+            serde_json::to_vec(&value).expect("a JSON value always serializes")
+        }
+        None => Vec::new(),
+    };
+    let mut builder = Host::builder().runtime(runtime).adapter(Adapter::parse(&args.adapter));
+    for dir in plugin_dirs {
+        builder = builder.plugin_dir(dir);
+    }
+    if let Some(file) = args.adapter_config {
+        builder = builder.config(AdapterConfig::file(file));
+    }
+    let host = builder.build().await?;
+
+    let mut request = Request::new(args.command, payload);
+    request.session = args.session;
+    request.deadline = args.deadline_ms.map(Duration::from_millis);
+    let response = host.call(request).await.map_err(Failure::Call)?;
+
+    let payload: serde_json::Value = match response.json() {
+        Ok(value) => value,
+        Err(_) => serde_json::Value::String(String::from_utf8_lossy(&response.payload).into_owned()),
+    };
+    let shown = if args.full {
+        serde_json::json!({ "payload": payload, "worker_pid": response.worker_pid })
+    } else {
+        payload
+    };
+    println!("{shown}");
+    Ok(())
+}
+
+fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Result<(), Failure> {
+    let mut dirs = plugin_dirs.to_vec();
+    dirs.extend(snakepen::adapter::default_plugin_dirs());
+    let path = Adapter::parse(&args.adapter).resolve(&dirs)?;
+    let inspection = snakepen::adapter::inspect(runtime, &path)?;
+    let info = &inspection.info;
+    let contract = info.contract.as_ref().map(|v| format!("snakepen:adapter@{v}"));
+    let verdict = inspection.refusal.map(|e| e.to_string());
+    if args.json {
+        let shown = serde_json::json!({
+            "path": path,
+            "contract": contract,
+            "world": info.world,
+            "exports": info.exports,
+            "imports": info.imports,
+            "host_contract": format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION),
+            "refused": verdict,
+        });
+        println!("{}", serde_json::to_string_pretty(&shown).expect("JSON values serialize"));
+    } else {
+        println!("component: {}", path.display());
+        println!("contract:  {}", contract.as_deref().unwrap_or("none (not a snakepen adapter)"));
+        println!("world:     {}", info.world.as_deref().unwrap_or("none"));
+        println!("exports:");
+        info.exports.iter().for_each(|e| println!("  {e}"));
+        println!("imports:");
+        info.imports.iter().for_each(|i| println!("  {i}"));
+        println!("host supports: snakepen:adapter@{} and compatible versions", snakepen::CONTRACT_VERSION);
+    }
+    match verdict {
+        None => Ok(()),
+        Some(reason) => Err(Failure::Setup(anyhow::anyhow!(reason))),
+    }
+}

@@ -26,14 +26,26 @@ pub use snakepen::adapter::{counters, log, timers, workers};
 /// Give `T` `#[serde(deny_unknown_fields)]` so that a misspelt field is
 /// refused instead of ignored.
 pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, ConfigError> {
+    // serde would read an array into a struct field by field; a configuration
+    // is a table of named fields, so refuse anything else as a whole.
+    if !config.trim_start().starts_with('{') {
+        return Err(ConfigError {
+            field: None,
+            message: "the configuration must be a table of fields (a TOML document or a JSON object)".into(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_str(config);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != ".").then_some(path);
-        ConfigError {
-            field,
-            message: e.into_inner().to_string(),
-        }
+        // The host may have converted TOML to this JSON: a JSON line and
+        // column would point the user at text they never wrote.
+        let message = e.into_inner().to_string();
+        let message = match message.rfind(" at line ") {
+            Some(at) => message[..at].to_string(),
+            None => message,
+        };
+        ConfigError { field, message }
     })
 }
 

@@ -1,0 +1,11 @@
+//! The fast tier: the contract, the sandbox runtime and the mock adapter,
+//! with no Python anywhere. Run it alone with `cargo test --test fast`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod isolation;
+mod loading;
+mod mock;
+mod mock_config;
