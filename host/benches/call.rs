@@ -7,11 +7,20 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use snakepen::{Host, Request, Runtime};
 
 fn mock_call(c: &mut Criterion) {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let runtime = Runtime::new().unwrap();
     let build = |config: serde_json::Value| {
         tokio
-            .block_on(Host::builder().runtime(&runtime).adapter("mock").config(config).build())
+            .block_on(
+                Host::builder()
+                    .runtime(&runtime)
+                    .adapter("mock")
+                    .config(config)
+                    .build(),
+            )
             .expect("the mock adapter is built: run `just plugins`")
     };
     let plain = build(serde_json::json!({}));

@@ -22,7 +22,9 @@ impl From<&Request> for wit::Request {
         wit::Request {
             command: r.command.clone(),
             session: r.session.clone(),
-            deadline_ms: r.deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            deadline_ms: r
+                .deadline
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             payload: r.payload.clone(),
         }
     }
@@ -92,15 +94,35 @@ impl From<CallError> for wit::CallError {
         use wit::CallError as W;
         match e {
             CallError::Timeout(m) => W::Timeout(m),
-            CallError::PoolExhausted { busy, starting, dead, waited_ms } => {
-                W::PoolExhausted(wit::PoolExhausted { busy, starting, dead, waited_ms })
-            }
-            CallError::WorkerCrashed { pid, exit_status, stderr_tail } => {
-                W::WorkerCrashed(wit::WorkerCrashed { pid, exit_status, stderr_tail })
-            }
-            CallError::PythonException { type_name, message, traceback } => {
-                W::PythonException(wit::PythonException { type_name, message, traceback })
-            }
+            CallError::PoolExhausted {
+                busy,
+                starting,
+                dead,
+                waited_ms,
+            } => W::PoolExhausted(wit::PoolExhausted {
+                busy,
+                starting,
+                dead,
+                waited_ms,
+            }),
+            CallError::WorkerCrashed {
+                pid,
+                exit_status,
+                stderr_tail,
+            } => W::WorkerCrashed(wit::WorkerCrashed {
+                pid,
+                exit_status,
+                stderr_tail,
+            }),
+            CallError::PythonException {
+                type_name,
+                message,
+                traceback,
+            } => W::PythonException(wit::PythonException {
+                type_name,
+                message,
+                traceback,
+            }),
             CallError::BadRequest(m) => W::BadRequest(m),
             CallError::NoSuchCommand(m) => W::NoSuchCommand(m),
             CallError::SessionWorkerGone(m) => W::SessionWorkerGone(m),

@@ -29,7 +29,10 @@ impl Request {
 
     /// A request whose payload is `value` serialized as JSON.
     pub fn json(command: impl Into<String>, value: &serde_json::Value) -> Request {
-        Request::new(command, serde_json::to_vec(value).expect("a JSON value always serializes"))
+        Request::new(
+            command,
+            serde_json::to_vec(value).expect("a JSON value always serializes"),
+        )
     }
 
     /// Sets the session this call belongs to.

@@ -40,7 +40,9 @@ impl AdapterConfig {
                 } else {
                     serde_json::from_str(&text).map_err(|e| Error::ConfigFile {
                         path: path.clone(),
-                        message: format!("is not valid JSON ({e}); name the file *.toml if it is TOML"),
+                        message: format!(
+                            "is not valid JSON ({e}); name the file *.toml if it is TOML"
+                        ),
                     })?
                 }
             }

@@ -12,11 +12,17 @@ pub enum Error {
         "no adapter named `{name}`: looked for {name}.wasm in {}. Run `just plugins` to build the bundled adapters, or pass a path to a .wasm file",
         display_dirs(searched)
     )]
-    AdapterNotFound { name: String, searched: Vec<PathBuf> },
+    AdapterNotFound {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
 
     /// The adapter file could not be read.
     #[error("cannot read adapter {}: {source}. Check the path, or give a short name such as `mock`", path.display())]
-    AdapterRead { path: PathBuf, source: std::io::Error },
+    AdapterRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The file does not start with the WebAssembly magic bytes.
     #[error(
@@ -30,7 +36,10 @@ pub enum Error {
         "{} is a core WebAssembly module, not a component. Build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`) so it exports snakepen:adapter/adapter@{supported}",
         path.display()
     )]
-    CoreModule { path: PathBuf, supported: semver::Version },
+    CoreModule {
+        path: PathBuf,
+        supported: semver::Version,
+    },
 
     /// A component that does not export the adapter interface at all.
     #[error(
@@ -38,14 +47,22 @@ pub enum Error {
         path.display(),
         display_list(exports)
     )]
-    WrongWorld { path: PathBuf, exports: Vec<String>, supported: semver::Version },
+    WrongWorld {
+        path: PathBuf,
+        exports: Vec<String>,
+        supported: semver::Version,
+    },
 
     /// A component built against a contract version this host does not support.
     #[error(
         "{} implements snakepen:adapter@{found}, but this host supports snakepen:adapter@{supported} (and versions compatible with it). Rebuild the adapter against wit/ of this snakepen, or use a snakepen that supports {found}",
         path.display()
     )]
-    IncompatibleContract { path: PathBuf, found: semver::Version, supported: semver::Version },
+    IncompatibleContract {
+        path: PathBuf,
+        found: semver::Version,
+        supported: semver::Version,
+    },
 
     /// The component needs an import the host does not provide.
     #[error(
@@ -64,7 +81,11 @@ pub enum Error {
 
     /// The adapter refused its configuration.
     #[error("adapter `{adapter}` refused its configuration{}: {message}", field.as_ref().map(|f| format!(" at `{f}`")).unwrap_or_default())]
-    AdapterConfig { adapter: String, field: Option<String>, message: String },
+    AdapterConfig {
+        adapter: String,
+        field: Option<String>,
+        message: String,
+    },
 
     /// The adapter could not be started at all.
     #[error("adapter `{adapter}` could not be started: {message}")]
@@ -75,7 +96,9 @@ pub enum Error {
     Engine { message: String },
 
     /// The builder was not told which adapter to run.
-    #[error("no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component")]
+    #[error(
+        "no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component"
+    )]
     NoAdapter,
 }
 
@@ -83,11 +106,18 @@ fn display_dirs(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "no plugin directory (none was configured or found)".into();
     }
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn display_list(items: &[String]) -> String {
-    if items.is_empty() { "nothing".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// Why one call failed: the contract's error cases, as Rust values.
@@ -101,13 +131,28 @@ pub enum CallError {
     #[error(
         "pool exhausted: no worker free after {waited_ms} ms ({busy} busy, {starting} starting, {dead} dead). Raise pool_size or the call's deadline"
     )]
-    PoolExhausted { busy: u32, starting: u32, dead: u32, waited_ms: u64 },
+    PoolExhausted {
+        busy: u32,
+        starting: u32,
+        dead: u32,
+        waited_ms: u64,
+    },
     /// The worker serving the call died.
-    #[error("worker {pid} crashed ({exit_status}) while serving the call; it is being replaced. Its last stderr lines:\n{stderr_tail}")]
-    WorkerCrashed { pid: u32, exit_status: String, stderr_tail: String },
+    #[error(
+        "worker {pid} crashed ({exit_status}) while serving the call; it is being replaced. Its last stderr lines:\n{stderr_tail}"
+    )]
+    WorkerCrashed {
+        pid: u32,
+        exit_status: String,
+        stderr_tail: String,
+    },
     /// The Python code raised.
     #[error("python raised {type_name}: {message}\n{traceback}")]
-    PythonException { type_name: String, message: String, traceback: String },
+    PythonException {
+        type_name: String,
+        message: String,
+        traceback: String,
+    },
     /// The request cannot be served as it stands.
     #[error("bad request: {0}")]
     BadRequest(String),

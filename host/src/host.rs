@@ -176,7 +176,10 @@ impl Host {
             message: format!("{e:#}"),
         };
         let mut instance = self.instantiate().await.map_err(instance_error)?;
-        let refusal = instance.configure(&self.inner.config).await.map_err(instance_error)?;
+        let refusal = instance
+            .configure(&self.inner.config)
+            .await
+            .map_err(instance_error)?;
         refusal.map_err(|e| Error::AdapterConfig {
             adapter: self.inner.name.to_string(),
             field: e.field,
@@ -216,7 +219,10 @@ impl Host {
             .acquire_owned()
             .await
             .expect("the instance semaphore is never closed");
-        let state = CallState::new(Arc::clone(&self.inner.name), Arc::clone(&self.inner.counters));
+        let state = CallState::new(
+            Arc::clone(&self.inner.name),
+            Arc::clone(&self.inner.counters),
+        );
         let mut store = Store::new(&inner.engine, state);
         // Yield to the executor at every epoch tick: a spinning adapter never
         // holds a thread for long, and the call's timeout can fire and drop it.
@@ -250,7 +256,10 @@ struct Instance {
 
 impl Instance {
     async fn configure(&mut self, config: &str) -> wasmtime::Result<Result<(), wit::ConfigError>> {
-        self.plugin.snakepen_adapter_adapter().call_configure(&mut self.store, config).await
+        self.plugin
+            .snakepen_adapter_adapter()
+            .call_configure(&mut self.store, config)
+            .await
     }
 }
 

@@ -7,7 +7,9 @@
 //! no global state, so a program or a test suite may run many hosts side by
 //! side, each with a different adapter.
 //!
-//! ```no_run
+//! (A runnable version is `examples/demo.rs`, `just demo`.)
+//!
+//! ```ignore
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use snakepen::{Host, Request};
 //! let host = Host::builder()

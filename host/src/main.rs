@@ -29,7 +29,13 @@ struct Cli {
     no_cache: bool,
 
     /// What to log to stderr, as a tracing filter such as `info` or `snakepen=debug`.
-    #[arg(long, global = true, env = "SNAKEPEN_LOG", default_value = "warn", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "SNAKEPEN_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
     log: String,
 }
 
@@ -102,10 +108,15 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(tokio) => tokio,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -146,7 +157,9 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
         }
         None => Vec::new(),
     };
-    let mut builder = Host::builder().runtime(runtime).adapter(Adapter::parse(&args.adapter));
+    let mut builder = Host::builder()
+        .runtime(runtime)
+        .adapter(Adapter::parse(&args.adapter));
     for dir in plugin_dirs {
         builder = builder.plugin_dir(dir);
     }
@@ -162,7 +175,9 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
 
     let payload: serde_json::Value = match response.json() {
         Ok(value) => value,
-        Err(_) => serde_json::Value::String(String::from_utf8_lossy(&response.payload).into_owned()),
+        Err(_) => {
+            serde_json::Value::String(String::from_utf8_lossy(&response.payload).into_owned())
+        }
     };
     let shown = if args.full {
         serde_json::json!({ "payload": payload, "worker_pid": response.worker_pid })
@@ -179,7 +194,10 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
     let path = Adapter::parse(&args.adapter).resolve(&dirs)?;
     let inspection = snakepen::adapter::inspect(runtime, &path)?;
     let info = &inspection.info;
-    let contract = info.contract.as_ref().map(|v| format!("snakepen:adapter@{v}"));
+    let contract = info
+        .contract
+        .as_ref()
+        .map(|v| format!("snakepen:adapter@{v}"));
     let verdict = inspection.refusal.map(|e| e.to_string());
     if args.json {
         let shown = serde_json::json!({
@@ -191,16 +209,27 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
             "host_contract": format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION),
             "refused": verdict,
         });
-        println!("{}", serde_json::to_string_pretty(&shown).expect("JSON values serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown).expect("JSON values serialize")
+        );
     } else {
         println!("component: {}", path.display());
-        println!("contract:  {}", contract.as_deref().unwrap_or("none (not a snakepen adapter)"));
+        println!(
+            "contract:  {}",
+            contract
+                .as_deref()
+                .unwrap_or("none (not a snakepen adapter)")
+        );
         println!("world:     {}", info.world.as_deref().unwrap_or("none"));
         println!("exports:");
         info.exports.iter().for_each(|e| println!("  {e}"));
         println!("imports:");
         info.imports.iter().for_each(|i| println!("  {i}"));
-        println!("host supports: snakepen:adapter@{} and compatible versions", snakepen::CONTRACT_VERSION);
+        println!(
+            "host supports: snakepen:adapter@{} and compatible versions",
+            snakepen::CONTRACT_VERSION
+        );
     }
     match verdict {
         None => Ok(()),

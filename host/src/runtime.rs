@@ -4,19 +4,21 @@
 //! one [`Runtime`]; each host still gets its own adapter instances.
 
 use crate::Error;
+use crate::bindings::Plugin;
+use crate::imports::CallState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use crate::bindings::Plugin;
-use crate::imports::CallState;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. A spinning adapter yields to the executor
 /// once per tick, so this bounds how long it can hold a thread.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// The shared WebAssembly engine. Cheap to clone.
 #[derive(Clone)]
@@ -108,7 +110,9 @@ impl RuntimeBuilder {
         } else {
             (self.engine(false)?, false)
         };
-        let linker = link(&engine).map_err(|e| Error::Engine { message: format!("{e:#}") })?;
+        let linker = link(&engine).map_err(|e| Error::Engine {
+            message: format!("{e:#}"),
+        })?;
         let ticker = spawn_epoch_ticker(&engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -123,7 +127,9 @@ impl RuntimeBuilder {
     }
 
     fn engine(&self, pooling: bool) -> Result<Engine, Error> {
-        Engine::new(&self.config(pooling)).map_err(|e| Error::Engine { message: e.to_string() })
+        Engine::new(&self.config(pooling)).map_err(|e| Error::Engine {
+            message: e.to_string(),
+        })
     }
 
     fn config(&self, pooling: bool) -> Config {
@@ -139,7 +145,10 @@ impl RuntimeBuilder {
                 .total_core_instances(n * 8)
                 .total_memories(n * 2)
                 .total_tables(n * 4)
-                .max_memory_size(self.max_memory_bytes);
+                .max_memory_size(self.max_memory_bytes)
+                .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+                .table_keep_resident(KEEP_RESIDENT_BYTES);
+            config.memory_init_cow(false);
             config.memory_reservation(self.max_memory_bytes as u64);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

@@ -31,11 +31,26 @@ fn call_prints_the_response_as_json() {
 fn call_with_a_configuration_file_and_full_output() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mock.toml");
-    std::fs::write(&config, "[[responses]]\ncommand = \"ping\"\nresponse = \"pong\"\n").unwrap();
-    let output = snakepen(&["call", "-a", "mock", "--adapter-config", config.to_str().unwrap(), "--full", "ping"]);
+    std::fs::write(
+        &config,
+        "[[responses]]\ncommand = \"ping\"\nresponse = \"pong\"\n",
+    )
+    .unwrap();
+    let output = snakepen(&[
+        "call",
+        "-a",
+        "mock",
+        "--adapter-config",
+        config.to_str().unwrap(),
+        "--full",
+        "ping",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    assert_eq!(value, serde_json::json!({ "payload": "pong", "worker_pid": null }));
+    assert_eq!(
+        value,
+        serde_json::json!({ "payload": "pong", "worker_pid": null })
+    );
 }
 
 #[test]
@@ -43,23 +58,47 @@ fn a_call_error_exits_1_and_says_its_kind() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mock.json");
     std::fs::write(&config, r#"{"failures": [{"command": "boom", "error": {"kind": "python-exception", "type": "KeyError", "message": "'x'"}}]}"#).unwrap();
-    let output = snakepen(&["call", "-a", "mock", "--adapter-config", config.to_str().unwrap(), "boom"]);
+    let output = snakepen(&[
+        "call",
+        "-a",
+        "mock",
+        "--adapter-config",
+        config.to_str().unwrap(),
+        "boom",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("python-exception") && stderr(&output).contains("KeyError"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("python-exception") && stderr(&output).contains("KeyError"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn a_payload_that_is_not_json_is_refused_with_an_example() {
     let output = snakepen(&["call", "-a", "mock", "ping", "{x: 1}"]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("not valid JSON"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not valid JSON"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn a_bad_adapter_exits_3_with_the_reason() {
-    let output = snakepen(&["call", "-a", fixture("contract-next").to_str().unwrap(), "ping"]);
+    let output = snakepen(&[
+        "call",
+        "-a",
+        fixture("contract-next").to_str().unwrap(),
+        "ping",
+    ]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("snakepen:adapter@0.2.0"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("snakepen:adapter@0.2.0"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -74,11 +113,18 @@ fn inspect_names_the_contract_and_world() {
 
 #[test]
 fn inspect_json_of_a_foreign_component_describes_it_and_exits_non_zero() {
-    let output = snakepen(&["inspect", "--json", fixture("other-world").to_str().unwrap()]);
+    let output = snakepen(&[
+        "inspect",
+        "--json",
+        fixture("other-world").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(3));
     let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(value["contract"], serde_json::Value::Null);
-    assert_eq!(value["exports"], serde_json::json!(["example:greeter/greet@1.0.0"]));
+    assert_eq!(
+        value["exports"],
+        serde_json::json!(["example:greeter/greet@1.0.0"])
+    );
     assert!(value["refused"].as_str().unwrap().contains("another world"));
 }
 

@@ -17,7 +17,11 @@ async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
             "failures": [{ "command": "who", "every": i + 2, "error": { "kind": "no-such-command", "message": format!("host {i}") } }],
         });
         // Half the hosts share one runtime, half have their own: neither may leak.
-        let host = if i % 2 == 0 { mock_on(&shared, config).await } else { mock(config).await };
+        let host = if i % 2 == 0 {
+            mock_on(&shared, config).await
+        } else {
+            mock(config).await
+        };
         tasks.push(tokio::spawn(async move {
             let mut failures = 0;
             for _ in 0..CALLS {
@@ -31,30 +35,64 @@ async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
                 }
                 tokio::task::yield_now().await;
             }
-            assert_eq!(host.counter("calls/who"), CALLS, "host {i} counted only its own calls");
-            assert_eq!(failures, CALLS / (i as u64 + 2), "host {i} failed by its own rule");
+            assert_eq!(
+                host.counter("calls/who"),
+                CALLS,
+                "host {i} counted only its own calls"
+            );
+            assert_eq!(
+                failures,
+                CALLS / (i as u64 + 2),
+                "host {i} failed by its own rule"
+            );
             host.counters()
         }));
     }
     // Another adapter in the same process, at the same time.
-    let bridge = Host::builder().runtime(&shared).adapter(plugin("python-bridge")).build().await.unwrap();
+    let bridge = Host::builder()
+        .runtime(&shared)
+        .adapter(plugin("python-bridge"))
+        .build()
+        .await
+        .unwrap();
     let bridged = bridge.call(Request::new("who", "{}")).await;
-    assert!(matches!(bridged, Err(CallError::Unavailable(_))), "{bridged:?}");
+    assert!(
+        matches!(bridged, Err(CallError::Unavailable(_))),
+        "{bridged:?}"
+    );
 
     for task in tasks {
         let counters = task.await.unwrap();
         assert_eq!(counters["calls"], CALLS);
     }
-    assert!(bridge.counters().is_empty(), "the bridge's counters are its own");
+    assert!(
+        bridge.counters().is_empty(),
+        "the bridge's counters are its own"
+    );
 }
 
 #[tokio::test]
 async fn dropping_one_host_leaves_the_others_serving() {
     let runtime = Runtime::new().unwrap();
-    let kept = mock_on(&runtime, json!({ "responses": [{ "command": "who", "response": "kept" }] })).await;
-    let dropped = mock_on(&runtime, json!({ "responses": [{ "command": "who", "response": "dropped" }] })).await;
+    let kept = mock_on(
+        &runtime,
+        json!({ "responses": [{ "command": "who", "response": "kept" }] }),
+    )
+    .await;
+    let dropped = mock_on(
+        &runtime,
+        json!({ "responses": [{ "command": "who", "response": "dropped" }] }),
+    )
+    .await;
     dropped.call(Request::new("who", "{}")).await.unwrap();
     drop(dropped);
     drop(runtime);
-    assert_eq!(kept.call(Request::new("who", "{}")).await.unwrap().json().unwrap(), json!("kept"));
+    assert_eq!(
+        kept.call(Request::new("who", "{}"))
+            .await
+            .unwrap()
+            .json()
+            .unwrap(),
+        json!("kept")
+    );
 }

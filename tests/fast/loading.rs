@@ -16,7 +16,10 @@ async fn a_file_that_is_not_wasm_is_refused_as_such() {
     let err = load(path.as_path()).await.unwrap_err();
     assert!(matches!(err, Error::NotWasm { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("notes.wasm") && message.contains("not a WebAssembly file"), "{message}");
+    assert!(
+        message.contains("notes.wasm") && message.contains("not a WebAssembly file"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -24,33 +27,58 @@ async fn a_core_module_is_refused_with_how_to_make_it_a_component() {
     let err = load(fixture("core-module")).await.unwrap_err();
     assert!(matches!(err, Error::CoreModule { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("core WebAssembly module, not a component"), "{message}");
+    assert!(
+        message.contains("core WebAssembly module, not a component"),
+        "{message}"
+    );
     assert!(message.contains("wasm32-wasip2"), "{message}");
 }
 
 #[tokio::test]
 async fn a_component_of_another_world_is_refused_and_its_exports_are_named() {
     let err = load(fixture("other-world")).await.unwrap_err();
-    let Error::WrongWorld { ref exports, .. } = err else { panic!("{err:?}") };
+    let Error::WrongWorld { ref exports, .. } = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(exports, &["example:greeter/greet@1.0.0".to_string()]);
     let message = err.to_string();
-    assert!(message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.0"), "{message}");
+    assert!(
+        message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.0"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn an_incompatible_contract_version_is_refused_naming_both_versions() {
     let err = load(fixture("contract-next")).await.unwrap_err();
-    let Error::IncompatibleContract { ref found, ref supported, .. } = err else { panic!("{err:?}") };
+    let Error::IncompatibleContract {
+        ref found,
+        ref supported,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(found.to_string(), "0.2.0");
     assert_eq!(supported.to_string(), "0.1.0");
     let message = err.to_string();
-    assert!(message.contains("snakepen:adapter@0.2.0") && message.contains("snakepen:adapter@0.1.0"), "{message}");
+    assert!(
+        message.contains("snakepen:adapter@0.2.0") && message.contains("snakepen:adapter@0.1.0"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_short_name_lists_where_it_looked_and_how_to_build_the_plugins() {
-    let err = Host::builder().adapter("no-such-adapter").plugin_dir(plugins_dir()).build().await.unwrap_err();
-    let Error::AdapterNotFound { ref searched, .. } = err else { panic!("{err:?}") };
+    let err = Host::builder()
+        .adapter("no-such-adapter")
+        .plugin_dir(plugins_dir())
+        .build()
+        .await
+        .unwrap_err();
+    let Error::AdapterNotFound { ref searched, .. } = err else {
+        panic!("{err:?}")
+    };
     assert!(searched.contains(&plugins_dir()));
     assert!(err.to_string().contains("just plugins"), "{err}");
 }
@@ -64,7 +92,10 @@ async fn a_missing_file_is_a_read_error_that_names_the_path() {
 
 #[tokio::test]
 async fn a_host_without_an_adapter_is_refused() {
-    assert!(matches!(Host::builder().build().await, Err(Error::NoAdapter)));
+    assert!(matches!(
+        Host::builder().build().await,
+        Err(Error::NoAdapter)
+    ));
 }
 
 #[tokio::test]
@@ -75,7 +106,13 @@ async fn inspect_names_the_contract_version_world_and_imports() {
     let info = inspection.info;
     assert_eq!(info.contract, Some(semver::Version::new(0, 1, 0)));
     assert_eq!(info.world.as_deref(), Some("snakepen:adapter/plugin@0.1.0"));
-    assert!(info.imports.iter().any(|i| i == "snakepen:adapter/counters@0.1.0"), "{:?}", info.imports);
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i == "snakepen:adapter/counters@0.1.0"),
+        "{:?}",
+        info.imports
+    );
 
     let other = snakepen::adapter::inspect(&runtime, &fixture("other-world")).unwrap();
     assert_eq!(other.info.contract, None);
@@ -97,34 +134,70 @@ async fn a_second_start_loads_the_compiled_adapter_from_the_cache() {
     };
     let start = || async {
         let runtime = Runtime::builder().cache_dir(cache.path()).build().unwrap();
-        let host = Host::builder().runtime(&runtime).adapter(plugin("mock")).build().await.unwrap();
+        let host = Host::builder()
+            .runtime(&runtime)
+            .adapter(plugin("mock"))
+            .build()
+            .await
+            .unwrap();
         host.call(Request::new("ping", "{}")).await.unwrap();
     };
     start().await;
     let first = artifacts();
-    assert_eq!(first.len(), 1, "one compiled artifact after the first start");
+    assert_eq!(
+        first.len(),
+        1,
+        "one compiled artifact after the first start"
+    );
     start().await;
-    assert_eq!(artifacts(), first, "the second start neither recompiled nor rewrote the artifact");
+    assert_eq!(
+        artifacts(),
+        first,
+        "the second start neither recompiled nor rewrote the artifact"
+    );
 }
 
 #[tokio::test]
 async fn a_corrupt_cached_artifact_is_recompiled_not_trusted() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::builder().cache_dir(cache.path()).build().unwrap();
-    Host::builder().runtime(&runtime).adapter(plugin("mock")).build().await.unwrap();
-    let artifact = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
+    Host::builder()
+        .runtime(&runtime)
+        .adapter(plugin("mock"))
+        .build()
+        .await
+        .unwrap();
+    let artifact = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&artifact, b"garbage where machine code was").unwrap();
 
     let runtime = Runtime::builder().cache_dir(cache.path()).build().unwrap();
-    let host = Host::builder().runtime(&runtime).adapter(plugin("mock")).build().await.unwrap();
+    let host = Host::builder()
+        .runtime(&runtime)
+        .adapter(plugin("mock"))
+        .build()
+        .await
+        .unwrap();
     assert!(host.call(Request::new("ping", "{}")).await.is_ok());
-    assert_ne!(std::fs::read(&artifact).unwrap(), b"garbage where machine code was");
+    assert_ne!(
+        std::fs::read(&artifact).unwrap(),
+        b"garbage where machine code was"
+    );
 }
 
 #[tokio::test]
 async fn a_host_without_a_worker_pool_answers_pool_calls_with_a_typed_error() {
     let host = load(plugin("python-bridge")).await.unwrap();
     let err = host.call(Request::new("predict", "{}")).await.unwrap_err();
-    let CallError::Unavailable(ref message) = err else { panic!("{err:?}") };
-    assert!(message.contains("no worker pool") && message.contains("predict"), "{message}");
+    let CallError::Unavailable(ref message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("no worker pool") && message.contains("predict"),
+        "{message}"
+    );
 }

@@ -12,7 +12,8 @@ fn call(command: &str, payload: serde_json::Value) -> Request {
 
 #[tokio::test]
 async fn a_canned_response_answers_its_command() {
-    let host = mock(json!({ "responses": [{ "command": "ping", "response": { "pong": true } }] })).await;
+    let host =
+        mock(json!({ "responses": [{ "command": "ping", "response": { "pong": true } }] })).await;
     let response = host.call(call("ping", json!({}))).await.unwrap();
     assert_eq!(response.json().unwrap(), json!({ "pong": true }));
     assert_eq!(response.worker_pid, None);
@@ -26,9 +27,15 @@ async fn an_exact_payload_entry_wins_whatever_the_key_order_and_whitespace() {
     ] }))
     .await;
     let reordered = Request::new("add", br#"{ "b" : 2,   "a":1 }"#.to_vec());
-    assert_eq!(host.call(reordered).await.unwrap().json().unwrap(), json!(3));
+    assert_eq!(
+        host.call(reordered).await.unwrap().json().unwrap(),
+        json!(3)
+    );
     let other = call("add", json!({ "a": 1, "b": 3 }));
-    assert_eq!(host.call(other).await.unwrap().json().unwrap(), json!("any payload"));
+    assert_eq!(
+        host.call(other).await.unwrap().json().unwrap(),
+        json!("any payload")
+    );
 }
 
 #[tokio::test]
@@ -43,7 +50,12 @@ async fn without_a_canned_entry_the_answer_is_derived_from_the_request_determini
         json!({ "mock": true, "command": "predict", "session": "s1", "payload": { "text": "hello" } })
     );
 
-    let binary = host.call(Request::new("blob", vec![0xff, 0x00, 0x12])).await.unwrap().json().unwrap();
+    let binary = host
+        .call(Request::new("blob", vec![0xff, 0x00, 0x12]))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(binary["payload_len"], 3);
     assert_eq!(binary["payload_fnv1a"].as_str().unwrap().len(), 16);
 }
@@ -68,11 +80,17 @@ async fn a_canned_error_is_returned_as_the_configured_contract_case() {
 
 #[tokio::test]
 async fn every_nth_call_fails_and_the_others_succeed() {
-    let host = mock(json!({ "failures": [{ "every": 3, "error": { "kind": "worker-crashed", "pid": 7 } }] })).await;
+    let host = mock(
+        json!({ "failures": [{ "every": 3, "error": { "kind": "worker-crashed", "pid": 7 } }] }),
+    )
+    .await;
     let mut failed = Vec::new();
     for n in 1..=9 {
         if let Err(e) = host.call(call("ping", json!({}))).await {
-            assert!(matches!(e, CallError::WorkerCrashed { pid: 7, .. }), "{e:?}");
+            assert!(
+                matches!(e, CallError::WorkerCrashed { pid: 7, .. }),
+                "{e:?}"
+            );
             failed.push(n);
         }
     }
@@ -82,7 +100,8 @@ async fn every_nth_call_fails_and_the_others_succeed() {
 
 #[tokio::test]
 async fn a_seeded_failure_rate_fails_the_same_calls_in_every_host() {
-    let config = json!({ "failures": [{ "rate": 0.3, "seed": 42, "error": { "kind": "timeout" } }] });
+    let config =
+        json!({ "failures": [{ "rate": 0.3, "seed": 42, "error": { "kind": "timeout" } }] });
     let mut runs = Vec::new();
     for _ in 0..2 {
         let host = mock(config.clone()).await;
@@ -95,9 +114,15 @@ async fn a_seeded_failure_rate_fails_the_same_calls_in_every_host() {
         runs.push(failed);
     }
     assert_eq!(runs[0], runs[1]);
-    assert!((30..=90).contains(&runs[0].len()), "a 30 % rate failed {} of 200 calls", runs[0].len());
+    assert!(
+        (30..=90).contains(&runs[0].len()),
+        "a 30 % rate failed {} of 200 calls",
+        runs[0].len()
+    );
 
-    let other_seed = mock(json!({ "failures": [{ "rate": 0.3, "seed": 43, "error": { "kind": "timeout" } }] })).await;
+    let other_seed =
+        mock(json!({ "failures": [{ "rate": 0.3, "seed": 43, "error": { "kind": "timeout" } }] }))
+            .await;
     let mut failed = Vec::new();
     for n in 1..=200 {
         if other_seed.call(call("ping", json!({}))).await.is_err() {
@@ -110,13 +135,19 @@ async fn a_seeded_failure_rate_fails_the_same_calls_in_every_host() {
 #[tokio::test]
 async fn a_failure_by_command_fails_that_command_only() {
     let host = mock(json!({ "failures": [{ "command": "flaky", "error": { "kind": "bad-request", "message": "nope" } }] })).await;
-    assert_eq!(host.call(call("flaky", json!({}))).await, Err(CallError::BadRequest("nope".into())));
+    assert_eq!(
+        host.call(call("flaky", json!({}))).await,
+        Err(CallError::BadRequest("nope".into()))
+    );
     assert!(host.call(call("steady", json!({}))).await.is_ok());
 }
 
 #[tokio::test]
 async fn every_is_counted_per_command_when_the_rule_names_one() {
-    let host = mock(json!({ "failures": [{ "command": "b", "every": 2, "error": { "kind": "timeout" } }] })).await;
+    let host = mock(
+        json!({ "failures": [{ "command": "b", "every": 2, "error": { "kind": "timeout" } }] }),
+    )
+    .await;
     let mut outcomes = Vec::new();
     for command in ["a", "b", "a", "a", "b", "b", "b"] {
         outcomes.push(host.call(call(command, json!({}))).await.is_ok());
@@ -127,15 +158,31 @@ async fn every_is_counted_per_command_when_the_rule_names_one() {
 #[tokio::test]
 async fn injected_latency_delays_the_answer_and_a_short_deadline_cuts_it() {
     let host = mock(json!({ "latency_ms": 60_000, "responses": [{ "command": "quick", "response": 1, "latency_ms": 0 }] })).await;
-    let err = host.call(call("slow", json!({})).deadline(Duration::from_millis(50))).await.unwrap_err();
-    assert!(matches!(err, CallError::Timeout(ref m) if m.contains("slow")), "{err:?}");
+    let err = host
+        .call(call("slow", json!({})).deadline(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Timeout(ref m) if m.contains("slow")),
+        "{err:?}"
+    );
     // The host is not wedged by the abandoned call.
-    assert_eq!(host.call(call("quick", json!({}))).await.unwrap().json().unwrap(), json!(1));
+    assert_eq!(
+        host.call(call("quick", json!({})))
+            .await
+            .unwrap()
+            .json()
+            .unwrap(),
+        json!(1)
+    );
 
     let delayed = mock(json!({ "latency_ms": 30 })).await;
     let started = tokio::time::Instant::now();
     delayed.call(call("ping", json!({}))).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(30), "the latency was injected");
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "the latency was injected"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,12 @@ use serde_json::json;
 use snakepen::{AdapterConfig, Error, Host, Request};
 
 async fn refusal(config: impl Into<AdapterConfig>) -> Error {
-    Host::builder().adapter(plugin("mock")).config(config).build().await.unwrap_err()
+    Host::builder()
+        .adapter(plugin("mock"))
+        .config(config)
+        .build()
+        .await
+        .unwrap_err()
 }
 
 fn field_of(err: &Error) -> Option<String> {
@@ -21,8 +26,14 @@ async fn a_misspelt_field_is_refused_by_its_path() {
     let err = refusal(json!({ "responses": [{ "comand": "ping", "response": 1 }] })).await;
     assert_eq!(field_of(&err).as_deref(), Some("responses[0].comand"));
     let message = err.to_string();
-    assert!(message.contains("unknown field `comand`") && message.contains("`command`"), "{message}");
-    assert!(!message.contains("line 1"), "no JSON position the user never wrote: {message}");
+    assert!(
+        message.contains("unknown field `comand`") && message.contains("`command`"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("line 1"),
+        "no JSON position the user never wrote: {message}"
+    );
 }
 
 #[tokio::test]
@@ -34,16 +45,19 @@ async fn a_field_of_the_wrong_type_is_refused_by_its_name() {
 
 #[tokio::test]
 async fn an_unknown_error_kind_is_refused() {
-    let err = refusal(json!({ "failures": [{ "every": 2, "error": { "kind": "explosion" } }] })).await;
+    let err =
+        refusal(json!({ "failures": [{ "every": 2, "error": { "kind": "explosion" } }] })).await;
     assert_eq!(field_of(&err).as_deref(), Some("failures[0].error.kind"));
     assert!(err.to_string().contains("explosion"), "{err}");
 }
 
 #[tokio::test]
 async fn impossible_failure_rules_are_refused() {
-    let zero = refusal(json!({ "failures": [{ "every": 0, "error": { "kind": "timeout" } }] })).await;
+    let zero =
+        refusal(json!({ "failures": [{ "every": 0, "error": { "kind": "timeout" } }] })).await;
     assert_eq!(field_of(&zero).as_deref(), Some("failures[0].every"));
-    let rate = refusal(json!({ "failures": [{ "rate": 1.5, "error": { "kind": "timeout" } }] })).await;
+    let rate =
+        refusal(json!({ "failures": [{ "rate": 1.5, "error": { "kind": "timeout" } }] })).await;
     assert_eq!(field_of(&rate).as_deref(), Some("failures[0].rate"));
     let unconditional = refusal(json!({ "failures": [{ "error": { "kind": "timeout" } }] })).await;
     assert_eq!(field_of(&unconditional).as_deref(), Some("failures[0]"));
@@ -51,7 +65,10 @@ async fn impossible_failure_rules_are_refused() {
 
 #[tokio::test]
 async fn a_canned_entry_needs_exactly_one_of_response_and_error() {
-    let both = refusal(json!({ "responses": [{ "command": "x", "response": 1, "error": { "kind": "timeout" } }] })).await;
+    let both = refusal(
+        json!({ "responses": [{ "command": "x", "response": 1, "error": { "kind": "timeout" } }] }),
+    )
+    .await;
     assert_eq!(field_of(&both).as_deref(), Some("responses[0]"));
     let neither = refusal(json!({ "responses": [{ "command": "x" }] })).await;
     assert_eq!(field_of(&neither).as_deref(), Some("responses[0]"));
@@ -78,9 +95,20 @@ async fn a_toml_file_configures_the_mock() {
         "#,
     )
     .unwrap();
-    let host = Host::builder().adapter(plugin("mock")).config(AdapterConfig::file(&path)).build().await.unwrap();
-    let response = host.call(Request::json("greet", &json!({ "name": "ada" }))).await.unwrap();
-    assert_eq!(response.json().unwrap(), json!({ "greeting": "hello, ada" }));
+    let host = Host::builder()
+        .adapter(plugin("mock"))
+        .config(AdapterConfig::file(&path))
+        .build()
+        .await
+        .unwrap();
+    let response = host
+        .call(Request::json("greet", &json!({ "name": "ada" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json().unwrap(),
+        json!({ "greeting": "hello, ada" })
+    );
 }
 
 #[tokio::test]
@@ -96,12 +124,18 @@ async fn a_file_that_does_not_parse_names_the_file() {
     std::fs::write(&toml, "responses = [").unwrap();
     let err = refusal(AdapterConfig::file(&toml)).await;
     assert!(matches!(err, Error::ConfigFile { .. }), "{err:?}");
-    assert!(err.to_string().contains("broken.toml") && err.to_string().contains("TOML"), "{err}");
+    assert!(
+        err.to_string().contains("broken.toml") && err.to_string().contains("TOML"),
+        "{err}"
+    );
 
     let json = dir.path().join("broken.json");
     std::fs::write(&json, "{ nope").unwrap();
     let err = refusal(AdapterConfig::file(&json)).await;
-    assert!(err.to_string().contains("broken.json") && err.to_string().contains("JSON"), "{err}");
+    assert!(
+        err.to_string().contains("broken.json") && err.to_string().contains("JSON"),
+        "{err}"
+    );
 
     let err = refusal(AdapterConfig::file(dir.path().join("absent.toml"))).await;
     assert!(err.to_string().contains("absent.toml"), "{err}");

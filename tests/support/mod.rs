@@ -12,7 +12,11 @@ pub fn plugins_dir() -> PathBuf {
 /// A bundled adapter's component file, such as `mock`.
 pub fn plugin(name: &str) -> PathBuf {
     let path = plugins_dir().join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} is missing: run `just plugins` (or `just test`)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just plugins` (or `just test`)",
+        path.display()
+    );
     path
 }
 
@@ -23,7 +27,12 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// A host running the mock adapter with `config`.
 pub async fn mock(config: serde_json::Value) -> Host {
-    Host::builder().adapter(plugin("mock")).config(config).build().await.expect("the mock accepts this configuration")
+    Host::builder()
+        .adapter(plugin("mock"))
+        .config(config)
+        .build()
+        .await
+        .expect("the mock accepts this configuration")
 }
 
 /// A host running the mock with `config` on a shared runtime.

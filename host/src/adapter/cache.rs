@@ -19,7 +19,11 @@ pub(crate) fn compile(runtime: &Runtime, path: &Path) -> Result<Component, Error
     check_bytes(path, &bytes)?;
     let inner = runtime.inner();
     let engine = &inner.engine;
-    let Some(cached) = inner.cache_dir.as_deref().map(|dir| artifact_path(dir, engine, &bytes)) else {
+    let Some(cached) = inner
+        .cache_dir
+        .as_deref()
+        .map(|dir| artifact_path(dir, engine, &bytes))
+    else {
         return compile_fresh(engine, path, &bytes);
     };
     if cached.is_file() {
@@ -28,7 +32,9 @@ pub(crate) fn compile(runtime: &Runtime, path: &Path) -> Result<Component, Error
         // compatibility hash; wasmtime still checks its header on load.
         match unsafe { Component::deserialize_file(engine, &cached) } {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(artifact = %cached.display(), error = %e, "cached adapter unusable; recompiling"),
+            Err(e) => {
+                tracing::warn!(artifact = %cached.display(), error = %e, "cached adapter unusable; recompiling")
+            }
         }
     }
     let component = compile_fresh(engine, path, &bytes)?;
@@ -50,7 +56,9 @@ fn compile_fresh(engine: &wasmtime::Engine, path: &Path, bytes: &[u8]) -> Result
 
 fn artifact_path(dir: &Path, engine: &wasmtime::Engine, bytes: &[u8]) -> PathBuf {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()))
@@ -59,7 +67,9 @@ fn artifact_path(dir: &Path, engine: &wasmtime::Engine, bytes: &[u8]) -> PathBuf
 /// Writes to a temporary file and renames it, so a reader never sees half an artifact.
 fn store(component: &Component, target: &Path) -> std::io::Result<()> {
     let bytes = component.serialize().map_err(std::io::Error::other)?;
-    let dir = target.parent().expect("artifact paths are inside the cache directory");
+    let dir = target
+        .parent()
+        .expect("artifact paths are inside the cache directory");
     std::fs::create_dir_all(dir)?;
     // Unique per process and thread: two hosts may compile the same adapter at once.
     let tmp = dir.join(format!(

@@ -30,7 +30,9 @@ pub struct ComponentInfo {
 /// Refuses files that are not wasm, or core modules, before compiling anything.
 pub(crate) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
-        return Err(Error::NotWasm { path: path.to_path_buf() });
+        return Err(Error::NotWasm {
+            path: path.to_path_buf(),
+        });
     }
     if bytes[4..8] == CORE_MODULE_VERSION {
         return Err(Error::CoreModule {
@@ -43,7 +45,11 @@ pub(crate) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// Describes a compiled component and refuses one that is not an adapter of
 /// a compatible contract version.
-pub(crate) fn check_component(path: &Path, engine: &Engine, component: &Component) -> Result<ComponentInfo, Error> {
+pub(crate) fn check_component(
+    path: &Path,
+    engine: &Engine,
+    component: &Component,
+) -> Result<ComponentInfo, Error> {
     let info = describe(engine, component);
     match &info.contract {
         None => Err(Error::WrongWorld {
@@ -62,8 +68,14 @@ pub(crate) fn check_component(path: &Path, engine: &Engine, component: &Componen
 
 pub(crate) fn describe(engine: &Engine, component: &Component) -> ComponentInfo {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let contract = exports.iter().find_map(|name| {
         let version = name.strip_prefix(ADAPTER_INTERFACE)?;
         // An unversioned export counts as 0.0.0: incompatible, and said so.
@@ -73,8 +85,15 @@ pub(crate) fn describe(engine: &Engine, component: &Component) -> ComponentInfo 
             None => None,
         }
     });
-    let world = contract.as_ref().map(|v| format!("snakepen:adapter/plugin@{v}"));
-    ComponentInfo { contract, world, exports, imports }
+    let world = contract
+        .as_ref()
+        .map(|v| format!("snakepen:adapter/plugin@{v}"));
+    ComponentInfo {
+        contract,
+        world,
+        exports,
+        imports,
+    }
 }
 
 /// Compatible as cargo means it: same major, and for 0.x the same minor.
@@ -102,8 +121,14 @@ mod tests {
     #[test]
     fn text_and_core_modules_are_refused_before_compiling() {
         let path = Path::new("x.wasm");
-        assert!(matches!(check_bytes(path, b"hello world"), Err(Error::NotWasm { .. })));
-        assert!(matches!(check_bytes(path, b"\0asm\x01\0\0\0"), Err(Error::CoreModule { .. })));
+        assert!(matches!(
+            check_bytes(path, b"hello world"),
+            Err(Error::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_bytes(path, b"\0asm\x01\0\0\0"),
+            Err(Error::CoreModule { .. })
+        ));
         assert!(check_bytes(path, b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -31,10 +31,14 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
     let info = contract::describe(engine, &component);
     let refusal = check_component(path, engine, &component)
         .and_then(|_| {
-            runtime.inner().linker.instantiate_pre(&component).map_err(|e| Error::UnsupportedImport {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })
+            runtime
+                .inner()
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| Error::UnsupportedImport {
+                    path: path.to_path_buf(),
+                    message: format!("{e:#}"),
+                })
         })
         .err();
     Ok(Inspection { info, refusal })

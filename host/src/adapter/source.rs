@@ -16,7 +16,8 @@ impl Adapter {
     /// Reads `text` as a user would write it: a path when it contains a path
     /// separator or ends in `.wasm`, else a short name.
     pub fn parse(text: &str) -> Adapter {
-        if text.contains(std::path::MAIN_SEPARATOR) || text.contains('/') || text.ends_with(".wasm") {
+        if text.contains(std::path::MAIN_SEPARATOR) || text.contains('/') || text.ends_with(".wasm")
+        {
             Adapter::Path(PathBuf::from(text))
         } else {
             Adapter::Named(text.to_string())
@@ -78,12 +79,17 @@ pub fn default_plugin_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(dir));
     }
     if let Ok(exe) = std::env::current_exe()
-        && let Some(target) = exe.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target"))
+        && let Some(target) = exe
+            .ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == "target"))
     {
         dirs.push(target.join("plugins"));
     }
     if let Ok(cwd) = std::env::current_dir()
-        && let Some(found) = cwd.ancestors().map(|a| a.join("target").join("plugins")).find(|p| p.is_dir())
+        && let Some(found) = cwd
+            .ancestors()
+            .map(|a| a.join("target").join("plugins"))
+            .find(|p| p.is_dir())
     {
         dirs.push(found);
     }

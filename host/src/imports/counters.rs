@@ -26,7 +26,12 @@ impl Counters {
 
     /// The value of `name`, 0 if it was never added to.
     pub fn get(&self, name: &str) -> u64 {
-        self.values.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0)
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every counter, sorted by name.

@@ -43,7 +43,9 @@ impl CallState {
 
     /// What the adapter wrote to stderr so far (a guest panic message lands here).
     pub(crate) fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim_end().to_string()
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim_end()
+            .to_string()
     }
 }
 

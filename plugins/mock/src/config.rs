@@ -113,7 +113,10 @@ impl Config {
         }
         for (i, rule) in config.failures.iter().enumerate() {
             if rule.every == Some(0) {
-                return Err(refuse(format!("failures[{i}].every"), "must be 1 or more (1 fails every call)"));
+                return Err(refuse(
+                    format!("failures[{i}].every"),
+                    "must be 1 or more (1 fails every call)",
+                ));
             }
             if let Some(rate) = rule.rate
                 && !(0.0..=1.0).contains(&rate)

@@ -45,7 +45,9 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
     let payload: Option<Value> = serde_json::from_slice(&request.payload).ok();
     let canned = find_canned(&config.responses, &request.command, payload.as_ref());
 
-    let latency = canned.and_then(|c| c.latency_ms).unwrap_or(config.latency_ms);
+    let latency = canned
+        .and_then(|c| c.latency_ms)
+        .unwrap_or(config.latency_ms);
     if latency > 0 {
         timers::sleep(latency);
     }
@@ -61,15 +63,24 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
     }
 
     match canned {
-        Some(Canned { error: Some(error), .. }) => Err(error.to_call_error(&request.command)),
-        Some(Canned { response: Some(response), .. }) => Ok(json_response(response)),
+        Some(Canned {
+            error: Some(error), ..
+        }) => Err(error.to_call_error(&request.command)),
+        Some(Canned {
+            response: Some(response),
+            ..
+        }) => Ok(json_response(response)),
         _ => Ok(json_response(&default_response(request, payload))),
     }
 }
 
 /// The entry for this command and exactly this payload, else the entry for
 /// this command with no payload given.
-fn find_canned<'a>(canned: &'a [Canned], command: &str, payload: Option<&Value>) -> Option<&'a Canned> {
+fn find_canned<'a>(
+    canned: &'a [Canned],
+    command: &str,
+    payload: Option<&Value>,
+) -> Option<&'a Canned> {
     let for_command = || canned.iter().filter(move |c| c.command == command);
     for_command()
         .find(|c| c.payload.is_some() && c.payload.as_ref() == payload)
@@ -85,7 +96,9 @@ fn rule_fires(rule: &FailureRule, command: &str, total: u64, per_command: u64) -
         None => total,
     };
     let every = rule.every.is_none_or(|every| n % every == 0);
-    let rate = rule.rate.is_none_or(|rate| unit_interval(rule.seed, n) < rate);
+    let rate = rule
+        .rate
+        .is_none_or(|rate| unit_interval(rule.seed, n) < rate);
     every && rate
 }
 
@@ -131,38 +144,56 @@ fn json_response(value: &Value) -> Response {
 
 impl ErrorSpec {
     fn to_call_error(&self, command: &str) -> CallError {
-        let text = |m: &Option<String>, default: &str| m.clone().unwrap_or_else(|| default.to_string());
+        let text =
+            |m: &Option<String>, default: &str| m.clone().unwrap_or_else(|| default.to_string());
         match self {
-            ErrorSpec::Timeout { message } => CallError::Timeout(text(message, "mock: injected timeout")),
-            ErrorSpec::PoolExhausted { busy, starting, dead, waited_ms } => {
-                CallError::PoolExhausted(snakepen_guest::PoolExhausted {
-                    busy: *busy,
-                    starting: *starting,
-                    dead: *dead,
-                    waited_ms: *waited_ms,
-                })
+            ErrorSpec::Timeout { message } => {
+                CallError::Timeout(text(message, "mock: injected timeout"))
             }
-            ErrorSpec::WorkerCrashed { pid, exit_status, stderr_tail } => {
-                CallError::WorkerCrashed(snakepen_guest::WorkerCrashed {
-                    pid: *pid,
-                    exit_status: text(exit_status, "signal 9 (SIGKILL)"),
-                    stderr_tail: stderr_tail.clone().unwrap_or_default(),
-                })
+            ErrorSpec::PoolExhausted {
+                busy,
+                starting,
+                dead,
+                waited_ms,
+            } => CallError::PoolExhausted(snakepen_guest::PoolExhausted {
+                busy: *busy,
+                starting: *starting,
+                dead: *dead,
+                waited_ms: *waited_ms,
+            }),
+            ErrorSpec::WorkerCrashed {
+                pid,
+                exit_status,
+                stderr_tail,
+            } => CallError::WorkerCrashed(snakepen_guest::WorkerCrashed {
+                pid: *pid,
+                exit_status: text(exit_status, "signal 9 (SIGKILL)"),
+                stderr_tail: stderr_tail.clone().unwrap_or_default(),
+            }),
+            ErrorSpec::PythonException {
+                type_name,
+                message,
+                traceback,
+            } => CallError::PythonException(snakepen_guest::PythonException {
+                type_name: text(type_name, "Exception"),
+                message: text(message, "mock: injected exception"),
+                traceback: traceback.clone().unwrap_or_default(),
+            }),
+            ErrorSpec::BadRequest { message } => {
+                CallError::BadRequest(text(message, "mock: injected bad request"))
             }
-            ErrorSpec::PythonException { type_name, message, traceback } => {
-                CallError::PythonException(snakepen_guest::PythonException {
-                    type_name: text(type_name, "Exception"),
-                    message: text(message, "mock: injected exception"),
-                    traceback: traceback.clone().unwrap_or_default(),
-                })
+            ErrorSpec::NoSuchCommand { message } => {
+                CallError::NoSuchCommand(text(message, command))
             }
-            ErrorSpec::BadRequest { message } => CallError::BadRequest(text(message, "mock: injected bad request")),
-            ErrorSpec::NoSuchCommand { message } => CallError::NoSuchCommand(text(message, command)),
             ErrorSpec::SessionWorkerGone { message } => {
                 CallError::SessionWorkerGone(text(message, "mock: injected session loss"))
             }
-            ErrorSpec::Unavailable { message } => CallError::Unavailable(text(message, "mock: injected unavailability")),
-            ErrorSpec::AdapterFault { message } => CallError::AdapterFault(text(message, "mock: injected fault")),
+            ErrorSpec::Unavailable { message } => {
+                CallError::Unavailable(text(message, "mock: injected unavailability"))
+            }
+            ErrorSpec::AdapterFault { message } => {
+                CallError::AdapterFault(text(message, "mock: injected fault"))
+            }
         }
     }
 }

@@ -15,8 +15,7 @@ wit_bindgen::generate!({
 
 pub use exports::snakepen::adapter::adapter::Guest;
 pub use snakepen::adapter::types::{
-    CallError, ConfigError, Level, PoolExhausted, PythonException, Request, Response,
-    WorkerCrashed,
+    CallError, ConfigError, Level, PoolExhausted, PythonException, Request, Response, WorkerCrashed,
 };
 pub use snakepen::adapter::{counters, log, timers, workers};
 
@@ -31,8 +30,15 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, C
     if !config.trim_start().starts_with('{') {
         return Err(ConfigError {
             field: None,
-            message: "the configuration must be a table of fields (a TOML document or a JSON object)".into(),
+            message:
+                "the configuration must be a table of fields (a TOML document or a JSON object)"
+                    .into(),
         });
+    }
+    // Adapters may parse their configuration on every fresh instance: take
+    // the fast path, and track field paths only to explain a failure.
+    if let Ok(parsed) = serde_json::from_str(config) {
+        return Ok(parsed);
     }
     let mut de = serde_json::Deserializer::from_str(config);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
