@@ -95,6 +95,19 @@ pub enum Error {
     #[error("cannot create the WebAssembly engine: {message}")]
     Engine { message: String },
 
+    /// The worker pool's configuration cannot work.
+    #[error("pool configuration: `{field}` {message}")]
+    PoolConfig { field: String, message: String },
+
+    /// A Python worker could not start; the message says why (a traceback
+    /// for a module that does not import).
+    #[error("{message}")]
+    WorkerStart { module: String, message: String },
+
+    /// The pool was shut down while something waited for it.
+    #[error("the worker pool was shut down; build a new host to run calls again")]
+    PoolClosed,
+
     /// The builder was not told which adapter to run.
     #[error(
         "no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component"

@@ -4,15 +4,22 @@
 use crate::adapter::{self, Adapter, ComponentInfo};
 use crate::bindings::{PluginPre, wit};
 use crate::imports::{CallState, Counters};
-use crate::{AdapterConfig, CallError, Error, Request, Response, Runtime};
+use crate::{
+    AdapterConfig, CallError, Error, Pool, PoolConfig, PoolStatus, Request, Response, Runtime,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 /// How long a call may take when its request sets no deadline.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much longer than its deadline an adapter may take before the host
+/// gives up on it. The pool answers at the deadline itself (with a timeout
+/// that says which worker was killed); this slack lets that answer through.
+const ADAPTER_SLACK: Duration = Duration::from_millis(250);
 
 /// A host: a loaded adapter, its configuration and its counters.
 ///
@@ -32,6 +39,7 @@ struct HostInner {
     config: String,
     counters: Arc<Counters>,
     call_timeout: Duration,
+    pool: Option<Pool>,
 }
 
 /// Builds a [`Host`]: `Host::builder().adapter("mock").config(…).build().await`.
@@ -42,6 +50,7 @@ pub struct HostBuilder {
     config: AdapterConfig,
     plugin_dirs: Vec<PathBuf>,
     call_timeout: Option<Duration>,
+    pool: Option<PoolConfig>,
 }
 
 impl HostBuilder {
@@ -76,6 +85,13 @@ impl HostBuilder {
         self
     }
 
+    /// Python workers for the adapter's `workers` import (the python-bridge
+    /// adapter needs them). Without a pool, a pool call is `unavailable`.
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
     /// Loads, checks and compiles the adapter, and has it accept its
     /// configuration once, so that a bad adapter or configuration fails here
     /// and not at the first call.
@@ -106,7 +122,7 @@ impl HostBuilder {
         })?;
         let config = self.config.to_json_text()?;
 
-        let host = Host {
+        let mut host = Host {
             inner: Arc::new(HostInner {
                 runtime,
                 name,
@@ -116,9 +132,17 @@ impl HostBuilder {
                 config,
                 counters: Arc::new(Counters::default()),
                 call_timeout: self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+                pool: None,
             }),
         };
         host.check_config().await?;
+        // Workers start only for an adapter that accepted its configuration.
+        if let Some(pool) = self.pool {
+            let pool = Pool::start(pool)?;
+            Arc::get_mut(&mut host.inner)
+                .expect("the host is not shared yet")
+                .pool = Some(pool);
+        }
         Ok(host)
     }
 }
@@ -136,12 +160,42 @@ impl Host {
     /// returned future at any point cancels the call and frees its instance.
     pub async fn call(&self, request: Request) -> Result<Response, CallError> {
         let deadline = request.deadline.unwrap_or(self.inner.call_timeout);
-        match tokio::time::timeout(deadline, self.run(&request)).await {
+        let due = Instant::now() + deadline;
+        match tokio::time::timeout(deadline + ADAPTER_SLACK, self.run(&request, due)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(format!(
                 "adapter `{}` did not answer `{}` within {deadline:?}; give the request a longer deadline if it needs one",
                 self.inner.name, request.command
             ))),
+        }
+    }
+
+    /// Waits until every Python worker passed its readiness handshake
+    /// (at once for a host without a pool). Fails with the reason, and the
+    /// traceback, when workers cannot start.
+    pub async fn ready(&self) -> Result<(), Error> {
+        match &self.inner.pool {
+            Some(pool) => pool.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The worker pool, when the host has one.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.inner.pool.as_ref()
+    }
+
+    /// The pool's counters (`None` for a host without a pool).
+    pub fn status(&self) -> Option<PoolStatus> {
+        self.inner.pool.as_ref().map(Pool::status)
+    }
+
+    /// Stops taking calls, lets calls in flight finish within the pool's
+    /// `shutdown_grace`, then stops every worker and waits until they are gone.
+    /// (Dropping the last clone of a host kills its workers without waiting.)
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.inner.pool {
+            pool.shutdown().await;
         }
     }
 
@@ -175,7 +229,8 @@ impl Host {
             adapter: self.inner.name.to_string(),
             message: format!("{e:#}"),
         };
-        let mut instance = self.instantiate().await.map_err(instance_error)?;
+        let due = Instant::now() + self.inner.call_timeout;
+        let mut instance = self.instantiate(due).await.map_err(instance_error)?;
         let refusal = instance
             .configure(&self.inner.config)
             .await
@@ -187,8 +242,11 @@ impl Host {
         })
     }
 
-    async fn run(&self, request: &Request) -> Result<Response, CallError> {
-        let mut instance = self.instantiate().await.map_err(|e| self.fault(e, None))?;
+    async fn run(&self, request: &Request, due: Instant) -> Result<Response, CallError> {
+        let mut instance = self
+            .instantiate(due)
+            .await
+            .map_err(|e| self.fault(e, None))?;
         match instance.configure(&self.inner.config).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -213,7 +271,7 @@ impl Host {
     }
 
     /// A fresh instance in a fresh store, holding one of the runtime's instance slots.
-    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+    async fn instantiate(&self, due: Instant) -> wasmtime::Result<Instance> {
         let inner = self.inner.runtime.inner();
         let slot = Arc::clone(&inner.instance_slots)
             .acquire_owned()
@@ -222,6 +280,8 @@ impl Host {
         let state = CallState::new(
             Arc::clone(&self.inner.name),
             Arc::clone(&self.inner.counters),
+            self.inner.pool.clone(),
+            due,
         );
         let mut store = Store::new(&inner.engine, state);
         // Yield to the executor at every epoch tick: a spinning adapter never

@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod host;
 mod imports;
+pub mod pool;
 mod runtime;
 
 pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
@@ -37,4 +38,5 @@ pub use config::AdapterConfig;
 pub use error::{CallError, Error};
 pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
+pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus};
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -45,3 +45,92 @@ pub async fn mock_on(runtime: &Runtime, config: serde_json::Value) -> Host {
         .await
         .expect("the mock accepts this configuration")
 }
+
+/// A test Python module from tests/python, such as `handlers`.
+pub fn python_module(name: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python");
+    let dir = dir.canonicalize().expect("tests/python exists");
+    dir.join(format!("{name}.py")).display().to_string()
+}
+
+/// A host running the python-bridge adapter on `size` workers of the test
+/// module `module`, with `tune` applied to the pool's settings. Not yet ready.
+pub async fn python_host(
+    module: &str,
+    size: usize,
+    tune: impl FnOnce(&mut snakepen::PoolSettings),
+) -> Host {
+    let mut pool = snakepen::PoolConfig::new(python_module(module)).size(size);
+    tune(&mut pool.settings);
+    Host::builder()
+        .adapter(plugin("python-bridge"))
+        .pool(pool)
+        .build()
+        .await
+        .expect("the python-bridge host builds")
+}
+
+/// A ready host of `size` workers serving tests/python/handlers.py.
+pub async fn handlers(size: usize) -> Host {
+    let host = python_host("handlers", size, |_| {}).await;
+    within(60, host.ready()).await.expect("the workers start");
+    host
+}
+
+/// Awaits `future`, failing the test if it hangs for `seconds`: a bound on
+/// hangs only, never a performance assertion.
+pub async fn within<F: std::future::Future>(seconds: u64, future: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(seconds), future)
+        .await
+        .unwrap_or_else(|_| panic!("did not finish within {seconds} s"))
+}
+
+/// Whether a process is still running (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Sends SIGKILL to a process.
+pub fn kill9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid} failed");
+}
+
+/// Waits until the pool's status satisfies `ok` (checked at every change).
+pub async fn status_until(
+    host: &Host,
+    ok: impl Fn(&snakepen::PoolStatus) -> bool,
+) -> snakepen::PoolStatus {
+    let pool = host.pool().expect("the host has a pool");
+    within(30, async {
+        loop {
+            let mut changes = pool.subscribe();
+            let status = pool.status();
+            if ok(&status) {
+                return status;
+            }
+            let _ = changes.changed().await;
+        }
+    })
+    .await
+}
+
+/// Waits (up to 30 s) until none of `pids` runs. A process that is not our
+/// child gives no event to await, so this looks every few milliseconds.
+pub async fn until_dead(pids: &[u32]) {
+    within(30, async {
+        while pids.iter().any(|&pid| alive(pid)) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}

@@ -8,7 +8,9 @@ mod workers;
 
 pub use counters::Counters;
 
+use crate::Pool;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
@@ -24,10 +26,18 @@ pub(crate) struct CallState {
     stderr: MemoryOutputPipe,
     adapter: Arc<str>,
     counters: Arc<Counters>,
+    pool: Option<Pool>,
+    /// When the call this instance serves must be answered.
+    deadline: Instant,
 }
 
 impl CallState {
-    pub(crate) fn new(adapter: Arc<str>, counters: Arc<Counters>) -> CallState {
+    pub(crate) fn new(
+        adapter: Arc<str>,
+        counters: Arc<Counters>,
+        pool: Option<Pool>,
+        deadline: Instant,
+    ) -> CallState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // No arguments, environment, preopened directories, network or stdin:
         // an adapter reaches only what the contract imports.
@@ -38,6 +48,8 @@ impl CallState {
             stderr,
             adapter,
             counters,
+            pool,
+            deadline,
         }
     }
 

@@ -1,18 +1,36 @@
-//! `snakepen:adapter/workers`: the pool of Python workers.
+//! `snakepen:adapter/workers`: the host's pool of Python workers.
 //!
-//! This host has no worker pool yet, so every call is answered with
-//! `unavailable` and a sentence that says so.
+//! A request's own deadline counts only within the call's: an adapter can
+//! shorten the time a worker gets, never extend it.
 
 use super::CallState;
 use crate::bindings::snakepen::adapter::workers::Host;
 use crate::bindings::wit;
+use std::time::{Duration, Instant};
 
 impl Host for CallState {
     async fn call(&mut self, request: wit::Request) -> Result<wit::Response, wit::CallError> {
-        Err(wit::CallError::Unavailable(format!(
-            "adapter `{}` asked the worker pool to run `{}`, but this host has no worker pool: \
-             use an adapter that does not need Python (such as mock), or a snakepen with a pool",
-            self.adapter, request.command
-        )))
+        let Some(pool) = &self.pool else {
+            return Err(wit::CallError::Unavailable(format!(
+                "adapter `{}` asked the worker pool to run `{}`, but this host has no worker pool: \
+                 give the host a Python module (HostBuilder::pool, or --module on the command line)",
+                self.adapter, request.command
+            )));
+        };
+        let deadline = match request.deadline_ms {
+            Some(ms) => self
+                .deadline
+                .min(Instant::now() + Duration::from_millis(ms)),
+            None => self.deadline,
+        };
+        pool.call(
+            &request.command,
+            request.session.as_deref(),
+            &request.payload,
+            deadline,
+        )
+        .await
+        .map(Into::into)
+        .map_err(Into::into)
     }
 }

@@ -1,9 +1,13 @@
-//! The `snakepen` command line: run one call through an adapter, or inspect
-//! an adapter component. Every flag is defined and documented here.
+//! The `snakepen` command line: run one call or a file of calls through an
+//! adapter, or inspect an adapter component. Every flag is defined and
+//! documented here.
+
+mod progress;
+mod run;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use snakepen::{Adapter, AdapterConfig, Host, Request, Runtime};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use snakepen::{Adapter, AdapterConfig, Affinity, Host, PoolConfig, Request, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use std::time::Duration;
     name = "snakepen",
     version,
     about = "Run Python workers behind sandboxed WebAssembly adapters",
-    after_help = "Exit status: 0 on success, 1 when the call returned an error, 2 on bad usage, 3 when the adapter could not be loaded or configured."
+    after_help = "Exit status: 0 on success, 1 when the call returned an error, 2 on bad usage, 3 when the adapter could not be loaded or configured or its Python workers could not start."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,19 +47,102 @@ struct Cli {
 enum Command {
     /// Send one request through an adapter and print the response payload as JSON on stdout.
     Call(CallArgs),
+    /// Run a file of requests (JSON lines) concurrently and print a summary.
+    Run(run::RunArgs),
     /// Show which contract version and world a component implements, and what it imports.
     Inspect(InspectArgs),
 }
 
+/// What a host runs: its adapter and, when given a module, its Python workers.
 #[derive(Args)]
-struct CallArgs {
+struct HostArgs {
     /// The adapter: a short name found in the plugin directories (such as `mock`) or a path to a .wasm component.
+    /// Default: `python-bridge` when --module is given.
     #[arg(long, short)]
-    adapter: String,
+    adapter: Option<String>,
 
     /// The adapter's configuration: a TOML file (*.toml) or a JSON file.
     #[arg(long, value_name = "FILE")]
     adapter_config: Option<PathBuf>,
+
+    /// The Python module the workers serve: a file (handlers.py) or a dotted name (app.handlers).
+    #[arg(long, short, value_name = "MODULE")]
+    module: Option<String>,
+
+    /// How many Python workers to run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pool_size: usize,
+
+    /// The Python interpreter for the workers.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "python3",
+        env = "SNAKEPEN_PYTHON"
+    )]
+    python: PathBuf,
+
+    /// How calls of one session find their worker: `hint` prefers the session's worker, `strict` requires it.
+    #[arg(long, value_enum, default_value_t = AffinityArg::Hint)]
+    affinity: AffinityArg,
+
+    /// How long a session stays bound to its worker after its last call, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    session_ttl_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AffinityArg {
+    Hint,
+    Strict,
+}
+
+impl HostArgs {
+    /// Builds the host and waits for its workers, showing their progress on stderr.
+    async fn build(&self, runtime: &Runtime, plugin_dirs: &[PathBuf]) -> Result<Host, Failure> {
+        let adapter = match (&self.adapter, &self.module) {
+            (Some(adapter), _) => adapter.clone(),
+            (None, Some(_)) => "python-bridge".to_string(),
+            (None, None) => {
+                return Err(Failure::Usage(
+                    "say which adapter to run with --adapter NAME (such as mock), or give Python handlers with --module FILE".into(),
+                ));
+            }
+        };
+        let mut builder = Host::builder()
+            .runtime(runtime)
+            .adapter(Adapter::parse(&adapter));
+        for dir in plugin_dirs {
+            builder = builder.plugin_dir(dir);
+        }
+        if let Some(file) = &self.adapter_config {
+            builder = builder.config(AdapterConfig::file(file));
+        }
+        if let Some(module) = &self.module {
+            let mut pool = PoolConfig::new(module.clone())
+                .size(self.pool_size)
+                .python(&self.python);
+            pool.settings.affinity = match self.affinity {
+                AffinityArg::Hint => Affinity::Hint,
+                AffinityArg::Strict => Affinity::Strict,
+            };
+            if let Some(ms) = self.session_ttl_ms {
+                pool.settings.session_ttl = Duration::from_millis(ms);
+            }
+            builder = builder.pool(pool);
+        }
+        let host = builder.build().await?;
+        if let Some(pool) = host.pool() {
+            progress::wait_ready(pool).await?;
+        }
+        Ok(host)
+    }
+}
+
+#[derive(Args)]
+struct CallArgs {
+    #[command(flatten)]
+    host: HostArgs,
 
     /// Run the call in this session (calls of one session prefer one worker).
     #[arg(long)]
@@ -89,6 +176,7 @@ struct InspectArgs {
 /// Errors that are the user's to fix, with the exit status they map to.
 enum Failure {
     Call(snakepen::CallError),
+    Usage(String),
     Setup(anyhow::Error),
 }
 
@@ -129,6 +217,10 @@ fn main() -> ExitCode {
             eprintln!("error: {}: {e}", e.kind());
             ExitCode::from(1)
         }
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(Failure::Setup(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)
@@ -144,6 +236,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Call(args) => call(&runtime, &cli.plugin_dir, args).await,
+        Command::Run(args) => run::run(&runtime, &cli.plugin_dir, args).await,
         Command::Inspect(args) => inspect(&runtime, &cli.plugin_dir, args),
     }
 }
@@ -157,21 +250,14 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
         }
         None => Vec::new(),
     };
-    let mut builder = Host::builder()
-        .runtime(runtime)
-        .adapter(Adapter::parse(&args.adapter));
-    for dir in plugin_dirs {
-        builder = builder.plugin_dir(dir);
-    }
-    if let Some(file) = args.adapter_config {
-        builder = builder.config(AdapterConfig::file(file));
-    }
-    let host = builder.build().await?;
+    let host = args.host.build(runtime, plugin_dirs).await?;
 
     let mut request = Request::new(args.command, payload);
     request.session = args.session;
     request.deadline = args.deadline_ms.map(Duration::from_millis);
-    let response = host.call(request).await.map_err(Failure::Call)?;
+    let result = host.call(request).await;
+    host.shutdown().await;
+    let response = result.map_err(Failure::Call)?;
 
     let payload: serde_json::Value = match response.json() {
         Ok(value) => value,

@@ -1,0 +1,297 @@
+"""The worker side of snakepen: one long-lived Python process serving calls.
+
+Standard library only; Python 3.9+. The host starts it as
+
+    python -I -u -c <this file> --module handlers.py [--path DIR]...
+
+with a connected socket on file descriptor 3 (the protocol) and pipes on
+0/1/2, so that print() in user code reaches the host's log and never the
+protocol.
+
+Protocol, both directions: frames of
+    u32 big-endian header length, u32 big-endian body length,
+    header (a JSON object, UTF-8), body (bytes).
+host -> worker: header {"id": n, "command": name}, body = the payload
+                (JSON; empty means no arguments)
+worker -> host: first a handshake {"kind": "ready", ...} or
+                {"kind": "failed", "error": {...}}; then one reply per
+                request, {"id": n, "ok": true} with the result as JSON in
+                the body, or {"id": n, "ok": false, "error": {...}}.
+The worker exits when the host closes its end of the socket, or when the
+host goes away while a call is running (a watcher thread sees the hang-up).
+"""
+
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+
+PROTOCOL_FD = 3
+FRAME = struct.Struct(">II")
+MAX_FRAME_BYTES = 1 << 30
+BUILTINS = ("ping", "info")
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def main(argv):
+    if sys.version_info < (3, 9):
+        sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
+        return 2
+    module_name, paths = parse_args(argv)
+    sock = socket.socket(fileno=PROTOCOL_FD)
+    watch_for_host_exit(sock.fileno())
+    reader = sock.makefile("rb", buffering=1 << 16)
+    started = time.monotonic()
+    try:
+        module, handlers = load_module(module_name, paths)
+    except BaseException as exc:  # the host reports it; nothing else to do here
+        send(sock, {"kind": "failed", "error": import_error(module_name, exc)})
+        return 1
+    shadowed = sorted(name for name in BUILTINS if name in handlers)
+    for name in BUILTINS:
+        handlers.pop(name, None)
+    send(sock, {
+        "kind": "ready",
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "executable": sys.executable,
+        "module": module.__name__,
+        "file": getattr(module, "__file__", None),
+        "functions": sorted(handlers),
+        "shadowed": shadowed,
+    })
+    serve(sock, reader, module, handlers, started)
+    return 0
+
+
+def parse_args(argv):
+    module_name, paths = None, []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--module":
+            module_name = next(it)
+        elif arg == "--path":
+            paths.append(next(it))
+        else:
+            raise SystemExit("snakepen worker: unknown argument %r" % arg)
+    if not module_name:
+        raise SystemExit("snakepen worker: --module is required")
+    return module_name, paths
+
+
+def watch_for_host_exit(fd):
+    """Exit at once when the host's end of the socket closes, even while
+    user code is busy: a worker never outlives its host."""
+    def watch():
+        poller = select.poll()
+        poller.register(fd, 0)  # no events asked for: wakes on hang-up only
+        while True:
+            for _, event in poller.poll():
+                if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os._exit(0)
+
+    threading.Thread(target=watch, name="snakepen-lifeline", daemon=True).start()
+
+
+def load_module(name, paths):
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        import importlib.util
+
+        path = os.path.abspath(name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError("no such file: %s" % path)
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)  # so the module can import its neighbours
+        mod_name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    else:
+        import importlib
+
+        module = importlib.import_module(name)
+    return module, public_functions(module)
+
+
+def public_functions(module):
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+    found = {}
+    for name in names:
+        value = getattr(module, name, None)
+        if callable(value) and not isinstance(value, type) and not isinstance(value, type(sys)):
+            found[name] = value
+    return found
+
+
+def import_error(module_name, exc):
+    import traceback
+
+    return {
+        "kind": "python-exception",
+        "type": type_name(exc),
+        "message": "cannot import %s: %s" % (module_name, exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def serve(sock, reader, module, handlers, started):
+    served = 0
+    encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+    while True:
+        frame = read_frame(reader)
+        if frame is None:
+            return
+        header, body = frame
+        served += 1
+        rid = header.get("id")
+        command = header.get("command", "")
+        if command == "ping":
+            reply_ok(sock, rid, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served}))
+            continue
+        if command == "info":
+            reply_ok(sock, rid, encode(info(module, handlers, served, started)))
+            continue
+        fn = handlers.get(command)
+        if fn is None:
+            reply_error(sock, rid, {
+                "kind": "no-such-command",
+                "message": "%s has no function %r; it has: %s" % (
+                    module.__name__, command, ", ".join(sorted(handlers)) or "none"),
+            })
+            continue
+        try:
+            args, kwargs = arguments(body)
+        except ValueError as exc:
+            reply_error(sock, rid, {"kind": "bad-request", "message": "the payload of %r is not valid JSON: %s" % (command, exc)})
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # SystemExit too: a handler must not end the worker
+            error = call_error(command, fn, args, kwargs, exc)
+            reply_error(sock, rid, error)
+            continue
+        try:
+            encoded = encode(result)
+        except (TypeError, ValueError) as exc:
+            reply_error(sock, rid, {
+                "kind": "python-exception",
+                "type": "TypeError",
+                "message": "%s returned a value JSON cannot encode (a %s): %s. Return dicts, lists, str, int, float, bool or None" % (
+                    command, type_name(result), exc),
+                "traceback": "",
+            })
+            continue
+        reply_ok(sock, rid, encoded)
+
+
+def arguments(body):
+    if not body:
+        return (), {}
+    value = json.loads(body)
+    if isinstance(value, dict):
+        return (), value
+    if isinstance(value, list):
+        return value, {}
+    return (value,), {}
+
+
+def call_error(command, fn, args, kwargs, exc):
+    if isinstance(exc, TypeError) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+        # Raised by the call itself, not inside the function: the payload
+        # does not fit the signature.
+        import inspect
+
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as why:
+            try:
+                signature = "%s%s" % (command, inspect.signature(fn))
+            except (TypeError, ValueError):
+                signature = command
+            return {"kind": "bad-request", "message": "the payload does not fit %s: %s" % (signature, why)}
+        except ValueError:
+            pass
+    import traceback
+
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None  # skip this file's frame
+    return {
+        "kind": "python-exception",
+        "type": type_name(exc),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+    }
+
+
+def type_name(value):
+    cls = value if isinstance(value, type) else type(value)
+    if cls.__module__ in ("builtins", "__main__"):
+        return cls.__qualname__
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
+
+
+def info(module, handlers, served, started):
+    return {
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "module": module.__name__,
+        "functions": sorted(handlers),
+        "rss_bytes": rss_bytes(),
+        "requests": served,
+        "uptime_s": round(time.monotonic() - started, 3),
+    }
+
+
+def rss_bytes():
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def read_frame(reader):
+    head = reader.read(FRAME.size)
+    if not head:
+        return None
+    if len(head) < FRAME.size:
+        raise ProtocolError("the host closed the socket inside a frame")
+    header_len, body_len = FRAME.unpack(head)
+    if header_len + body_len > MAX_FRAME_BYTES:
+        raise ProtocolError("frame of %d bytes is over the limit" % (header_len + body_len))
+    data = reader.read(header_len + body_len)
+    if len(data) < header_len + body_len:
+        raise ProtocolError("the host closed the socket inside a frame")
+    return json.loads(data[:header_len]), data[header_len:]
+
+
+def send(sock, header, body=b""):
+    head = json.dumps(header, separators=(",", ":")).encode()
+    sock.sendall(FRAME.pack(len(head), len(body)) + head + body)
+
+
+def reply_ok(sock, rid, encoded):
+    send(sock, {"id": rid, "ok": True}, encoded.encode())
+
+
+def reply_error(sock, rid, error):
+    send(sock, {"id": rid, "ok": False, "error": error})
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

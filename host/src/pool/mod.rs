@@ -1,0 +1,260 @@
+//! The pool of long-lived Python workers behind a host's `workers` import.
+//!
+//! `config` says what runs, `worker` is one process and its protocol,
+//! `slot` keeps one worker alive, `state` moves workers between callers and
+//! `status` reports it. Dropping the last handle of a pool kills its
+//! workers; [`Pool::shutdown`] drains them first.
+
+mod config;
+mod protocol;
+mod slot;
+mod state;
+mod status;
+mod worker;
+
+pub use config::{Affinity, PoolConfig, PoolSettings};
+pub use protocol::Hello;
+pub use status::PoolStatus;
+
+use crate::{CallError, Error, Response};
+use state::{Core, Job};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running pool of Python workers. Clones share the pool; when the last
+/// clone is dropped, every worker is killed.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Owner>,
+}
+
+/// Owns the pool's tasks and processes; its drop is the pool's end.
+struct Owner {
+    core: Arc<Core>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts every worker at once (they become ready in the background;
+    /// [`Pool::ready`] waits for them). Must be called inside a tokio runtime.
+    pub fn start(config: PoolConfig) -> Result<Pool, Error> {
+        if config.size == 0 {
+            return Err(Error::PoolConfig {
+                field: "size".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        if config.module.trim().is_empty() {
+            return Err(Error::PoolConfig {
+                field: "module".into(),
+                message: "name the Python module to serve, as a file (handlers.py) or a dotted name (app.handlers)".into(),
+            });
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::PoolConfig {
+            field: "runtime".into(),
+            message: "a pool must be started inside a tokio runtime".into(),
+        })?;
+        let (core, receivers) = Core::new(config);
+        let mut tasks: Vec<JoinHandle<()>> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(index, jobs)| handle.spawn(slot::run(Arc::clone(&core), index, jobs)))
+            .collect();
+        tasks.push(handle.spawn(sweep_sessions(Arc::clone(&core))));
+        Ok(Pool {
+            inner: Arc::new(Owner {
+                core,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    /// Runs `command` with `payload` on a worker (the session's first, by
+    /// the affinity mode) and waits for its reply until `deadline`.
+    ///
+    /// Dropping the returned future at any point loses no worker: a request
+    /// not yet sent gives its worker back, one already sent is drained.
+    pub async fn call(
+        &self,
+        command: &str,
+        session: Option<&str>,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Response, CallError> {
+        let core = &self.inner.core;
+        let mut job_payload = payload.to_vec();
+        loop {
+            let lease = core.checkout(session, deadline).await?;
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                command: command.to_string(),
+                payload: job_payload,
+                deadline,
+                reply,
+            };
+            match core.dispatch(lease, job) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(CallError::Unavailable(
+                            "the worker's task ended without answering: the host is shutting down"
+                                .into(),
+                        ))
+                    });
+                }
+                // Its worker died between checkout and dispatch: check out another.
+                Err(job) => job_payload = job.payload,
+            }
+        }
+    }
+
+    /// Waits until every worker has passed its handshake. Fails as soon as
+    /// a worker cannot start (the module does not import, Python is
+    /// missing), with the reason and the traceback.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.wait_ready(|_| {}).await
+    }
+
+    /// [`Pool::ready`], calling `progress` with the status at every change.
+    pub async fn wait_ready(&self, mut progress: impl FnMut(&PoolStatus)) -> Result<(), Error> {
+        let core = &self.inner.core;
+        let mut changes = core.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let status = core.status();
+            progress(&status);
+            if let Some(failure) = core.start_failure() {
+                return Err(Error::WorkerStart {
+                    module: core.config.module.clone(),
+                    message: failure.describe(&core.config.module),
+                });
+            }
+            if status.all_ready() {
+                return Ok(());
+            }
+            if status.stopped > 0 {
+                return Err(Error::PoolClosed);
+            }
+            if changes.changed().await.is_err() {
+                return Err(Error::PoolClosed);
+            }
+        }
+    }
+
+    /// Waits until no call is in flight or queued and every worker is idle,
+    /// or `timeout` passes; returns the last status either way.
+    pub async fn settle(&self, timeout: Duration) -> PoolStatus {
+        let core = &self.inner.core;
+        let mut changes = core.subscribe();
+        let wait = async {
+            loop {
+                changes.borrow_and_update();
+                let status = core.status();
+                if status.all_idle() || changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        core.status()
+    }
+
+    /// A receiver that sees every change of the pool's state (a worker
+    /// started, checked out, returned or ended; a call queued). Subscribe,
+    /// then read [`Pool::status`], then await `changed()`: no change is missed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.core.subscribe()
+    }
+
+    /// The pool's counters now.
+    pub fn status(&self) -> PoolStatus {
+        self.inner.core.status()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> PoolSettings {
+        self.inner.core.settings()
+    }
+
+    /// Changes settings while the pool runs; each takes effect at its next use.
+    pub fn update_settings(&self, f: impl FnOnce(&mut PoolSettings)) {
+        self.inner.core.update_settings(f);
+    }
+
+    /// The module the workers serve.
+    pub fn module(&self) -> &str {
+        &self.inner.core.config.module
+    }
+
+    /// The process ids of the workers running now.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.inner.core.live_pids()
+    }
+
+    /// Stops taking calls, lets calls in flight finish within the
+    /// `shutdown_grace` setting, then stops every worker (closing its
+    /// socket, then SIGTERM, then SIGKILL of its process group) and waits
+    /// until they are gone.
+    pub async fn shutdown(&self) {
+        let core = &self.inner.core;
+        core.begin_closing();
+        let grace = core.settings().shutdown_grace;
+        let mut changes = core.subscribe();
+        let drained = async {
+            loop {
+                changes.borrow_and_update();
+                if core.status().busy == 0 || changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, drained).await;
+        core.close();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // No await here: kill what runs now, and let the tasks end their own way.
+        self.core.close();
+        for pid in self.core.live_pids() {
+            worker::kill_group(pid, libc::SIGKILL);
+        }
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("module", &self.module())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// Forgets expired sessions, at half the TTL (read at each round).
+async fn sweep_sessions(core: Arc<Core>) {
+    let mut closed = core.closed_signal();
+    loop {
+        let every = (core.settings().session_ttl / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(30));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => { core.sweep_sessions(); }
+            _ = closed.wait_for(|c| *c) => return,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The frames on a worker's socket (see `host/python/snakepen_worker.py`):
+//! `u32` header length, `u32` body length (both big-endian), a JSON header
+//! and the body bytes. Payloads travel as the body, so the host never
+//! parses or re-encodes them.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The worker closed its end (it exited, or is exiting).
+    Closed,
+    /// The worker sent something that is not a frame of this protocol.
+    Invalid(String),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe => FrameError::Closed,
+            _ => FrameError::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// A request frame: the header, then the payload as the body.
+pub(crate) fn encode_request(id: u64, command: &str, payload: &[u8]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        id: u64,
+        command: &'a str,
+    }
+    let header = serde_json::to_vec(&Header { id, command }).expect("the header serializes");
+    let mut frame = Vec::with_capacity(8 + header.len() + payload.len());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Reads one frame, refusing one larger than `max_bytes` before reading it.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, Vec<u8>), FrameError> {
+    let mut lengths = [0u8; 8];
+    reader.read_exact(&mut lengths).await?;
+    let header_len = u32::from_be_bytes(lengths[..4].try_into().unwrap()) as usize;
+    let body_len = u32::from_be_bytes(lengths[4..].try_into().unwrap()) as usize;
+    if header_len.saturating_add(body_len) > max_bytes {
+        return Err(FrameError::Invalid(format!(
+            "the worker sent a frame of {} bytes, over the limit of {max_bytes} (max_frame_bytes)",
+            header_len + body_len
+        )));
+    }
+    let mut header = vec![0; header_len];
+    reader.read_exact(&mut header).await?;
+    let mut body = vec![0; body_len];
+    reader.read_exact(&mut body).await?;
+    Ok((header, body))
+}
+
+/// The worker's first frame.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(crate) enum Handshake {
+    Ready(Hello),
+    Failed { error: ErrorBody },
+}
+
+/// What a worker says about itself once its module is imported.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Hello {
+    /// The worker's process id.
+    pub pid: u32,
+    /// The Python version, such as `3.11.7`.
+    pub python: String,
+    /// The module's name.
+    pub module: String,
+    /// The module's file, when it has one.
+    pub file: Option<String>,
+    /// The functions a request may name.
+    pub functions: Vec<String>,
+    /// Module functions hidden by the built-ins `ping` and `info`.
+    #[serde(default)]
+    pub shadowed: Vec<String>,
+}
+
+/// The header of a reply.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReplyHeader {
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<ErrorBody>,
+}
+
+/// An error as the worker reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub kind: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+impl ErrorBody {
+    pub(crate) fn into_call_error(self) -> crate::CallError {
+        use crate::CallError;
+        match self.kind.as_str() {
+            "python-exception" => CallError::PythonException {
+                type_name: self.type_name.unwrap_or_else(|| "Exception".into()),
+                message: self.message,
+                traceback: self.traceback.unwrap_or_default(),
+            },
+            "bad-request" => CallError::BadRequest(self.message),
+            "no-such-command" => CallError::NoSuchCommand(self.message),
+            other => CallError::AdapterFault(format!(
+                "the worker answered with an error of unknown kind `{other}`: {}",
+                self.message
+            )),
+        }
+    }
+}

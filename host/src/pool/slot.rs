@@ -1,0 +1,252 @@
+//! One slot of the pool: a task that keeps one worker alive. It starts the
+//! worker, serves the requests leased to it, pings it when idle, recycles
+//! it, replaces it when it dies (with backoff when it dies young), and stops
+//! it when the pool closes.
+
+use super::config::PoolSettings;
+use super::state::{Core, Ended, Job};
+use super::worker::{CallFailure, Worker};
+use crate::{CallError, Response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// A worker that dies sooner than this after its start counts as a failed
+/// start for the restart backoff: a module that crashes at once must not
+/// turn into a respawn storm.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
+
+/// Why a worker's service ended.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    Crashed,
+    TimedOut,
+    DiedIdle(String),
+    Unhealthy(String),
+    Recycle(String),
+}
+
+impl End {
+    fn describe(&self) -> String {
+        match self {
+            End::Shutdown => "the pool shut down".into(),
+            End::Crashed => "it died or broke the protocol during a call".into(),
+            End::TimedOut => "a call ran past its deadline".into(),
+            End::DiedIdle(status) => format!("it died while idle ({status})"),
+            End::Unhealthy(why) => format!("it is unhealthy: {why}"),
+            End::Recycle(why) => format!("recycled: it {why}"),
+        }
+    }
+}
+
+pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<Job>) {
+    let mut closed = core.closed_signal();
+    let mut failures: u32 = 0;
+    while !core.is_closed() {
+        core.starting(index);
+        let settings = core.settings();
+        let id = core.next_worker_id();
+        let started = tokio::select! {
+            started = Worker::start(&core.config, &settings, id) => started,
+            _ = until_closed(&mut closed) => break,
+        };
+        let mut worker = match started {
+            Ok(worker) => worker,
+            Err(failure) => {
+                failures += 1;
+                tracing::warn!(
+                    slot = index,
+                    failures,
+                    "{}",
+                    failure.describe(&core.config.module)
+                );
+                core.start_failed(index, failure);
+                if !pause(&settings, failures, &mut closed).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        tracing::debug!(
+            slot = index,
+            worker = id,
+            pid = worker.pid(),
+            "worker ready"
+        );
+        core.ready(index, worker.id, worker.pid());
+        let end = serve(&core, index, &mut worker, &mut jobs, &mut closed).await;
+        let counted = match &end {
+            End::Shutdown => Ended::Shutdown,
+            End::Recycle(_) => Ended::Recycle,
+            _ => Ended::Restart,
+        };
+        match &end {
+            End::Shutdown => {}
+            End::Recycle(why) => {
+                tracing::info!(
+                    slot = index,
+                    pid = worker.pid(),
+                    "recycling worker: it {why}"
+                )
+            }
+            other => {
+                tracing::warn!(
+                    slot = index,
+                    pid = worker.pid(),
+                    "replacing worker: {}",
+                    other.describe()
+                )
+            }
+        }
+        core.ended(index, worker.id, counted);
+        // Anything still queued was sent to the worker that just ended.
+        while let Ok(job) = jobs.try_recv() {
+            let _ = job.reply.send(Err(CallError::WorkerCrashed {
+                pid: worker.pid(),
+                exit_status: format!("it ended before the call reached it: {}", end.describe()),
+                stderr_tail: String::new(),
+            }));
+        }
+        let settings = core.settings();
+        worker.stop(settings.kill_grace).await;
+        if matches!(end, End::Shutdown) {
+            break;
+        }
+        let died_young = worker.started.elapsed() < HEALTHY_UPTIME
+            && !matches!(end, End::Recycle(_) | End::TimedOut);
+        failures = if died_young { failures + 1 } else { 0 };
+        if failures > 0 && !pause(&settings, failures, &mut closed).await {
+            break;
+        }
+    }
+    core.stopped(index);
+}
+
+/// Waits out the restart backoff; false when the pool closed meanwhile.
+async fn pause(settings: &PoolSettings, failures: u32, closed: &mut watch::Receiver<bool>) -> bool {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    let delay = settings
+        .restart_backoff
+        .saturating_mul(factor)
+        .min(settings.restart_backoff_max);
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = until_closed(closed) => false,
+    }
+}
+
+async fn serve(
+    core: &Arc<Core>,
+    index: usize,
+    worker: &mut Worker,
+    jobs: &mut mpsc::Receiver<Job>,
+    closed: &mut watch::Receiver<bool>,
+) -> End {
+    loop {
+        let settings = core.settings();
+        let idle_for = settings.health_interval.unwrap_or(Duration::MAX);
+        tokio::select! {
+            biased;
+            _ = until_closed(closed) => return End::Shutdown,
+            job = jobs.recv() => {
+                let Some(job) = job else { return End::Shutdown };
+                let (reply, answer) = match run_job(worker, job, &settings, closed).await {
+                    Ok(done) => done,
+                    Err(end) => return end,
+                };
+                // Back in the queue before the caller hears back, so that its
+                // next call (same session, or just sequential) finds this worker idle.
+                let recycle = recycle_reason(worker, &settings);
+                if recycle.is_none() {
+                    core.job_done(index);
+                }
+                let _ = reply.send(answer);
+                if let Some(reason) = recycle {
+                    return End::Recycle(reason);
+                }
+            }
+            status = worker.exited() => return End::DiedIdle(status),
+            _ = tokio::time::sleep(idle_for) => {
+                if !core.try_check(index, worker.id) {
+                    continue;
+                }
+                let deadline = Instant::now() + settings.health_timeout;
+                match worker.call("ping", b"", deadline, settings.kill_grace).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return End::Unhealthy(format!("its ping failed: {e}")),
+                    Err(CallFailure::Died(e) | CallFailure::TimedOut(e)) => {
+                        return End::Unhealthy(format!("its ping failed: {e}"));
+                    }
+                }
+                if let Some(reason) = recycle_reason(worker, &settings) {
+                    return End::Recycle(reason);
+                }
+                core.job_done(index);
+            }
+        }
+    }
+}
+
+/// Runs one request. Returns the answer with its reply channel, or how the
+/// worker ended (the caller has been answered then).
+async fn run_job(
+    worker: &mut Worker,
+    job: Job,
+    settings: &PoolSettings,
+    closed: &mut watch::Receiver<bool>,
+) -> Result<(Reply, Result<Response, CallError>), End> {
+    let outcome = tokio::select! {
+        outcome = worker.call(&job.command, &job.payload, job.deadline, settings.kill_grace) => outcome,
+        _ = until_closed(closed) => {
+            let _ = job.reply.send(Err(CallError::Unavailable(format!(
+                "the host shut down while `{}` was running, after its grace period; the worker was stopped",
+                job.command
+            ))));
+            return Err(End::Shutdown);
+        }
+    };
+    worker.served += 1;
+    // A caller that went away has dropped its receiver; the reply is drained all the same.
+    match outcome {
+        Ok(answer) => Ok((job.reply, answer)),
+        Err(CallFailure::Died(error)) => {
+            let _ = job.reply.send(Err(error));
+            Err(End::Crashed)
+        }
+        Err(CallFailure::TimedOut(error)) => {
+            let _ = job.reply.send(Err(error));
+            Err(End::TimedOut)
+        }
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Response, CallError>>;
+
+fn recycle_reason(worker: &Worker, settings: &PoolSettings) -> Option<String> {
+    if let Some(max) = settings.max_requests
+        && worker.served >= max
+    {
+        return Some(format!(
+            "served {} requests (max_requests {max})",
+            worker.served
+        ));
+    }
+    if let Some(max) = settings.max_age
+        && worker.started.elapsed() >= max
+    {
+        return Some(format!("is older than max_age {max:?}"));
+    }
+    if let Some(max) = settings.max_rss_bytes
+        && let Some(rss) = worker.rss_bytes()
+        && rss > max
+    {
+        return Some(format!("uses {rss} bytes of memory (max_rss_bytes {max})"));
+    }
+    None
+}
+
+/// Resolves when the pool closes (or its core is gone).
+async fn until_closed(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|c| *c).await;
+}

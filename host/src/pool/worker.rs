@@ -1,0 +1,491 @@
+//! One Python worker process: how it is started (socket on fd 3, its own
+//! process group, a parent-death signal), its handshake, one call at a time,
+//! and how it is stopped. This is the pool's only transport: a worker on
+//! another machine would be another implementation of this module's API.
+
+use super::config::{PoolConfig, PoolSettings};
+use super::protocol::{self, ErrorBody, FrameError, Handshake, Hello, ReplyHeader};
+use crate::{CallError, Response};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, Command};
+
+/// The worker program, embedded so that an installed `snakepen` needs no files beside it.
+const WORKER_SOURCE: &str = include_str!("../../python/snakepen_worker.py");
+/// The file descriptor the worker finds its protocol socket on.
+const PROTOCOL_FD: i32 = 3;
+/// Lines of a worker's stderr kept for crash reports.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Why a worker did not become ready.
+#[derive(Debug, Clone)]
+pub(crate) enum StartFailure {
+    /// The interpreter could not be run at all.
+    Spawn { python: String, message: String },
+    /// The user's module raised while being imported.
+    Import(ErrorBody),
+    /// The process ended before its handshake.
+    Exited { status: String, stderr_tail: String },
+    /// No handshake within the start timeout.
+    Timeout { after: Duration },
+    /// It wrote something that is not the protocol.
+    Protocol(String),
+}
+
+impl StartFailure {
+    /// A sentence a person can act on.
+    pub(crate) fn describe(&self, module: &str) -> String {
+        match self {
+            StartFailure::Spawn { python, message } => format!(
+                "cannot run the Python interpreter `{python}`: {message}. Install Python 3.9 or newer, or set the pool's `python` to its path"
+            ),
+            StartFailure::Import(e) => format!(
+                "the module `{module}` could not be imported: {}: {}\n{}Fix the module (or the module path) and the pool restarts its workers by itself",
+                e.type_name.as_deref().unwrap_or("Exception"),
+                e.message,
+                e.traceback.as_deref().unwrap_or("")
+            ),
+            StartFailure::Exited {
+                status,
+                stderr_tail,
+            } => format!(
+                "a worker for `{module}` exited ({status}) before it was ready. Its last stderr lines:\n{stderr_tail}"
+            ),
+            StartFailure::Timeout { after } => format!(
+                "a worker for `{module}` did not finish starting within {after:?}; raise start_timeout if importing it is that slow"
+            ),
+            StartFailure::Protocol(message) => {
+                format!("a worker for `{module}` broke the protocol while starting: {message}")
+            }
+        }
+    }
+
+    /// What a call gets when no worker could start: the import's own
+    /// exception when there is one, so the caller sees the traceback.
+    pub(crate) fn to_call_error(&self, module: &str) -> CallError {
+        match self {
+            StartFailure::Import(e) => CallError::PythonException {
+                type_name: e.type_name.clone().unwrap_or_else(|| "ImportError".into()),
+                message: format!("no worker could start: {}", e.message),
+                traceback: e.traceback.clone().unwrap_or_default(),
+            },
+            other => {
+                CallError::Unavailable(format!("no worker could start: {}", other.describe(module)))
+            }
+        }
+    }
+}
+
+/// How one call on a worker ended, when it did not end with an answer.
+#[derive(Debug)]
+pub(crate) enum CallFailure {
+    /// The worker died or broke the protocol; it must be replaced.
+    Died(CallError),
+    /// The deadline passed; the worker was killed.
+    TimedOut(CallError),
+}
+
+/// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
+pub(crate) struct Worker {
+    pub(crate) id: u64,
+    pub(crate) hello: Hello,
+    pub(crate) started: Instant,
+    pub(crate) served: u64,
+    child: Child,
+    pid: u32,
+    reader: BufReader<OwnedReadHalf>,
+    writer: Option<OwnedWriteHalf>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    next_request: u64,
+    max_frame_bytes: usize,
+}
+
+impl Worker {
+    /// Spawns a worker and waits for its handshake.
+    pub(crate) async fn start(
+        config: &PoolConfig,
+        settings: &PoolSettings,
+        id: u64,
+    ) -> Result<Worker, StartFailure> {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| StartFailure::Spawn {
+                python: config.python.display().to_string(),
+                message: format!("cannot create the protocol socket: {e}"),
+            })?;
+        let mut child = spawn(config, OwnedFd::from(theirs))?;
+        let pid = child.id().unwrap_or(0);
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
+        let stderr_task = tokio::spawn(forward_lines(
+            stderr,
+            id,
+            pid,
+            "stderr",
+            Some(Arc::clone(&stderr_tail)),
+        ));
+        ours.set_nonblocking(true)
+            .map_err(|e| StartFailure::Spawn {
+                python: config.python.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let stream = UnixStream::from_std(ours).map_err(|e| StartFailure::Spawn {
+            python: config.python.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let (read, write) = stream.into_split();
+        let mut worker = Worker {
+            id,
+            hello: Hello {
+                pid,
+                python: String::new(),
+                module: config.module.clone(),
+                file: None,
+                functions: Vec::new(),
+                shadowed: Vec::new(),
+            },
+            started: Instant::now(),
+            served: 0,
+            child,
+            pid,
+            reader: BufReader::with_capacity(64 << 10, read),
+            writer: Some(write),
+            stderr_tail,
+            stderr_task,
+            next_request: 0,
+            max_frame_bytes: settings.max_frame_bytes,
+        };
+        let handshake = tokio::time::timeout(
+            settings.start_timeout,
+            protocol::read_frame(&mut worker.reader, worker.max_frame_bytes),
+        )
+        .await;
+        let failure = match handshake {
+            Err(_) => StartFailure::Timeout {
+                after: settings.start_timeout,
+            },
+            Ok(Err(FrameError::Closed)) => {
+                let status = worker.reap(settings.kill_grace).await;
+                StartFailure::Exited {
+                    status,
+                    stderr_tail: worker.stderr_tail(settings.kill_grace).await,
+                }
+            }
+            Ok(Err(FrameError::Invalid(message))) => StartFailure::Protocol(message),
+            Ok(Ok((header, _))) => match serde_json::from_slice::<Handshake>(&header) {
+                Ok(Handshake::Ready(hello)) => {
+                    if !hello.shadowed.is_empty() {
+                        tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
+                    }
+                    worker.hello = hello;
+                    worker.started = Instant::now();
+                    return Ok(worker);
+                }
+                Ok(Handshake::Failed { error }) => StartFailure::Import(error),
+                Err(e) => StartFailure::Protocol(format!("its handshake is not valid: {e}")),
+            },
+        };
+        worker.stop(settings.kill_grace).await;
+        Err(failure)
+    }
+
+    /// The worker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Runs one request and waits for its reply until `deadline`. A worker
+    /// that dies, breaks the protocol or outlives the deadline is killed.
+    pub(crate) async fn call(
+        &mut self,
+        command: &str,
+        payload: &[u8],
+        deadline: Instant,
+        kill_grace: Duration,
+    ) -> Result<Result<Response, CallError>, CallFailure> {
+        self.next_request += 1;
+        let id = self.next_request;
+        let frame = protocol::encode_request(id, command, payload);
+        let started = Instant::now();
+        let exchange = async {
+            let writer = self.writer.as_mut().ok_or(FrameError::Closed)?;
+            writer.write_all(&frame).await?;
+            protocol::read_frame(&mut self.reader, self.max_frame_bytes).await
+        };
+        let reply = tokio::time::timeout_at(deadline.into(), exchange).await;
+        let (header, body) = match reply {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => {
+                let status = self.reap(kill_grace).await;
+                let stderr_tail = self.stderr_tail(kill_grace).await;
+                return Err(CallFailure::Died(CallError::WorkerCrashed {
+                    pid: self.pid,
+                    exit_status: status,
+                    stderr_tail,
+                }));
+            }
+            Ok(Err(FrameError::Invalid(message))) => {
+                return Err(CallFailure::Died(self.broken(message, kill_grace).await));
+            }
+            Err(_) => {
+                self.kill_group(libc::SIGKILL);
+                let _ = self.reap(kill_grace).await;
+                return Err(CallFailure::TimedOut(CallError::Timeout(format!(
+                    "`{command}` ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
+                    started.elapsed(),
+                    self.pid
+                ))));
+            }
+        };
+        let header: ReplyHeader = match serde_json::from_slice(&header) {
+            Ok(header) => header,
+            Err(e) => {
+                let message = format!("its reply header is not valid: {e}");
+                return Err(CallFailure::Died(self.broken(message, kill_grace).await));
+            }
+        };
+        if header.id != id {
+            let message = format!(
+                "it answered request {} while request {id} was running",
+                header.id
+            );
+            return Err(CallFailure::Died(self.broken(message, kill_grace).await));
+        }
+        Ok(match (header.ok, header.error) {
+            (true, _) => Ok(Response {
+                payload: body,
+                worker_pid: Some(self.pid),
+            }),
+            (false, Some(error)) => Err(error.into_call_error()),
+            (false, None) => Err(CallError::AdapterFault(format!(
+                "worker {} reported a failure without saying what it was",
+                self.pid
+            ))),
+        })
+    }
+
+    /// The worker's resident memory, from `/proc` (Linux), without asking it.
+    pub(crate) fn rss_bytes(&self) -> Option<u64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * u64::try_from(page).unwrap_or(4096))
+    }
+
+    /// Waits for the process to end (it already exited or was killed).
+    pub(crate) async fn exited(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => describe_status(status),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    /// Stops the worker: close its socket (it exits by itself when idle),
+    /// then SIGTERM, then SIGKILL of its whole process group.
+    pub(crate) async fn stop(&mut self, kill_grace: Duration) {
+        self.writer = None;
+        if tokio::time::timeout(kill_grace / 2, self.child.wait())
+            .await
+            .is_ok()
+        {
+            self.kill_group(libc::SIGKILL); // anything it forked
+            return;
+        }
+        self.kill_group(libc::SIGTERM);
+        if tokio::time::timeout(kill_grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = self.id,
+                pid = self.pid,
+                "worker ignored SIGTERM; killing it"
+            );
+        }
+        self.kill_group(libc::SIGKILL);
+        let _ = self.child.wait().await;
+    }
+
+    /// Sends `signal` to the worker's process group (it leads its own).
+    pub(crate) fn kill_group(&self, signal: i32) {
+        kill_group(self.pid, signal);
+    }
+
+    async fn broken(&mut self, message: String, kill_grace: Duration) -> CallError {
+        self.kill_group(libc::SIGKILL);
+        let status = self.reap(kill_grace).await;
+        CallError::WorkerCrashed {
+            pid: self.pid,
+            exit_status: format!("killed for breaking the protocol ({message}); {status}"),
+            stderr_tail: self.stderr_tail(kill_grace).await,
+        }
+    }
+
+    /// Waits for the process's exit status, killing it if it does not end in `grace`.
+    async fn reap(&mut self, grace: Duration) -> String {
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => describe_status(status),
+            Ok(Err(e)) => format!("unknown ({e})"),
+            Err(_) => {
+                self.kill_group(libc::SIGKILL);
+                format!(
+                    "{} (killed: it closed its socket but kept running)",
+                    self.exited().await
+                )
+            }
+        }
+    }
+
+    /// The last lines of stderr, once the stderr pipe is drained (bounded by `grace`).
+    async fn stderr_tail(&mut self, grace: Duration) -> String {
+        let _ = tokio::time::timeout(grace, &mut self.stderr_task).await;
+        let tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A worker dropped without `stop` (its pool was dropped): leave nothing running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill_group(libc::SIGKILL);
+        }
+    }
+}
+
+pub(crate) fn kill_group(pid: u32, signal: i32) {
+    if pid == 0 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions. The group id is the
+    // pid of a child we spawned as a group leader and have not reaped, or
+    // whose group may still hold its children.
+    unsafe {
+        libc::killpg(pid as libc::pid_t, signal);
+    }
+}
+
+fn spawn(config: &PoolConfig, socket: OwnedFd) -> Result<Child, StartFailure> {
+    let mut cmd = Command::new(&config.python);
+    cmd.arg("-I").arg("-u").arg("-c").arg(WORKER_SOURCE);
+    cmd.arg("--module").arg(&config.module);
+    for dir in &config.python_path {
+        cmd.arg("--path").arg(dir);
+    }
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("LANG", "C.UTF-8").env("LC_ALL", "C.UTF-8");
+    for (key, value) in &config.env {
+        cmd.env(key, value);
+    }
+    if let Some(dir) = &config.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let fd = socket.as_raw_fd();
+    // SAFETY: between fork and exec the closure calls only async-signal-safe
+    // functions (fcntl, dup2, prctl, getppid, _exit) and allocates nothing.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move the socket to fd 3, through a high fd so that dup2 never
+            // sees equal numbers (which would leave close-on-exec set).
+            let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+            if high < 0 || libc::dup2(high, PROTOCOL_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Die with the host, even on kill -9. (The worker also exits when
+            // its socket hangs up.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(0); // the host died before the signal was set
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| StartFailure::Spawn {
+        python: config.python.display().to_string(),
+        message: e.to_string(),
+    });
+    drop(socket); // the child has its copy; EOF must come when the child ends
+    child
+}
+
+/// Sends each line of a worker's stdout or stderr to the log, keeping the
+/// last lines of stderr for crash reports.
+async fn forward_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    worker: u64,
+    pid: u32,
+    name: &'static str,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) {
+    // Bytes, decoded lossily: output that is not UTF-8 must still be drained,
+    // or the worker would block on a full pipe.
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                tracing::info!(target: "snakepen::worker", worker, pid, stream = name, "{line}");
+                if let Some(tail) = &tail {
+                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "snakepen::worker", worker, pid, stream = name, error = %e, "cannot read the worker's output");
+                break;
+            }
+        }
+    }
+}
+
+/// `exit status 1`, `signal 9 (SIGKILL)`.
+pub(crate) fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(signal) => format!("signal {signal} ({})", signal_name(signal)),
+        None => "unknown".into(),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,7 @@
+//! The chaos tier: real `kill -9`, of workers under load and of the host
+//! process itself. Run it alone with `cargo test --test chaos`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod host_death;

@@ -1,0 +1,155 @@
+//! What one call does: payload conventions, built-ins, and every error a
+//! handler or a payload can cause.
+
+use crate::support::{handlers, within};
+use serde_json::json;
+use snakepen::{CallError, Request};
+
+async fn call(
+    host: &snakepen::Host,
+    command: &str,
+    payload: &str,
+) -> Result<serde_json::Value, CallError> {
+    within(30, host.call(Request::new(command, payload)))
+        .await
+        .map(|r| r.json().expect("replies are JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_is_keyword_arguments_an_array_positional_and_no_payload_none() {
+    let host = handlers(1).await;
+    assert_eq!(
+        call(&host, "add", r#"{"a": 2, "b": 3}"#).await.unwrap(),
+        json!(5)
+    );
+    assert_eq!(call(&host, "add", "[40, 2]").await.unwrap(), json!(42));
+    assert_eq!(call(&host, "nothing", "").await.unwrap(), json!(null));
+    assert_eq!(
+        call(&host, "echo", r#""one""#).await.unwrap(),
+        json!({"args": ["one"], "kwargs": {}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_names_the_worker_that_served_it() {
+    let host = handlers(1).await;
+    let response = within(30, host.call(Request::new("pid", "")))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json().unwrap(),
+        json!(response.worker_pid.unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_and_info_are_built_in() {
+    let host = handlers(1).await;
+    let ping = call(&host, "ping", "").await.unwrap();
+    assert!(ping["pid"].as_u64().unwrap() > 0);
+    let info = call(&host, "info", "").await.unwrap();
+    assert_eq!(info["module"], "handlers");
+    assert!(info["rss_bytes"].as_u64().unwrap() > 1 << 20, "{info}");
+    assert!(info["requests"].as_u64().unwrap() >= 2, "{info}");
+    assert!(
+        info["functions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("echo"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exception_comes_back_with_type_message_and_traceback() {
+    let host = handlers(1).await;
+    match call(&host, "boom", r#"{"message": "no luck"}"#).await {
+        Err(CallError::PythonException {
+            type_name,
+            message,
+            traceback,
+        }) => {
+            assert_eq!(type_name, "ValueError");
+            assert_eq!(message, "no luck");
+            assert!(traceback.contains("in boom"), "{traceback}");
+            assert!(
+                traceback.contains("raise ValueError(message)"),
+                "{traceback}"
+            );
+        }
+        other => panic!("expected a python exception, got {other:?}"),
+    }
+    // The worker goes on serving.
+    assert_eq!(call(&host, "add", "[1, 1]").await.unwrap(), json!(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_json_cannot_encode_is_an_error_that_names_its_type() {
+    let host = handlers(1).await;
+    match call(&host, "not_json", "").await {
+        Err(CallError::PythonException { message, .. }) => {
+            assert!(
+                message.contains("not_json returned a value JSON cannot encode (a set)"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a python exception, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_goes_to_the_log_and_never_into_the_protocol() {
+    let host = handlers(1).await;
+    for _ in 0..20 {
+        assert_eq!(
+            call(&host, "talk", r#"{"text": "hello"}"#).await.unwrap(),
+            json!("said")
+        );
+    }
+    assert_eq!(host.status().unwrap().restarts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_command_lists_the_functions_there_are() {
+    let host = handlers(1).await;
+    match call(&host, "nope", "").await {
+        Err(CallError::NoSuchCommand(message)) => {
+            assert!(
+                message.contains("'nope'") && message.contains("echo"),
+                "{message}"
+            );
+        }
+        other => panic!("expected no-such-command, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_does_not_fit_is_a_bad_request_naming_the_signature() {
+    let host = handlers(1).await;
+    match call(&host, "add", r#"{"a": 1}"#).await {
+        Err(CallError::BadRequest(message)) => {
+            assert!(
+                message.contains("add(a, b)") && message.contains("'b'"),
+                "{message}"
+            );
+        }
+        other => panic!("expected bad-request, got {other:?}"),
+    }
+    match call(&host, "add", "{not json").await {
+        Err(CallError::BadRequest(message)) => {
+            assert!(message.contains("not valid JSON"), "{message}")
+        }
+        other => panic!("expected bad-request, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_travels_both_ways() {
+    let host = handlers(1).await;
+    let big = "y".repeat(1 << 20);
+    let echoed = call(&host, "echo", &json!([big]).to_string())
+        .await
+        .unwrap();
+    assert_eq!(echoed["args"][0].as_str().unwrap().len(), 1 << 20);
+    let blob = call(&host, "blob", "[2000000]").await.unwrap();
+    assert_eq!(blob.as_str().unwrap().len(), 2_000_000);
+}

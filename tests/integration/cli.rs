@@ -1,0 +1,101 @@
+//! `snakepen call --module` and `snakepen run`, as a user runs them.
+
+use crate::support::{plugins_dir, python_module};
+use std::process::{Command, Output};
+
+fn snakepen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("the snakepen binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn call_runs_a_python_function() {
+    let module = python_module("handlers");
+    let output = snakepen(&["call", "--module", &module, "add", r#"{"a": 20, "b": 22}"#]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "42");
+}
+
+#[test]
+fn call_reports_a_python_exception_with_exit_status_1() {
+    let module = python_module("handlers");
+    let output = snakepen(&["call", "--module", &module, "boom"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("python-exception") && stderr.contains("ValueError: boom"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn call_with_a_broken_module_exits_3_with_the_traceback() {
+    let module = python_module("broken_syntax");
+    let output = snakepen(&["call", "--module", &module, "oops"]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("SyntaxError") && stderr.contains("def oops(:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_answers_a_file_of_requests_and_summarises() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.jsonl");
+    let mut lines = String::from("# a comment line\n");
+    for i in 0..50 {
+        lines.push_str(&format!(
+            "{{\"command\": \"add\", \"payload\": [{i}, 1]}}\n"
+        ));
+    }
+    lines.push_str("{\"command\": \"boom\"}\n");
+    lines.push_str("{\"command\": \"pid\", \"session\": \"s1\"}\n");
+    std::fs::write(&file, lines).unwrap();
+    let module = python_module("handlers");
+    let output = snakepen(&[
+        "run",
+        "--module",
+        &module,
+        "--pool-size",
+        "2",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["requests"], 52);
+    assert_eq!(summary["ok"], 51);
+    assert_eq!(summary["errors_by_kind"]["python-exception"], 1);
+    let per_worker: u64 = summary["calls_per_worker"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_worker, 51);
+    assert!(summary["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_names_the_line_that_is_not_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.jsonl");
+    std::fs::write(&file, "{\"command\": \"add\"}\n{\"comand\": \"add\"}\n").unwrap();
+    let module = python_module("handlers");
+    let output = snakepen(&["run", "--module", &module, file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("requests.jsonl:2") && stderr.contains("comand"),
+        "{stderr}"
+    );
+}

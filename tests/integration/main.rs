@@ -1,0 +1,12 @@
+//! The integration tier: real Python workers behind the python-bridge
+//! adapter. Run it alone with `cargo test --test integration`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod affinity;
+mod calls;
+mod cli;
+mod concurrency;
+mod failures;
+mod lifecycle;

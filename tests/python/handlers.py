@@ -1,0 +1,61 @@
+"""Handlers the integration and chaos tiers call. Each one shows one behaviour."""
+
+import os
+import sys
+import time
+
+_state = {}
+
+
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def add(a, b):
+    return a + b
+
+
+def nothing():
+    return None
+
+
+def sleep(ms):
+    time.sleep(ms / 1000)
+    return {"slept_ms": ms, "pid": os.getpid()}
+
+
+def pid():
+    return os.getpid()
+
+
+def boom(message="boom"):
+    raise ValueError(message)
+
+
+def talk(text):
+    print("stdout says", text)
+    print("stderr says", text, file=sys.stderr)
+    return "said"
+
+
+def not_json():
+    return {1, 2, 3}
+
+
+def die(code=3):
+    sys.stderr.write("about to die with %d\n" % code)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def remember(key, value):
+    _state[key] = value
+    return len(_state)
+
+
+def recall(key):
+    return _state.get(key)
+
+
+def blob(size):
+    return "x" * size
