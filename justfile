@@ -9,8 +9,14 @@ default:
 plugins:
     bash plugins/build.sh
 
-# The main job: a demo workload through the mock adapter.
+# The main job: a realistic workload on 4 Python workers (examples/handlers.py), then its summary.
 demo: plugins
+    cargo build --release --quiet -p snakepen --bin snakepen
+    python3 examples/make_requests.py target/demo/requests.jsonl
+    target/release/snakepen run --module examples/handlers.py --pool-size 4 --affinity strict target/demo/requests.jsonl
+
+# The adapter without Python: a workload through the mock adapter.
+demo-mock: plugins
     cargo run --release --quiet -p snakepen --example demo
 
 # Every test of every tier.
@@ -21,9 +27,19 @@ test: plugins
 test-fast: plugins
     cargo test -p snakepen --test fast
 
-# Benchmarks: the cost of a call through Host::call.
+# The integration tier alone: real Python workers.
+test-integration: plugins
+    cargo test -p snakepen --test integration
+
+# The chaos tier alone: kill -9 of workers and of the host.
+test-chaos: plugins
+    cargo test -p snakepen --test chaos
+
+# Benchmarks, in release mode: the mock call (criterion), then the pool beside a
+# plain-Python peer, written to bench/RESULTS.md.
 bench: plugins
     cargo bench -p snakepen --bench call
+    cargo bench -p snakepen --bench pool
 
 # Formatting and lints, as CI would want them.
 check:

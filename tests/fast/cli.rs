@@ -1,15 +1,7 @@
 //! The `snakepen` command line, run as a user would run it.
 
-use crate::support::{fixture, plugins_dir};
-use std::process::{Command, Output};
-
-fn snakepen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args(args)
-        .output()
-        .expect("the snakepen binary runs")
-}
+use crate::support::{fixture, snakepen};
+use std::process::Output;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -1,7 +1,7 @@
 //! Sessions: bound to a worker for a TTL read at each use; hint prefers the
 //! bound worker, strict requires it and says so when it is gone.
 
-use crate::support::{kill9, python_host, status_until, within};
+use crate::support::{kill9, python_host, spawn_call, status_until, within};
 use snakepen::{Affinity, CallError, Host, Request};
 use std::time::Duration;
 
@@ -106,13 +106,10 @@ async fn strict_affinity_waits_for_the_bound_worker_when_it_is_busy() {
         .unwrap()
         .update_settings(|s| s.session_ttl = Duration::from_secs(3600));
     let bound = pid_in(&host, "erin").await.unwrap();
-    let slow = {
-        let host = host.clone();
-        tokio::spawn(async move {
-            host.call(Request::new("sleep", r#"{"ms": 300}"#).session("erin"))
-                .await
-        })
-    };
+    let slow = spawn_call(
+        &host,
+        Request::new("sleep", r#"{"ms": 300}"#).session("erin"),
+    );
     status_until(&host, |s| s.busy == 1).await;
     // The other worker is idle, yet the session's call waits for its own.
     assert_eq!(pid_in(&host, "erin").await.unwrap(), bound);

@@ -1,15 +1,6 @@
 //! `snakepen call --module` and `snakepen run`, as a user runs them.
 
-use crate::support::{plugins_dir, python_module};
-use std::process::{Command, Output};
-
-fn snakepen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args(args)
-        .output()
-        .expect("the snakepen binary runs")
-}
+use crate::support::{python_module, snakepen};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -98,4 +89,35 @@ fn run_names_the_line_that_is_not_a_request() {
         stderr.contains("requests.jsonl:2") && stderr.contains("comand"),
         "{stderr}"
     );
+}
+
+#[test]
+fn printed_lines_reach_the_hosts_log_tagged_with_the_worker() {
+    let module = python_module("handlers");
+    let output = snakepen(&[
+        "--log",
+        "info",
+        "call",
+        "--module",
+        &module,
+        "talk",
+        r#"{"text": "marmalade"}"#,
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).trim(),
+        r#""said""#,
+        "stdout holds the reply alone"
+    );
+    let log = text(&output.stderr);
+    for stream in ["stdout", "stderr"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("{stream} says marmalade")))
+            .unwrap_or_else(|| panic!("no {stream} line in the log:\n{log}"));
+        assert!(
+            line.contains("pid=") && line.contains(&format!("stream=\"{stream}\"")),
+            "{line}"
+        );
+    }
 }

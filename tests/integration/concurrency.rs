@@ -1,7 +1,7 @@
 //! Many callers at once, and callers that give up: no call is lost and no
 //! worker is left stuck.
 
-use crate::support::{handlers, status_until, within};
+use crate::support::{handlers, spawn_call, status_until, within};
 use snakepen::Request;
 use std::time::Duration;
 
@@ -64,10 +64,7 @@ async fn a_thousand_callers_dropped_mid_call_lose_no_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_cannot_get_a_worker_in_time_is_told_how_many_were_busy() {
     let host = handlers(1).await;
-    let busy = {
-        let host = host.clone();
-        tokio::spawn(async move { host.call(Request::new("sleep", r#"{"ms": 1500}"#)).await })
-    };
+    let busy = spawn_call(&host, Request::new("sleep", r#"{"ms": 1500}"#));
     status_until(&host, |s| s.busy == 1).await;
     let waited = host
         .call(Request::new("nothing", "").deadline(Duration::from_millis(200)))

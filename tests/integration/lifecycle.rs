@@ -1,6 +1,6 @@
 //! How a pool starts, recycles, shuts down, and lives beside other pools.
 
-use crate::support::{alive, handlers, python_host, status_until, within};
+use crate::support::{alive, handlers, python_host, spawn_call, status_until, within};
 use snakepen::{CallError, Request};
 use std::time::Duration;
 
@@ -40,10 +40,7 @@ async fn workers_are_recycled_when_their_memory_grows_past_the_limit() {
 async fn shutdown_lets_calls_in_flight_finish_then_stops_every_worker() {
     let host = handlers(2).await;
     let pids = host.pool().unwrap().worker_pids();
-    let in_flight = {
-        let host = host.clone();
-        tokio::spawn(async move { host.call(Request::new("sleep", r#"{"ms": 300}"#)).await })
-    };
+    let in_flight = spawn_call(&host, Request::new("sleep", r#"{"ms": 300}"#));
     status_until(&host, |s| s.busy == 1).await;
     within(30, host.shutdown()).await;
     assert!(
@@ -69,10 +66,7 @@ async fn shutdown_stops_a_call_that_outlives_the_grace_period() {
     .await;
     within(60, host.ready()).await.unwrap();
     let pid = host.pool().unwrap().worker_pids()[0];
-    let in_flight = {
-        let host = host.clone();
-        tokio::spawn(async move { host.call(Request::new("sleep", r#"{"ms": 30000}"#)).await })
-    };
+    let in_flight = spawn_call(&host, Request::new("sleep", r#"{"ms": 30000}"#));
     status_until(&host, |s| s.busy == 1).await;
     within(30, host.shutdown()).await;
     assert!(matches!(

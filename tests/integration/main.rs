@@ -5,6 +5,7 @@
 mod support;
 
 mod affinity;
+mod bridge;
 mod calls;
 mod cli;
 mod concurrency;

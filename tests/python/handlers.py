@@ -59,3 +59,11 @@ def recall(key):
 
 def blob(size):
     return "x" * size
+
+
+def crash_once(marker):
+    """Dies the first time it is called with `marker`, succeeds afterwards."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return "survived"

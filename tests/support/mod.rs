@@ -134,3 +134,21 @@ pub async fn until_dead(pids: &[u32]) {
     })
     .await
 }
+
+/// Starts `request` on `host` in a task of its own; await the handle for the result.
+pub fn spawn_call(
+    host: &Host,
+    request: snakepen::Request,
+) -> tokio::task::JoinHandle<Result<snakepen::Response, snakepen::CallError>> {
+    let host = host.clone();
+    tokio::spawn(async move { host.call(request).await })
+}
+
+/// Runs the `snakepen` binary with the test plugins directory and `args`.
+pub fn snakepen(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("the snakepen binary runs")
+}

@@ -48,7 +48,10 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         let settings = core.settings();
         let id = core.next_worker_id();
         let started = tokio::select! {
-            started = Worker::start(&core.config, &settings, id) => started,
+            started = async {
+                let python = core.python().await;
+                Worker::start(&core.config, python, &settings, id).await
+            } => started,
             _ = until_closed(&mut closed) => break,
         };
         let mut worker = match started {

@@ -87,6 +87,8 @@ pub(crate) struct Core {
     /// Set when the workers must stop now (after any drain).
     closed: watch::Sender<bool>,
     next_worker: AtomicU64,
+    /// The interpreter, resolved once by the first slot that starts a worker.
+    python: tokio::sync::OnceCell<std::path::PathBuf>,
 }
 
 impl Core {
@@ -124,6 +126,7 @@ impl Core {
             changes: watch::channel(0).0,
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
+            python: tokio::sync::OnceCell::new(),
         };
         (Arc::new(core), receivers)
     }
@@ -143,6 +146,12 @@ impl Core {
     pub(crate) fn update_settings(&self, f: impl FnOnce(&mut PoolSettings)) {
         f(&mut self.settings.write().unwrap_or_else(|p| p.into_inner()));
         self.changed();
+    }
+
+    pub(crate) async fn python(&self) -> &std::path::Path {
+        self.python
+            .get_or_init(|| super::worker::resolve_python(&self.config.python))
+            .await
     }
 
     pub(crate) fn next_worker_id(&self) -> u64 {

@@ -8,6 +8,7 @@ use super::protocol::{self, ErrorBody, FrameError, Handshake, Hello, ReplyHeader
 use crate::{CallError, Response};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,6 +112,7 @@ impl Worker {
     /// Spawns a worker and waits for its handshake.
     pub(crate) async fn start(
         config: &PoolConfig,
+        python: &Path,
         settings: &PoolSettings,
         id: u64,
     ) -> Result<Worker, StartFailure> {
@@ -119,7 +121,7 @@ impl Worker {
                 python: config.python.display().to_string(),
                 message: format!("cannot create the protocol socket: {e}"),
             })?;
-        let mut child = spawn(config, OwnedFd::from(theirs))?;
+        let mut child = spawn(config, python, OwnedFd::from(theirs))?;
         let pid = child.id().unwrap_or(0);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -374,8 +376,47 @@ pub(crate) fn kill_group(pid: u32, signal: i32) {
     }
 }
 
-fn spawn(config: &PoolConfig, socket: OwnedFd) -> Result<Child, StartFailure> {
-    let mut cmd = Command::new(&config.python);
+/// The interpreter to run. A `python3` that is a script (a pyenv or asdf
+/// shim) costs ~100 ms on every start; it is asked once for the real
+/// executable instead. A binary is used as it is.
+pub(crate) async fn resolve_python(python: &Path) -> PathBuf {
+    let found = if python.components().count() > 1 {
+        Some(python.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(python))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let Some(found) = found else {
+        return python.to_path_buf(); // spawning it reports the error
+    };
+    let mut head = [0u8; 2];
+    let is_script = std::fs::File::open(&found)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| &head == b"#!");
+    if !is_script {
+        return found;
+    }
+    let asked = Command::new(&found)
+        .args(["-I", "-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await;
+    match asked {
+        Ok(out) if out.status.success() => {
+            let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if real.is_file() { real } else { found }
+        }
+        _ => found,
+    }
+}
+
+fn spawn(config: &PoolConfig, python: &Path, socket: OwnedFd) -> Result<Child, StartFailure> {
+    let mut cmd = Command::new(python);
     cmd.arg("-I").arg("-u").arg("-c").arg(WORKER_SOURCE);
     cmd.arg("--module").arg(&config.module);
     for dir in &config.python_path {

@@ -1,0 +1,275 @@
+//! The pool, measured beside a plain-Python peer (`bench/peer.py`,
+//! `concurrent.futures.ProcessPoolExecutor`) in the same run, on the same
+//! handlers (`bench/handlers.py`) and payloads. Prints a table with the
+//! ratios and writes it to `bench/RESULTS.md` with the machine, date and commit.
+//!
+//! Run with `just bench`. `SNAKEPEN_BENCH_CALLS` sets the calls per row (default 2000).
+
+use snakepen::{Host, PoolConfig, Request, Runtime};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PAYLOADS: [(&str, usize); 3] = [("100B", 100), ("10KB", 10_000), ("1MB", 1_000_000)];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn main() {
+    let calls: usize = std::env::var("SNAKEPEN_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ours = tokio.block_on(measure(calls));
+    eprintln!("bench: running the plain-Python peer");
+    let peer = peer(calls);
+    let table = table(&ours, &peer, calls);
+    print!("{table}");
+    let results = root().join("bench/RESULTS.md");
+    std::fs::write(&results, table).expect("bench/RESULTS.md is writable");
+    eprintln!("bench: wrote {}", results.display());
+}
+
+struct Ours {
+    ready: Vec<(usize, Duration)>,
+    round_trip: Vec<(&'static str, Duration, Duration)>,
+    pool_round_trip: (Duration, Duration),
+    throughput: Vec<(usize, f64)>,
+}
+
+async fn measure(calls: usize) -> Ours {
+    let runtime = Runtime::new().unwrap();
+    let module = root().join("bench/handlers.py").display().to_string();
+    let host = |size: usize| {
+        let runtime = runtime.clone();
+        let module = module.clone();
+        async move {
+            Host::builder()
+                .runtime(&runtime)
+                .adapter("python-bridge")
+                .pool(PoolConfig::new(module).size(size))
+                .build()
+                .await
+                .expect("run `just plugins` first")
+        }
+    };
+    // Warm the compiled-adapter cache so that the ready rows time the workers only.
+    host(1).await.ready().await.unwrap();
+
+    let mut ready = Vec::new();
+    for n in [1, 4, 8] {
+        eprintln!("bench: time until {n} workers are ready");
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let h = host(n).await;
+            h.ready().await.unwrap();
+            times.push(started.elapsed());
+            h.shutdown().await;
+        }
+        ready.push((n, median(&mut times)));
+    }
+
+    let h = host(1).await;
+    h.ready().await.unwrap();
+    let mut round_trip = Vec::new();
+    for (name, size) in PAYLOADS {
+        eprintln!("bench: sequential round trips, {name}");
+        let payload = serde_json::to_vec(&serde_json::json!(["x".repeat(size)])).unwrap();
+        let n = if size < 1_000_000 {
+            calls
+        } else {
+            (calls / 20).max(50)
+        };
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            h.call(Request::new("echo", payload.clone())).await.unwrap();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        round_trip.push((name, times[n / 2], times[n * 99 / 100]));
+    }
+    // The same 100 B call straight into the pool, without the adapter: its share of the cost.
+    let pool = h.pool().unwrap();
+    let payload = serde_json::to_vec(&serde_json::json!(["x".repeat(100)])).unwrap();
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        pool.call("echo", None, &payload, deadline).await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let pool_round_trip = (times[calls / 2], times[calls * 99 / 100]);
+    h.shutdown().await;
+
+    let h = host(2).await;
+    h.ready().await.unwrap();
+    let mut throughput = Vec::new();
+    for concurrency in [1, 16, 64] {
+        eprintln!("bench: throughput, 2 workers, concurrency {concurrency}");
+        let total = calls * 2;
+        let started = Instant::now();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let h = h.clone();
+                let next = next.clone();
+                tokio::spawn(async move {
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                        h.call(Request::new("nothing", Vec::new())).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        throughput.push((concurrency, total as f64 / started.elapsed().as_secs_f64()));
+    }
+    h.shutdown().await;
+    Ours {
+        ready,
+        round_trip,
+        pool_round_trip,
+        throughput,
+    }
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn peer(calls: usize) -> serde_json::Value {
+    let output = std::process::Command::new("python3")
+        .arg(root().join("bench/peer.py"))
+        .args(["--calls", &calls.to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the peer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn secs(v: &serde_json::Value) -> Duration {
+    Duration::from_secs_f64(v.as_f64().unwrap())
+}
+
+/// How many times faster snakepen is (below 1: slower).
+fn ratio(peer: Duration, ours: Duration) -> String {
+    format!("{:.2}×", peer.as_secs_f64() / ours.as_secs_f64())
+}
+
+fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
+    let mut t = String::new();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    writeln!(t, "# snakepen benchmark results\n").unwrap();
+    writeln!(
+        t,
+        "Written by `just bench` (host/benches/pool.rs); do not edit by hand.\n"
+    )
+    .unwrap();
+    writeln!(t, "- date: {date}\n- commit: {commit}\n- machine: {cpu}, {cores} cores\n- Python: {}\n- calls per row: {calls}\n", peer["python"].as_str().unwrap_or("?")).unwrap();
+    writeln!(
+        t,
+        "snakepen: python-bridge adapter (WASM) → pool → worker, through `Host::call`."
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "peer: `concurrent.futures.ProcessPoolExecutor` on the same handlers (bench/peer.py)."
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "ratio: peer time / snakepen time (above 1: snakepen is faster).\n"
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "| measure | snakepen | peer | ratio |\n|---|---|---|---|"
+    )
+    .unwrap();
+    for (n, d) in &ours.ready {
+        let p = secs(&peer["ready_s"][n.to_string()]);
+        writeln!(
+            t,
+            "| time until {n} workers ready (median of 5) | {} | {} | {} |",
+            ms(*d),
+            ms(p),
+            ratio(p, *d)
+        )
+        .unwrap();
+    }
+    for (name, p50, p99) in &ours.round_trip {
+        let pv = &peer["round_trip_s"][*name];
+        let (pp50, pp99) = (secs(&pv[0]), secs(&pv[1]));
+        writeln!(
+            t,
+            "| sequential round trip {name}, p50 | {} | {} | {} |",
+            ms(*p50),
+            ms(pp50),
+            ratio(pp50, *p50)
+        )
+        .unwrap();
+        writeln!(
+            t,
+            "| sequential round trip {name}, p99 | {} | {} | {} |",
+            ms(*p99),
+            ms(pp99),
+            ratio(pp99, *p99)
+        )
+        .unwrap();
+    }
+    let (p50, p99) = ours.pool_round_trip;
+    writeln!(
+        t,
+        "| same 100B call on `Pool::call` (no adapter), p50 / p99 | {} / {} | | |",
+        ms(p50),
+        ms(p99)
+    )
+    .unwrap();
+    for (c, ours_rate) in &ours.throughput {
+        let p = peer["throughput"][c.to_string()].as_f64().unwrap();
+        writeln!(t, "| throughput, 2 workers, concurrency {c} | {ours_rate:.0} calls/s | {p:.0} calls/s | {:.2}× |", ours_rate / p).unwrap();
+    }
+    writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen starts each worker as a fresh, isolated interpreter (`python -I`).").unwrap();
+    t
+}
