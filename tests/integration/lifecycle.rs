@@ -23,6 +23,23 @@ async fn workers_are_recycled_after_max_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_past_its_max_age_is_recycled_at_its_health_check() {
+    let host = python_host("handlers", 1, |s| {
+        s.max_age = Some(Duration::from_millis(100));
+        s.health_interval = Some(Duration::from_millis(20));
+    })
+    .await;
+    within(60, host.ready()).await.unwrap();
+    let first = host.pool().unwrap().worker_pids()[0];
+    let status = status_until(&host, |s| s.recycles >= 1 && s.idle == 1).await;
+    assert_eq!(status.restarts, 0, "{status}");
+    let now = within(30, host.call(Request::new("pid", "")))
+        .await
+        .unwrap();
+    assert_ne!(now.worker_pid, Some(first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_are_recycled_when_their_memory_grows_past_the_limit() {
     let host = python_host("handlers", 1, |s| s.max_rss_bytes = Some(1)).await;
     within(60, host.ready()).await.unwrap();
