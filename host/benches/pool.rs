@@ -105,7 +105,9 @@ async fn measure(calls: usize) -> Ours {
     for _ in 0..calls {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(30);
-        pool.call("echo", None, &payload, deadline).await.unwrap();
+        pool.call("echo", None, payload.clone(), deadline)
+            .await
+            .unwrap();
         times.push(started.elapsed());
     }
     times.sort();

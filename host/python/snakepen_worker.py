@@ -274,15 +274,20 @@ def read_frame(reader):
     header_len, body_len = FRAME.unpack(head)
     if header_len + body_len > MAX_FRAME_BYTES:
         raise ProtocolError("frame of %d bytes is over the limit" % (header_len + body_len))
-    data = reader.read(header_len + body_len)
-    if len(data) < header_len + body_len:
+    header = reader.read(header_len)
+    body = reader.read(body_len) if body_len else b""
+    if len(header) < header_len or len(body) < body_len:
         raise ProtocolError("the host closed the socket inside a frame")
-    return json.loads(data[:header_len]), data[header_len:]
+    return json.loads(header), body
 
 
 def send(sock, header, body=b""):
     head = json.dumps(header, separators=(",", ":")).encode()
-    sock.sendall(FRAME.pack(len(head), len(body)) + head + body)
+    if len(body) < 65536:
+        sock.sendall(FRAME.pack(len(head), len(body)) + head + body)
+    else:  # no copy of a large body: two writes instead
+        sock.sendall(FRAME.pack(len(head), len(body)) + head)
+        sock.sendall(body)
 
 
 def reply_ok(sock, rid, encoded):

@@ -26,7 +26,7 @@ impl Host for CallState {
         pool.call(
             &request.command,
             request.session.as_deref(),
-            &request.payload,
+            request.payload,
             deadline,
         )
         .await

@@ -80,11 +80,11 @@ impl Pool {
         &self,
         command: &str,
         session: Option<&str>,
-        payload: &[u8],
+        payload: Vec<u8>,
         deadline: Instant,
     ) -> Result<Response, CallError> {
         let core = &self.inner.core;
-        let mut job_payload = payload.to_vec();
+        let mut job_payload = payload;
         loop {
             let lease = core.checkout(session, deadline).await?;
             let (reply, answer) = oneshot::channel();
