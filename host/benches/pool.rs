@@ -25,7 +25,9 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let calls: usize = match std::env::var("SNAKEPEN_BENCH_CALLS") {
         _ if !measuring => 20,
-        Ok(v) => v.parse().expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
+        Ok(v) => v
+            .parse()
+            .expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
         Err(_) => 2000,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -84,6 +84,29 @@ async fn a_caller_that_cannot_get_a_worker_in_time_is_told_how_many_were_busy() 
     within(30, busy).await.unwrap().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_callers_are_served_first_come_first_served() {
+    let host = handlers(1).await;
+    // Long enough for five callers to queue, even on a loaded machine.
+    let busy = spawn_call(&host, Request::new("sleep", r#"{"ms": 1000}"#));
+    status_until(&host, |s| s.busy == 1).await;
+    let mut queued = Vec::new();
+    for n in 1..=5 {
+        queued.push(spawn_call(&host, Request::new("ticket", "")));
+        // Each caller is in the queue before the next one comes.
+        status_until(&host, |s| s.waiting == n).await;
+    }
+    within(30, busy).await.unwrap().unwrap();
+    for (i, call) in queued.into_iter().enumerate() {
+        let served = within(30, call).await.unwrap().unwrap();
+        assert_eq!(
+            served.json().unwrap(),
+            serde_json::json!(i + 1),
+            "caller {i} was served out of turn"
+        );
+    }
+}
+
 /// Awaits every join handle, in order.
 async fn futures_join<T>(
     handles: impl IntoIterator<Item = tokio::task::JoinHandle<T>>,

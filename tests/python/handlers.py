@@ -67,3 +67,12 @@ def crash_once(marker):
         open(marker, "w").close()
         os._exit(1)
     return "survived"
+
+
+_tickets = [0]
+
+
+def ticket():
+    """The order in which this worker served its `ticket` calls: 1, 2, 3, …"""
+    _tickets[0] += 1
+    return _tickets[0]
