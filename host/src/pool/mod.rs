@@ -13,7 +13,6 @@ mod status;
 mod worker;
 
 pub use config::{Affinity, PoolConfig, PoolSettings};
-pub use protocol::Hello;
 pub use status::PoolStatus;
 
 use crate::{CallError, Error, Response};
@@ -140,24 +139,6 @@ impl Pool {
                 return Err(Error::PoolClosed);
             }
         }
-    }
-
-    /// Waits until no call is in flight or queued and every worker is idle,
-    /// or `timeout` passes; returns the last status either way.
-    pub async fn settle(&self, timeout: Duration) -> PoolStatus {
-        let core = &self.inner.core;
-        let mut changes = core.subscribe();
-        let wait = async {
-            loop {
-                changes.borrow_and_update();
-                let status = core.status();
-                if status.all_idle() || changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
-        core.status()
     }
 
     /// A receiver that sees every change of the pool's state (a worker

@@ -72,19 +72,14 @@ pub(crate) enum Handshake {
     Failed { error: ErrorBody },
 }
 
-/// What a worker says about itself once its module is imported.
+/// What a worker says about itself once its module is imported (it sends
+/// more, such as its functions, which `info` returns to anyone who asks).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Hello {
-    /// The worker's process id.
-    pub pid: u32,
+pub(crate) struct Hello {
     /// The Python version, such as `3.11.7`.
     pub python: String,
     /// The module's name.
     pub module: String,
-    /// The module's file, when it has one.
-    pub file: Option<String>,
-    /// The functions a request may name.
-    pub functions: Vec<String>,
     /// Module functions hidden by the built-ins `ping` and `info`.
     #[serde(default)]
     pub shadowed: Vec<String>,

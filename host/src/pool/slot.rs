@@ -71,14 +71,8 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
                 continue;
             }
         };
-        tracing::debug!(
-            slot = index,
-            worker = id,
-            pid = worker.pid(),
-            "worker ready"
-        );
         core.ready(index, worker.id, worker.pid());
-        let end = serve(&core, index, &mut worker, &mut jobs, &mut closed).await;
+        let (end, owed) = serve(&core, index, &mut worker, &mut jobs, &mut closed).await;
         let counted = match &end {
             End::Shutdown => Ended::Shutdown,
             End::Recycle(_) => Ended::Recycle,
@@ -103,6 +97,10 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
             }
         }
         core.ended(index, worker.id, counted);
+        // The caller hears of the end only once the pool's status shows it.
+        if let Some((reply, error)) = owed {
+            let _ = reply.send(Err(error));
+        }
         // Anything still queued was sent to the worker that just ended.
         while let Ok(job) = jobs.try_recv() {
             let _ = job.reply.send(Err(CallError::WorkerCrashed {
@@ -139,24 +137,26 @@ async fn pause(settings: &PoolSettings, failures: u32, closed: &mut watch::Recei
     }
 }
 
+/// Serves the slot's jobs until the worker must go. Returns why, and the
+/// error owed to the call the worker was serving when it ended, if any.
 async fn serve(
     core: &Arc<Core>,
     index: usize,
     worker: &mut Worker,
     jobs: &mut mpsc::Receiver<Job>,
     closed: &mut watch::Receiver<bool>,
-) -> End {
+) -> (End, Option<Owed>) {
     loop {
         let settings = core.settings();
         let idle_for = settings.health_interval.unwrap_or(Duration::MAX);
         tokio::select! {
             biased;
-            _ = until_closed(closed) => return End::Shutdown,
+            _ = until_closed(closed) => return (End::Shutdown, None),
             job = jobs.recv() => {
-                let Some(job) = job else { return End::Shutdown };
+                let Some(job) = job else { return (End::Shutdown, None) };
                 let (reply, answer) = match run_job(worker, job, &settings, closed).await {
                     Ok(done) => done,
-                    Err(end) => return end,
+                    Err((end, owed)) => return (end, Some(owed)),
                 };
                 // Back in the queue before the caller hears back, so that its
                 // next call (same session, or just sequential) finds this worker idle.
@@ -166,10 +166,10 @@ async fn serve(
                 }
                 let _ = reply.send(answer);
                 if let Some(reason) = recycle {
-                    return End::Recycle(reason);
+                    return (End::Recycle(reason), None);
                 }
             }
-            status = worker.exited() => return End::DiedIdle(status),
+            status = worker.exited() => return (End::DiedIdle(status), None),
             _ = tokio::time::sleep(idle_for) => {
                 if !core.try_check(index, worker.id) {
                     continue;
@@ -177,13 +177,12 @@ async fn serve(
                 let deadline = Instant::now() + settings.health_timeout;
                 match worker.call("ping", b"", deadline, settings.kill_grace).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return End::Unhealthy(format!("its ping failed: {e}")),
-                    Err(CallFailure::Died(e) | CallFailure::TimedOut(e)) => {
-                        return End::Unhealthy(format!("its ping failed: {e}"));
+                    Ok(Err(e)) | Err(CallFailure::Died(e) | CallFailure::TimedOut(e)) => {
+                        return (End::Unhealthy(format!("its ping failed: {e}")), None);
                     }
                 }
                 if let Some(reason) = recycle_reason(worker, &settings) {
-                    return End::Recycle(reason);
+                    return (End::Recycle(reason), None);
                 }
                 core.job_done(index);
             }
@@ -192,39 +191,35 @@ async fn serve(
 }
 
 /// Runs one request. Returns the answer with its reply channel, or how the
-/// worker ended (the caller has been answered then).
+/// worker ended with the error owed to the caller.
 async fn run_job(
     worker: &mut Worker,
     job: Job,
     settings: &PoolSettings,
     closed: &mut watch::Receiver<bool>,
-) -> Result<(Reply, Result<Response, CallError>), End> {
+) -> Result<(Reply, Result<Response, CallError>), (End, Owed)> {
     let outcome = tokio::select! {
         outcome = worker.call(&job.command, &job.payload, job.deadline, settings.kill_grace) => outcome,
         _ = until_closed(closed) => {
-            let _ = job.reply.send(Err(CallError::Unavailable(format!(
+            let error = CallError::Unavailable(format!(
                 "the host shut down while `{}` was running, after its grace period; the worker was stopped",
                 job.command
-            ))));
-            return Err(End::Shutdown);
+            ));
+            return Err((End::Shutdown, (job.reply, error)));
         }
     };
     worker.served += 1;
     // A caller that went away has dropped its receiver; the reply is drained all the same.
     match outcome {
         Ok(answer) => Ok((job.reply, answer)),
-        Err(CallFailure::Died(error)) => {
-            let _ = job.reply.send(Err(error));
-            Err(End::Crashed)
-        }
-        Err(CallFailure::TimedOut(error)) => {
-            let _ = job.reply.send(Err(error));
-            Err(End::TimedOut)
-        }
+        Err(CallFailure::Died(error)) => Err((End::Crashed, (job.reply, error))),
+        Err(CallFailure::TimedOut(error)) => Err((End::TimedOut, (job.reply, error))),
     }
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Response, CallError>>;
+/// A call's reply channel and the error it is owed.
+type Owed = (Reply, CallError);
 
 fn recycle_reason(worker: &Worker, settings: &PoolSettings) -> Option<String> {
     if let Some(max) = settings.max_requests

@@ -268,7 +268,7 @@ impl Core {
                 Ok(())
             }
             Err(e) => {
-                // The slot's task is gone (shutdown): put the slot back as it was.
+                // The slot's task is gone (the pool shut down): so is the slot.
                 slot.phase = Phase::Stopped;
                 Err(e.into_inner())
             }
@@ -484,13 +484,10 @@ impl Core {
         self.changed();
     }
 
-    /// Forgets sessions whose TTL passed; returns how many.
-    pub(crate) fn sweep_sessions(&self) -> usize {
+    /// Forgets sessions whose TTL passed.
+    pub(crate) fn sweep_sessions(&self) {
         let now = Instant::now();
-        let mut st = self.lock();
-        let before = st.sessions.len();
-        st.sessions.retain(|_, b| b.expires > now);
-        before - st.sessions.len()
+        self.lock().sessions.retain(|_, b| b.expires > now);
     }
 }
 

@@ -4,7 +4,7 @@
 //! another machine would be another implementation of this module's API.
 
 use super::config::{PoolConfig, PoolSettings};
-use super::protocol::{self, ErrorBody, FrameError, Handshake, Hello, ReplyHeader};
+use super::protocol::{self, ErrorBody, FrameError, Handshake, ReplyHeader};
 use crate::{CallError, Response};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -95,7 +95,6 @@ pub(crate) enum CallFailure {
 /// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
 pub(crate) struct Worker {
     pub(crate) id: u64,
-    pub(crate) hello: Hello,
     pub(crate) started: Instant,
     pub(crate) served: u64,
     child: Child,
@@ -116,11 +115,12 @@ impl Worker {
         settings: &PoolSettings,
         id: u64,
     ) -> Result<Worker, StartFailure> {
-        let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| StartFailure::Spawn {
-                python: config.python.display().to_string(),
-                message: format!("cannot create the protocol socket: {e}"),
-            })?;
+        let cannot = |message: String| StartFailure::Spawn {
+            python: config.python.display().to_string(),
+            message,
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| cannot(format!("cannot create the protocol socket: {e}")))?;
         let mut child = spawn(config, python, OwnedFd::from(theirs))?;
         let pid = child.id().unwrap_or(0);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -135,25 +135,11 @@ impl Worker {
             Some(Arc::clone(&stderr_tail)),
         ));
         ours.set_nonblocking(true)
-            .map_err(|e| StartFailure::Spawn {
-                python: config.python.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let stream = UnixStream::from_std(ours).map_err(|e| StartFailure::Spawn {
-            python: config.python.display().to_string(),
-            message: e.to_string(),
-        })?;
+            .map_err(|e| cannot(e.to_string()))?;
+        let stream = UnixStream::from_std(ours).map_err(|e| cannot(e.to_string()))?;
         let (read, write) = stream.into_split();
         let mut worker = Worker {
             id,
-            hello: Hello {
-                pid,
-                python: String::new(),
-                module: config.module.clone(),
-                file: None,
-                functions: Vec::new(),
-                shadowed: Vec::new(),
-            },
             started: Instant::now(),
             served: 0,
             child,
@@ -184,10 +170,10 @@ impl Worker {
             Ok(Err(FrameError::Invalid(message))) => StartFailure::Protocol(message),
             Ok(Ok((header, _))) => match serde_json::from_slice::<Handshake>(&header) {
                 Ok(Handshake::Ready(hello)) => {
+                    tracing::debug!(worker = id, pid, python = %hello.python, module = %hello.module, "worker ready");
                     if !hello.shadowed.is_empty() {
                         tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
                     }
-                    worker.hello = hello;
                     worker.started = Instant::now();
                     return Ok(worker);
                 }
