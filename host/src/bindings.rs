@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
         // Both may wait: they run as futures so a waiting adapter never blocks the executor.
         "snakepen:adapter/timers.sleep": async,
         "snakepen:adapter/workers.call": async,
+        "snakepen:adapter/next.call": async,
     },
     exports: { default: async },
 });
@@ -85,6 +86,15 @@ impl From<wit::CallError> for CallError {
             W::SessionWorkerGone(m) => CallError::SessionWorkerGone(m),
             W::Unavailable(m) => CallError::Unavailable(m),
             W::AdapterFault(m) => CallError::AdapterFault(m),
+            W::CassetteMiss(m) => CallError::CassetteMiss {
+                cassette: m.cassette,
+                mode: m.mode,
+                request: m.request,
+                used_up: m.used_up,
+                closest: m.closest,
+                differences: m.differences,
+                hint: m.hint,
+            },
         }
     }
 }
@@ -128,6 +138,23 @@ impl From<CallError> for wit::CallError {
             CallError::SessionWorkerGone(m) => W::SessionWorkerGone(m),
             CallError::Unavailable(m) => W::Unavailable(m),
             CallError::AdapterFault(m) => W::AdapterFault(m),
+            CallError::CassetteMiss {
+                cassette,
+                mode,
+                request,
+                used_up,
+                closest,
+                differences,
+                hint,
+            } => W::CassetteMiss(wit::CassetteMiss {
+                cassette,
+                mode,
+                request,
+                used_up,
+                closest,
+                differences,
+                hint,
+            }),
         }
     }
 }

@@ -108,6 +108,42 @@ pub enum Error {
     #[error("the worker pool was shut down; build a new host to run calls again")]
     PoolClosed,
 
+    /// A cassette file that cannot be read or is not a valid cassette.
+    #[error("cassette {}{}: {message}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Cassette {
+        path: PathBuf,
+        /// The line at fault (1-based), when one is.
+        line: Option<usize>,
+        message: String,
+    },
+
+    /// Replaying was asked for, but the cassette does not exist.
+    #[error(
+        "cassette {} does not exist, and record mode `{mode}` only replays{why}. Record it first: run once with SNAKEPEN_RECORD_MODE=once (and the real adapter), or check the path",
+        path.display()
+    )]
+    CassetteNotFound {
+        path: PathBuf,
+        mode: String,
+        /// Why the mode is what it is, such as " (CI is set and no mode was given)".
+        why: String,
+    },
+
+    /// A record mode that does not exist.
+    #[error("record mode `{value}` (from {origin}) is not one of once, new_episodes, none, all")]
+    RecordMode { value: String, origin: String },
+
+    /// Recording was asked for, but there is nothing real to record.
+    #[error(
+        "cassette {} is to be recorded (mode `{mode}`{why}), but this host has no Python module to record from: give it one (HostBuilder::pool, or --module), or replay only with mode `none`",
+        path.display()
+    )]
+    NothingToRecord {
+        path: PathBuf,
+        mode: String,
+        why: String,
+    },
+
     /// The builder was not told which adapter to run.
     #[error(
         "no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component"
@@ -134,7 +170,10 @@ fn display_list(items: &[String]) -> String {
 }
 
 /// Why one call failed: the contract's error cases, as Rust values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// A cassette stores these as `{"kind": "python-exception", "detail": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CallError {
     /// The call's deadline passed.
@@ -181,6 +220,56 @@ pub enum CallError {
     /// The adapter failed: a bug, a trap, a broken invariant.
     #[error("adapter fault: {0}")]
     AdapterFault(String),
+    /// A replaying adapter's cassette has no answer for the request.
+    #[error("{}", display_miss(cassette, mode, request, *used_up, closest.as_deref(), differences, hint))]
+    CassetteMiss {
+        cassette: String,
+        mode: String,
+        request: String,
+        used_up: u32,
+        closest: Option<String>,
+        differences: Vec<String>,
+        hint: String,
+    },
+}
+
+fn display_miss(
+    cassette: &str,
+    mode: &str,
+    request: &str,
+    used_up: u32,
+    closest: Option<&str>,
+    differences: &[String],
+    hint: &str,
+) -> String {
+    let mut text =
+        format!("cassette miss: {cassette} (mode `{mode}`) has no answer for\n    {request}\n");
+    if used_up > 0 {
+        let times = if used_up == 1 { "once" } else { "times" };
+        let count = if used_up == 1 {
+            String::new()
+        } else {
+            format!("{used_up} ")
+        };
+        text.push_str(&format!(
+            "  it was recorded {count}{times}, and every recording of it was already replayed\n"
+        ));
+    } else {
+        match closest {
+            Some(closest) => {
+                text.push_str(&format!("  closest recorded request:\n    {closest}\n"));
+                if !differences.is_empty() {
+                    text.push_str("  differences (recorded -> now):\n");
+                    for difference in differences {
+                        text.push_str(&format!("    {difference}\n"));
+                    }
+                }
+            }
+            None => text.push_str("  nothing recorded in it has this command\n"),
+        }
+    }
+    text.push_str(&format!("  to fix: {hint}"));
+    text
 }
 
 impl CallError {
@@ -196,6 +285,7 @@ impl CallError {
             CallError::SessionWorkerGone(_) => "session-worker-gone",
             CallError::Unavailable(_) => "unavailable",
             CallError::AdapterFault(_) => "adapter-fault",
+            CallError::CassetteMiss { .. } => "cassette-miss",
         }
     }
 }

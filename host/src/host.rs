@@ -3,7 +3,8 @@
 
 use crate::adapter::{self, Adapter, ComponentInfo};
 use crate::bindings::{PluginPre, wit};
-use crate::imports::{CallState, Counters};
+use crate::cassette::{Cassette, CassetteStore, RecordMode};
+use crate::imports::{CallState, Counters, Links};
 use crate::{
     AdapterConfig, CallError, Error, Pool, PoolConfig, PoolStatus, Request, Response, Runtime,
 };
@@ -37,9 +38,21 @@ struct HostInner {
     info: ComponentInfo,
     pre: PluginPre<CallState>,
     config: String,
-    counters: Arc<Counters>,
     call_timeout: Duration,
-    pool: Option<Pool>,
+    /// What the adapter may reach: counters, pool, cassette, next adapter.
+    links: Links,
+}
+
+/// Everything one adapter of a chain is built from.
+struct Parts {
+    runtime: Runtime,
+    adapter: Adapter,
+    config: String,
+    dirs: Vec<PathBuf>,
+    call_timeout: Duration,
+    pool: Option<PoolConfig>,
+    cassette: Option<Arc<CassetteStore>>,
+    next: Option<Host>,
 }
 
 /// Builds a [`Host`]: `Host::builder().adapter("mock").config(…).build().await`.
@@ -51,6 +64,7 @@ pub struct HostBuilder {
     plugin_dirs: Vec<PathBuf>,
     call_timeout: Option<Duration>,
     pool: Option<PoolConfig>,
+    cassette: Option<Cassette>,
 }
 
 impl HostBuilder {
@@ -92,59 +106,182 @@ impl HostBuilder {
         self
     }
 
+    /// Records calls to, or replays them from, a cassette. Depending on the
+    /// cassette's record mode (see [`Cassette`]) the host runs the replayer
+    /// alone, with no Python started even if a pool is configured, or the
+    /// recorder in front of the adapter given here (python-bridge by default).
+    pub fn cassette(mut self, cassette: Cassette) -> Self {
+        self.cassette = Some(cassette);
+        self
+    }
+
     /// Loads, checks and compiles the adapter, and has it accept its
     /// configuration once, so that a bad adapter or configuration fails here
     /// and not at the first call.
     pub async fn build(self) -> Result<Host, Error> {
-        let adapter = self.adapter.ok_or(Error::NoAdapter)?;
         let runtime = match self.runtime {
             Some(runtime) => runtime,
             None => Runtime::new()?,
         };
         let mut dirs = self.plugin_dirs;
         dirs.extend(adapter::default_plugin_dirs());
-        let path = adapter.resolve(&dirs)?;
-        let name: Arc<str> = adapter.display_name().into();
-
-        let component = adapter::compile(&runtime, &path)?;
-        let info = adapter::check_component(&path, &runtime.inner().engine, &component)?;
-        let instance_pre = runtime
-            .inner()
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::UnsupportedImport {
-                path: path.clone(),
-                message: format!("{e:#}"),
-            })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| Error::Instantiate {
-            adapter: name.to_string(),
-            message: format!("its exports do not match the contract: {e:#}"),
-        })?;
+        let call_timeout = self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
         let config = self.config.to_json_text()?;
-
-        let mut host = Host {
-            inner: Arc::new(HostInner {
+        let Some(cassette) = self.cassette else {
+            let adapter = self.adapter.ok_or(Error::NoAdapter)?;
+            return assemble(Parts {
                 runtime,
-                name,
-                path,
-                info,
-                pre,
+                adapter,
                 config,
-                counters: Arc::new(Counters::default()),
-                call_timeout: self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
-                pool: None,
-            }),
+                dirs,
+                call_timeout,
+                pool: self.pool,
+                cassette: None,
+                next: None,
+            })
+            .await;
         };
-        host.check_config().await?;
-        // Workers start only for an adapter that accepted its configuration.
-        if let Some(pool) = self.pool {
-            let pool = Pool::start(pool)?;
-            Arc::get_mut(&mut host.inner)
-                .expect("the host is not shared yet")
-                .pool = Some(pool);
+
+        let (mode, why) = cassette.resolve_mode()?;
+        let mut store = CassetteStore::open(cassette.path(), mode)?;
+        let options = cassette
+            .given_options()
+            .or_else(|| store.recorded_options())
+            .unwrap_or_else(|| serde_json::json!({}));
+        store.set_options(options.clone());
+        let replay_only = match mode {
+            RecordMode::None if !store.exists() => {
+                return Err(Error::CassetteNotFound {
+                    path: cassette.path().to_path_buf(),
+                    mode: mode.to_string(),
+                    why,
+                });
+            }
+            RecordMode::None => true,
+            RecordMode::Once => store.exists(),
+            RecordMode::NewEpisodes | RecordMode::All => false,
+        };
+        let store = Some(Arc::new(store));
+        let options = options.to_string();
+        if replay_only {
+            if self.pool.is_some() {
+                tracing::info!(cassette = %cassette.path().display(), %mode, "replaying: the Python workers are not started");
+            }
+            return assemble(Parts {
+                runtime,
+                adapter: Adapter::Named("replayer".into()),
+                config: options,
+                dirs,
+                call_timeout,
+                pool: None,
+                cassette: store,
+                next: None,
+            })
+            .await;
         }
-        Ok(host)
+        if self.pool.is_none() && self.adapter.is_none() {
+            return Err(Error::NothingToRecord {
+                path: cassette.path().to_path_buf(),
+                mode: mode.to_string(),
+                why,
+            });
+        }
+        tracing::info!(cassette = %cassette.path().display(), %mode, "recording{why}");
+        let real = assemble(Parts {
+            runtime: runtime.clone(),
+            adapter: self
+                .adapter
+                .unwrap_or_else(|| Adapter::Named("python-bridge".into())),
+            config,
+            dirs: dirs.clone(),
+            call_timeout,
+            pool: self.pool,
+            cassette: None,
+            next: None,
+        })
+        .await?;
+        assemble(Parts {
+            runtime,
+            adapter: Adapter::Named("recorder".into()),
+            config: options,
+            dirs,
+            call_timeout,
+            pool: None,
+            cassette: store,
+            next: Some(real),
+        })
+        .await
     }
+}
+
+/// Loads, checks and compiles one adapter, has it accept its configuration,
+/// and only then starts its workers.
+async fn assemble(parts: Parts) -> Result<Host, Error> {
+    let Parts {
+        runtime,
+        adapter,
+        config,
+        dirs,
+        call_timeout,
+        pool,
+        cassette,
+        next,
+    } = parts;
+    let path = adapter.resolve(&dirs)?;
+    let name: Arc<str> = adapter.display_name().into();
+
+    let component = adapter::compile(&runtime, &path)?;
+    let info = adapter::check_component(&path, &runtime.inner().engine, &component)?;
+    let instance_pre = runtime
+        .inner()
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| Error::UnsupportedImport {
+            path: path.clone(),
+            message: format!("{e:#}"),
+        })?;
+    let pre = PluginPre::new(instance_pre).map_err(|e| Error::Instantiate {
+        adapter: name.to_string(),
+        message: format!("its exports do not match the contract: {e:#}"),
+    })?;
+
+    let mut links = Links {
+        name: Arc::clone(&name),
+        counters: Arc::new(Counters::default()),
+        pool: None,
+        cassette,
+        next,
+    };
+    let probe = Host {
+        inner: Arc::new(HostInner {
+            runtime: runtime.clone(),
+            name: Arc::clone(&name),
+            path: path.clone(),
+            info: info.clone(),
+            pre: pre.clone(),
+            config: config.clone(),
+            call_timeout,
+            links: links.clone(),
+        }),
+    };
+    probe.check_config().await?;
+    drop(probe);
+    // Workers start only for an adapter that accepted its configuration.
+    if let Some(pool) = pool {
+        links.pool = Some(Pool::start(pool)?);
+    }
+    Ok(Host {
+        inner: Arc::new(HostInner {
+            runtime,
+            name,
+            path,
+            info,
+            pre,
+            config,
+            call_timeout,
+            links,
+        }),
+    })
 }
 
 impl Host {
@@ -170,32 +307,78 @@ impl Host {
         }
     }
 
+    /// A host that replays the cassette at `path` and nothing else: no
+    /// Python, whatever the environment says (mode `none`). A request the
+    /// cassette lacks fails with [`CallError::CassetteMiss`].
+    ///
+    /// ```ignore
+    /// let host = Host::replaying("tests/cassettes/demo.jsonl").await?;
+    /// ```
+    pub async fn replaying(path: impl Into<PathBuf>) -> Result<Host, Error> {
+        Host::builder()
+            .cassette(Cassette::replay(path))
+            .build()
+            .await
+    }
+
     /// Waits until every Python worker passed its readiness handshake
     /// (at once for a host without a pool). Fails with the reason, and the
     /// traceback, when workers cannot start.
     pub async fn ready(&self) -> Result<(), Error> {
-        match &self.inner.pool {
+        match self.pool() {
             Some(pool) => pool.ready().await,
             None => Ok(()),
         }
     }
 
-    /// The worker pool, when the host has one.
+    /// The worker pool, when the host has one (a recording host's is the
+    /// pool of the adapter it records).
     pub fn pool(&self) -> Option<&Pool> {
-        self.inner.pool.as_ref()
+        let links = &self.inner.links;
+        links
+            .pool
+            .as_ref()
+            .or_else(|| links.next.as_ref().and_then(Host::pool))
     }
 
     /// The pool's counters (`None` for a host without a pool).
     pub fn status(&self) -> Option<PoolStatus> {
-        self.inner.pool.as_ref().map(Pool::status)
+        self.pool().map(Pool::status)
+    }
+
+    /// The cassette's record mode, when the host has a cassette.
+    pub fn record_mode(&self) -> Option<RecordMode> {
+        self.inner.links.cassette.as_ref().map(|c| c.mode())
+    }
+
+    /// The adapter a recording host passes calls on to (the real one).
+    pub fn recorded_adapter(&self) -> Option<&Host> {
+        self.inner.links.next.as_ref()
     }
 
     /// Stops taking calls, lets calls in flight finish within the pool's
-    /// `shutdown_grace`, then stops every worker and waits until they are gone.
-    /// (Dropping the last clone of a host kills its workers without waiting.)
+    /// `shutdown_grace`, then stops every worker and waits until they are
+    /// gone. A recording host then saves its cassette (replacing the file
+    /// atomically), and says so in the log, or why it could not.
+    /// (Dropping the last clone of a host kills its workers without waiting,
+    /// and saves its cassette too.)
     pub async fn shutdown(&self) {
-        if let Some(pool) = &self.inner.pool {
+        let _ = self.close().await;
+    }
+
+    /// [`Host::shutdown`], returning how many interactions were saved to the
+    /// cassette (0 without a recording), or why the cassette could not be saved.
+    pub async fn close(&self) -> Result<usize, Error> {
+        let links = &self.inner.links;
+        if let Some(pool) = &links.pool {
             pool.shutdown().await;
+        }
+        if let Some(next) = &links.next {
+            Box::pin(next.shutdown()).await;
+        }
+        match &links.cassette {
+            Some(cassette) => cassette.finish().inspect_err(|e| tracing::error!("{e}")),
+            None => Ok(0),
         }
     }
 
@@ -216,12 +399,12 @@ impl Host {
 
     /// Every counter the adapter keeps (the mock's `calls/<command>`, …), by name.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.inner.counters.snapshot()
+        self.inner.links.counters.snapshot()
     }
 
     /// One counter, 0 if the adapter never touched it.
     pub fn counter(&self, name: &str) -> u64 {
-        self.inner.counters.get(name)
+        self.inner.links.counters.get(name)
     }
 
     async fn check_config(&self) -> Result<(), Error> {
@@ -277,12 +460,7 @@ impl Host {
             .acquire_owned()
             .await
             .expect("the instance semaphore is never closed");
-        let state = CallState::new(
-            Arc::clone(&self.inner.name),
-            Arc::clone(&self.inner.counters),
-            self.inner.pool.clone(),
-            due,
-        );
+        let state = CallState::new(self.inner.links.clone(), due);
         let mut store = Store::new(&inner.engine, state);
         // Yield to the executor at every epoch tick: a spinning adapter never
         // holds a thread for long, and the call's timeout can fire and drop it.

@@ -25,6 +25,7 @@
 pub mod adapter;
 mod bindings;
 mod call;
+pub mod cassette;
 mod config;
 mod error;
 mod host;
@@ -34,6 +35,7 @@ mod runtime;
 
 pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
 pub use call::{Request, Response};
+pub use cassette::{Cassette, RecordMode};
 pub use config::AdapterConfig;
 pub use error::{CallError, Error};
 pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};

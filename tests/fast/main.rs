@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cassettes;
 mod cli;
 mod isolation;
 mod loading;

@@ -152,3 +152,30 @@ pub fn snakepen(args: &[&str]) -> std::process::Output {
         .output()
         .expect("the snakepen binary runs")
 }
+
+/// `tests/cassettes/<name>`, the committed cassettes.
+pub fn committed_cassette(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/cassettes/{name}"))
+}
+
+/// A cassette that reads no environment variable (so `CI` or
+/// `SNAKEPEN_RECORD_MODE` of the machine running the tests change nothing).
+pub fn cassette(path: &std::path::Path, mode: snakepen::RecordMode) -> snakepen::Cassette {
+    snakepen::Cassette::new(path)
+        .mode(mode)
+        .environment(std::iter::empty::<(String, String)>())
+}
+
+/// A host that records (or replays) `cassette` in front of the mock adapter
+/// with `config`: cassettes without Python.
+pub async fn mock_cassette(
+    cassette: snakepen::Cassette,
+    config: serde_json::Value,
+) -> Result<Host, snakepen::Error> {
+    Host::builder()
+        .adapter(plugin("mock"))
+        .config(config)
+        .cassette(cassette)
+        .build()
+        .await
+}

@@ -43,10 +43,10 @@ impl Counters {
 
 impl Host for CallState {
     fn add(&mut self, name: String, delta: u64) -> u64 {
-        self.counters.add(&name, delta)
+        self.links.counters.add(&name, delta)
     }
 
     fn get(&mut self, name: String) -> u64 {
-        self.counters.get(&name)
+        self.links.counters.get(&name)
     }
 }

@@ -6,7 +6,7 @@ use crate::bindings::wit::Level;
 
 impl Host for CallState {
     fn log(&mut self, level: Level, message: String) {
-        let adapter = &*self.adapter;
+        let adapter = &*self.links.name;
         match level {
             Level::Trace => tracing::trace!(target: "snakepen::adapter", adapter, "{message}"),
             Level::Debug => tracing::debug!(target: "snakepen::adapter", adapter, "{message}"),

@@ -1,43 +1,53 @@
 //! The host side of each interface the contract imports into an adapter,
 //! one module per interface, and the per-call state they work on.
 
+mod cassette;
 mod counters;
 mod log;
+mod next;
 mod timers;
 mod workers;
 
 pub use counters::Counters;
 
-use crate::Pool;
+use crate::cassette::CassetteStore;
+use crate::{Host, Pool};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 /// The most of an adapter's stderr kept per call (its panic message is in there).
 const STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
+/// What a host grants its adapter: every instance gets a clone.
+#[derive(Clone)]
+pub(crate) struct Links {
+    /// The adapter's name, for messages.
+    pub(crate) name: Arc<str>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) pool: Option<Pool>,
+    pub(crate) cassette: Option<Arc<CassetteStore>>,
+    /// The adapter behind this one in a chain (the recorder's real adapter).
+    pub(crate) next: Option<Host>,
+}
+
 /// What an adapter instance may reach during one call. A fresh one is made
 /// for every instance, so nothing leaks from one call to the next except
-/// through the host-owned [`Counters`].
+/// through what the host owns (counters, the cassette).
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
-    adapter: Arc<str>,
-    counters: Arc<Counters>,
-    pool: Option<Pool>,
+    links: Links,
     /// When the call this instance serves must be answered.
     deadline: Instant,
+    /// How long the last call to the next adapter took (recorded with it).
+    next_elapsed: Option<Duration>,
 }
 
 impl CallState {
-    pub(crate) fn new(
-        adapter: Arc<str>,
-        counters: Arc<Counters>,
-        pool: Option<Pool>,
-        deadline: Instant,
-    ) -> CallState {
+    pub(crate) fn new(links: Links, deadline: Instant) -> CallState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // No arguments, environment, preopened directories, network or stdin:
         // an adapter reaches only what the contract imports.
@@ -46,10 +56,9 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            adapter,
-            counters,
-            pool,
+            links,
             deadline,
+            next_elapsed: None,
         }
     }
 

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 impl Host for CallState {
     async fn call(&mut self, request: wit::Request) -> Result<wit::Response, wit::CallError> {
-        let Some(pool) = &self.pool else {
+        let Some(pool) = &self.links.pool else {
             return Err(wit::CallError::Unavailable(format!(
                 "adapter `{}` asked the worker pool to run `{}`, but this host has no worker pool: \
                  give the host a Python module (HostBuilder::pool, or --module on the command line)",
-                self.adapter, request.command
+                self.links.name, request.command
             )));
         };
         let deadline = match request.deadline_ms {

@@ -15,9 +15,10 @@ wit_bindgen::generate!({
 
 pub use exports::snakepen::adapter::adapter::Guest;
 pub use snakepen::adapter::types::{
-    CallError, ConfigError, Level, PoolExhausted, PythonException, Request, Response, WorkerCrashed,
+    CallError, CassetteMiss, ConfigError, Interaction, Level, PoolExhausted, PythonException,
+    Request, Response, WorkerCrashed,
 };
-pub use snakepen::adapter::{counters, log, timers, workers};
+pub use snakepen::adapter::{cassette, counters, log, next, timers, workers};
 
 /// Parses an adapter's JSON configuration into `T`, reporting the path of the
 /// offending field (such as `responses[1].command`) when it does not fit.

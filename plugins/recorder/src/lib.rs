@@ -1,0 +1,90 @@
+//! The recorder: wraps the next adapter of the chain (python-bridge, as the
+//! host builds it) and records what it answers into the host's cassette,
+//! under the host's record mode:
+//!
+//! - `all`, or `once` with no cassette yet: every call runs and is recorded;
+//! - `new_episodes`: a call the cassette has is replayed, any other runs and is recorded;
+//! - `none`, or `once` with a cassette: replay only (the host normally runs
+//!   the replayer for these, and starts no Python).
+//!
+//! Secrets (`filter`) are replaced by placeholders before anything reaches
+//! the host, and their values are removed wherever else they appear in the
+//! interaction. Only answers and the errors of the Python code are
+//! recorded; timeouts, crashes and a busy pool say nothing about the code
+//! and are passed on without being recorded.
+
+use cassette::Options;
+use snakepen_guest::{CallError, ConfigError, Guest, Level, Request, Response, counters, log, next};
+use std::cell::RefCell;
+
+thread_local! {
+    static OPTIONS: RefCell<Options> = RefCell::new(Options::default());
+}
+
+struct Recorder;
+
+impl Guest for Recorder {
+    fn configure(config: String) -> Result<(), ConfigError> {
+        let options = Options::parse(&config)?;
+        OPTIONS.with(|o| *o.borrow_mut() = options);
+        Ok(())
+    }
+
+    fn call(request: Request) -> Result<Response, CallError> {
+        OPTIONS.with(|o| record(&o.borrow(), request))
+    }
+}
+
+snakepen_guest::export_adapter!(Recorder);
+
+fn record(options: &Options, request: Request) -> Result<Response, CallError> {
+    let info = cassette::info("recorder")?;
+    let replays = match info.mode.as_str() {
+        "all" => false,
+        "once" => info.interactions > 0,
+        _ => true,
+    };
+    if replays {
+        match cassette::replay(options, &info, &request) {
+            Ok(outcome) => return outcome,
+            // new_episodes: what the cassette lacks is run and recorded.
+            Err(CallError::CassetteMiss(_)) if info.mode == "new_episodes" => {}
+            Err(miss) => return Err(miss),
+        }
+    }
+    let outcome = next::call(&request);
+    if !cassette::worth_recording(&outcome) {
+        if let Err(e) = &outcome {
+            log::log(
+                Level::Warn,
+                &format!(
+                    "`{}` not recorded: {} says nothing about the Python code",
+                    request.command,
+                    kind(e)
+                ),
+            );
+        }
+        return outcome;
+    }
+    let interaction = cassette::to_record(options, &request, &outcome);
+    if let Err(e) = snakepen_guest::cassette::append(&interaction) {
+        return Err(CallError::AdapterFault(format!(
+            "`{}` ran, but its interaction could not be recorded: {e}",
+            request.command
+        )));
+    }
+    counters::add("recorded", 1);
+    outcome
+}
+
+fn kind(error: &CallError) -> &'static str {
+    match error {
+        CallError::Timeout(_) => "a timeout",
+        CallError::PoolExhausted(_) => "an exhausted pool",
+        CallError::WorkerCrashed(_) => "a worker crash",
+        CallError::SessionWorkerGone(_) => "a lost session worker",
+        CallError::Unavailable(_) => "an unavailable pool",
+        CallError::AdapterFault(_) => "an adapter fault",
+        _ => "this error",
+    }
+}
