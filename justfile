@@ -19,6 +19,15 @@ demo: plugins
 demo-mock: plugins
     cargo run --release --quiet -p snakepen --example demo
 
+# Records the committed cassette tests/cassettes/demo.jsonl again, from real Python
+# (examples/handlers.py); the fast tier replays it without Python.
+record-cassette: plugins
+    cargo build --release --quiet -p snakepen --bin snakepen
+    python3 examples/make_requests.py --small target/demo/small.jsonl
+    target/release/snakepen run --module examples/handlers.py --pool-size 2 --affinity strict --concurrency 1 \
+        --cassette tests/cassettes/demo.jsonl --record-mode all --match-session target/demo/small.jsonl
+    target/release/snakepen replay tests/cassettes/demo.jsonl
+
 # Every test of every tier.
 test: plugins
     cargo test --workspace --all-targets

@@ -3,11 +3,14 @@
 //! documented here.
 
 mod progress;
+mod replay;
 mod run;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use snakepen::{Adapter, AdapterConfig, Affinity, Host, PoolConfig, Request, Runtime};
+use snakepen::{
+    Adapter, AdapterConfig, Affinity, Cassette, Host, PoolConfig, RecordMode, Request, Runtime,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use std::time::Duration;
     name = "snakepen",
     version,
     about = "Run Python workers behind sandboxed WebAssembly adapters",
-    after_help = "Exit status: 0 on success, 1 when the call returned an error, 2 on bad usage, 3 when the adapter could not be loaded or configured or its Python workers could not start."
+    after_help = "Exit status: 0 on success, 1 when the call returned an error or a replayed answer differs from its recording, 2 on bad usage, 3 when the adapter could not be loaded or configured or its Python workers could not start."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +54,8 @@ enum Command {
     Run(run::RunArgs),
     /// Show which contract version and world a component implements, and what it imports.
     Inspect(InspectArgs),
+    /// Replay every request of a cassette through the replayer and report any answer that differs.
+    Replay(replay::ReplayArgs),
 }
 
 /// What a host runs: its adapter and, when given a module, its Python workers.
@@ -89,6 +94,76 @@ struct HostArgs {
     /// How long a session stays bound to its worker after its last call, in milliseconds.
     #[arg(long, value_name = "MS")]
     session_ttl_ms: Option<u64>,
+
+    #[command(flatten)]
+    cassette: CassetteArgs,
+}
+
+/// Recording and replaying calls.
+#[derive(Args)]
+struct CassetteArgs {
+    /// Record the calls to, or replay them from, this cassette (a JSON Lines file).
+    #[arg(long, value_name = "FILE")]
+    cassette: Option<PathBuf>,
+
+    /// When to record: `once` (the default: record if the cassette does not exist, else replay),
+    /// `new_episodes`, `none` (replay only; the default when CI is set) or `all`.
+    /// The environment variable SNAKEPEN_RECORD_MODE overrides it.
+    #[arg(long, value_enum, value_name = "MODE", requires = "cassette")]
+    record_mode: Option<ModeArg>,
+
+    /// A payload field whose value must never be written to the cassette (a name, or a JSON pointer such as /auth/token). Repeatable.
+    #[arg(long, value_name = "FIELD", requires = "cassette")]
+    filter: Vec<String>,
+
+    /// A payload field left out of matching, such as a timestamp (a name or a JSON pointer). Repeatable.
+    #[arg(long, value_name = "FIELD", requires = "cassette")]
+    ignore: Vec<String>,
+
+    /// Match the session id as well as the command and payload.
+    #[arg(long, requires = "cassette")]
+    match_session: bool,
+
+    /// Replay a request's last recording again once all of its recordings were played.
+    #[arg(long, requires = "cassette")]
+    allow_repeats: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Once,
+    #[value(name = "new_episodes", alias = "new-episodes")]
+    NewEpisodes,
+    None,
+    All,
+}
+
+impl CassetteArgs {
+    fn cassette(&self) -> Option<Cassette> {
+        let path = self.cassette.as_ref()?;
+        let mut cassette = Cassette::new(path);
+        if let Some(mode) = self.record_mode {
+            cassette = cassette.mode(match mode {
+                ModeArg::Once => RecordMode::Once,
+                ModeArg::NewEpisodes => RecordMode::NewEpisodes,
+                ModeArg::None => RecordMode::None,
+                ModeArg::All => RecordMode::All,
+            });
+        }
+        for field in &self.filter {
+            cassette = cassette.filter(field);
+        }
+        for field in &self.ignore {
+            cassette = cassette.ignore(field);
+        }
+        if self.match_session {
+            cassette = cassette.match_session(true);
+        }
+        if self.allow_repeats {
+            cassette = cassette.allow_repeats(true);
+        }
+        Some(cassette)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,18 +175,25 @@ enum AffinityArg {
 impl HostArgs {
     /// Builds the host and waits for its workers, showing their progress on stderr.
     async fn build(&self, runtime: &Runtime, plugin_dirs: &[PathBuf]) -> Result<Host, Failure> {
+        let cassette = self.cassette.cassette();
         let adapter = match (&self.adapter, &self.module) {
-            (Some(adapter), _) => adapter.clone(),
-            (None, Some(_)) => "python-bridge".to_string(),
+            (Some(adapter), _) => Some(adapter.clone()),
+            (None, Some(_)) => Some("python-bridge".to_string()),
+            // A cassette alone replays (or says what it needs to record).
+            (None, None) if cassette.is_some() => None,
             (None, None) => {
                 return Err(Failure::Usage(
                     "say which adapter to run with --adapter NAME (such as mock), or give Python handlers with --module FILE".into(),
                 ));
             }
         };
-        let mut builder = Host::builder()
-            .runtime(runtime)
-            .adapter(Adapter::parse(&adapter));
+        let mut builder = Host::builder().runtime(runtime);
+        if let Some(adapter) = adapter {
+            builder = builder.adapter(Adapter::parse(&adapter));
+        }
+        if let Some(cassette) = cassette {
+            builder = builder.cassette(cassette);
+        }
         for dir in plugin_dirs {
             builder = builder.plugin_dir(dir);
         }
@@ -132,11 +214,28 @@ impl HostArgs {
             builder = builder.pool(pool);
         }
         let host = builder.build().await?;
+        if let (Some(path), Some(mode)) = (&self.cassette.cassette, host.record_mode()) {
+            let doing = if host.recorded_adapter().is_some() {
+                "recording"
+            } else {
+                "replaying"
+            };
+            eprintln!("{doing} cassette {} (mode {mode})", path.display());
+        }
         if let Some(pool) = host.pool() {
             progress::wait_ready(pool).await?;
         }
         Ok(host)
     }
+}
+
+/// Shuts the host down and, for a recording host, saves its cassette and says so.
+async fn close(host: &Host) -> Result<(), Failure> {
+    let saved = host.close().await?;
+    if saved > 0 {
+        eprintln!("saved {saved} new interactions to the cassette");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -176,6 +275,8 @@ struct InspectArgs {
 /// Errors that are the user's to fix, with the exit status they map to.
 enum Failure {
     Call(snakepen::CallError),
+    /// Replayed answers that differ from the recorded ones (already reported).
+    Differs(String),
     Usage(String),
     Setup(anyhow::Error),
 }
@@ -219,6 +320,10 @@ fn main() -> ExitCode {
             eprintln!("error: {}: {e}", e.kind());
             ExitCode::from(1)
         }
+        Err(Failure::Differs(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
         Err(Failure::Usage(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -240,6 +345,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Call(args) => call(&runtime, &cli.plugin_dir, args).await,
         Command::Run(args) => run::run(&runtime, &cli.plugin_dir, args).await,
         Command::Inspect(args) => inspect(&runtime, &cli.plugin_dir, args),
+        Command::Replay(args) => replay::replay(&runtime, &cli.plugin_dir, args).await,
     }
 }
 
@@ -258,7 +364,7 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
     request.session = args.session;
     request.deadline = args.deadline_ms.map(Duration::from_millis);
     let result = host.call(request).await;
-    host.shutdown().await;
+    close(&host).await?;
     let response = result.map_err(Failure::Call)?;
 
     let payload: serde_json::Value = match response.json() {

@@ -106,7 +106,7 @@ pub(crate) async fn run(
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let status = host.status();
-    host.shutdown().await;
+    crate::close(&host).await?;
 
     let summary = Summary::of(&outcomes, elapsed, concurrency, status);
     if args.json {
