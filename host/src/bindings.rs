@@ -86,7 +86,7 @@ impl From<wit::CallError> for CallError {
             W::SessionWorkerGone(m) => CallError::SessionWorkerGone(m),
             W::Unavailable(m) => CallError::Unavailable(m),
             W::AdapterFault(m) => CallError::AdapterFault(m),
-            W::CassetteMiss(m) => CallError::CassetteMiss {
+            W::CassetteMiss(m) => CallError::CassetteMiss(Box::new(crate::CassetteMiss {
                 cassette: m.cassette,
                 mode: m.mode,
                 request: m.request,
@@ -94,7 +94,7 @@ impl From<wit::CallError> for CallError {
                 closest: m.closest,
                 differences: m.differences,
                 hint: m.hint,
-            },
+            })),
         }
     }
 }
@@ -138,22 +138,14 @@ impl From<CallError> for wit::CallError {
             CallError::SessionWorkerGone(m) => W::SessionWorkerGone(m),
             CallError::Unavailable(m) => W::Unavailable(m),
             CallError::AdapterFault(m) => W::AdapterFault(m),
-            CallError::CassetteMiss {
-                cassette,
-                mode,
-                request,
-                used_up,
-                closest,
-                differences,
-                hint,
-            } => W::CassetteMiss(wit::CassetteMiss {
-                cassette,
-                mode,
-                request,
-                used_up,
-                closest,
-                differences,
-                hint,
+            CallError::CassetteMiss(m) => W::CassetteMiss(wit::CassetteMiss {
+                cassette: m.cassette,
+                mode: m.mode,
+                request: m.request,
+                used_up: m.used_up,
+                closest: m.closest,
+                differences: m.differences,
+                hint: m.hint,
             }),
         }
     }

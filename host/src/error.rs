@@ -109,10 +109,10 @@ pub enum Error {
     PoolClosed,
 
     /// A cassette file that cannot be read or is not a valid cassette.
-    #[error("cassette {}{}: {message}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    #[error("cassette {}: {message}", path.display())]
     Cassette {
         path: PathBuf,
-        /// The line at fault (1-based), when one is.
+        /// The line at fault (1-based), when one is; the message names it too.
         line: Option<usize>,
         message: String,
     },
@@ -221,16 +221,42 @@ pub enum CallError {
     #[error("adapter fault: {0}")]
     AdapterFault(String),
     /// A replaying adapter's cassette has no answer for the request.
-    #[error("{}", display_miss(cassette, mode, request, *used_up, closest.as_deref(), differences, hint))]
-    CassetteMiss {
-        cassette: String,
-        mode: String,
-        request: String,
-        used_up: u32,
-        closest: Option<String>,
-        differences: Vec<String>,
-        hint: String,
-    },
+    #[error("{0}")]
+    CassetteMiss(Box<CassetteMiss>),
+}
+
+/// What a cassette miss reports: the request, the closest recording, how
+/// they differ, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CassetteMiss {
+    /// The cassette's path.
+    pub cassette: String,
+    /// The record mode the host ran in.
+    pub mode: String,
+    /// The request as matched: command, session (when matched) and canonical payload.
+    pub request: String,
+    /// How many recordings of this request were all replayed already (0: none matched).
+    pub used_up: u32,
+    /// The closest recorded request of the same command, if any.
+    pub closest: Option<String>,
+    /// How the request differs from `closest`, field by field.
+    pub differences: Vec<String>,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for CassetteMiss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&display_miss(
+            &self.cassette,
+            &self.mode,
+            &self.request,
+            self.used_up,
+            self.closest.as_deref(),
+            &self.differences,
+            &self.hint,
+        ))
+    }
 }
 
 fn display_miss(
@@ -285,7 +311,7 @@ impl CallError {
             CallError::SessionWorkerGone(_) => "session-worker-gone",
             CallError::Unavailable(_) => "unavailable",
             CallError::AdapterFault(_) => "adapter-fault",
-            CallError::CassetteMiss { .. } => "cassette-miss",
+            CallError::CassetteMiss(_) => "cassette-miss",
         }
     }
 }

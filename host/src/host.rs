@@ -144,10 +144,15 @@ impl HostBuilder {
 
         let (mode, why) = cassette.resolve_mode()?;
         let mut store = CassetteStore::open(cassette.path(), mode)?;
-        let options = cassette
-            .given_options()
-            .or_else(|| store.recorded_options())
-            .unwrap_or_else(|| serde_json::json!({}));
+        // The options given override, one by one, those it was recorded with.
+        let mut options = match store.recorded_options() {
+            Some(serde_json::Value::Object(recorded)) => recorded,
+            _ => serde_json::Map::new(),
+        };
+        if let Some(serde_json::Value::Object(given)) = cassette.given_options() {
+            options.extend(given);
+        }
+        let options = serde_json::Value::Object(options);
         store.set_options(options.clone());
         let replay_only = match mode {
             RecordMode::None if !store.exists() => {

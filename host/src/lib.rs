@@ -37,7 +37,7 @@ pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
 pub use call::{Request, Response};
 pub use cassette::{Cassette, RecordMode};
 pub use config::AdapterConfig;
-pub use error::{CallError, Error};
+pub use error::{CallError, CassetteMiss, Error};
 pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus};

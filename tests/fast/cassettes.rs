@@ -32,14 +32,7 @@ async fn record(path: &Path, tune: impl FnOnce(Cassette) -> Cassette, requests: 
 
 fn miss(error: CallError) -> (String, u32, Option<String>, Vec<String>, String) {
     match error {
-        CallError::CassetteMiss {
-            request,
-            used_up,
-            closest,
-            differences,
-            hint,
-            ..
-        } => (request, used_up, closest, differences, hint),
+        CallError::CassetteMiss(m) => (m.request, m.used_up, m.closest, m.differences, m.hint),
         other => panic!("expected a cassette miss, got {other:?}"),
     }
 }

@@ -128,3 +128,57 @@ fn every_subcommand_has_help() {
         assert!(stdout(&output).contains("Usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn replay_checks_a_cassette_on_its_own() {
+    let cassette = crate::support::committed_cassette("demo.jsonl");
+    let output = snakepen(&["replay", cassette.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("28 interactions replayed, 28 identical"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.jsonl");
+    let bytes = std::fs::read(&cassette).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+    let output = snakepen(&["replay", cut.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("line 29 is cut off"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn call_with_a_cassette_alone_replays_it_and_a_miss_says_what_to_do() {
+    let cassette = crate::support::committed_cassette("demo.jsonl");
+    let cassette = cassette.to_str().unwrap();
+    let args = ["call", "--cassette", cassette, "--record-mode", "none"];
+    let payload = r#"{"text": "the cat and the hat", "top": 2}"#;
+    let output = snakepen(&[&args[..], &["word_stats", payload]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(r#""words":5"#),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = snakepen(
+        &[
+            &args[..],
+            &["word_stats", r#"{"text": "the dog", "top": 2}"#],
+        ]
+        .concat(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("cassette-miss")
+            && err.contains(r#"/text: "the cat and the hat" -> "the dog""#),
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@ mod support;
 mod affinity;
 mod bridge;
 mod calls;
+mod cassettes;
 mod cli;
 mod concurrency;
 mod failures;

@@ -144,9 +144,10 @@ impl Cassette {
         self.set("allow_repeats", Value::Bool(yes))
     }
 
-    /// The recorder's and replayer's whole configuration as a JSON object
-    /// (`ignore`, `filter`, `match_session`, `allow_repeats`). Without any
-    /// option given, a cassette replays with the options it was recorded with.
+    /// The recorder's and replayer's configuration as a JSON object
+    /// (`ignore`, `filter`, `match_session`, `allow_repeats`). A cassette
+    /// replays with the options it was recorded with; each option given here
+    /// (or with the methods above) replaces the recorded one of that name.
     pub fn options(mut self, options: Map<String, Value>) -> Cassette {
         self.options = Some(options);
         self

@@ -70,7 +70,7 @@ impl CassetteStore {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| {
-                fail("is not a file name (it must end in a file's name, such as demo.jsonl)".into())
+                fail("its path does not end in a file name (it must end in a file's name, such as demo.jsonl)".into())
             })?
             .to_string();
         let parent = match path.parent() {
@@ -79,14 +79,14 @@ impl CassetteStore {
         };
         let dir = Dir::open_ambient_dir(&parent, ambient_authority()).map_err(|e| {
             fail(format!(
-                "cannot be reached: its directory {} cannot be opened ({e}); create the directory or fix the path",
+                "its directory {} cannot be opened ({e}); create the directory or fix the path",
                 parent.display()
             ))
         })?;
         let loaded = match dir.read_to_string(&name) {
             Ok(text) => Some(file::parse(path, &text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(format!("cannot be read ({e})"))),
+            Err(e) => return Err(fail(format!("it cannot be read ({e})"))),
         };
         warn_of_interrupted_recordings(&dir, &name, &parent);
         let interactions = loaded
@@ -295,7 +295,7 @@ impl CassetteStore {
                 path: self.path.clone(),
                 line: None,
                 message: format!(
-                    "cannot be saved ({e}); the {count} interactions recorded are lost and the cassette is as it was"
+                    "it cannot be saved ({e}); the {count} interactions recorded are lost and the cassette is as it was"
                 ),
             });
         }
