@@ -208,8 +208,9 @@ async fn all_records_everything_again_and_replaces_the_file_at_shutdown() {
 }
 
 #[tokio::test]
-async fn dropping_a_recording_host_saves_its_cassette() {
+async fn dropping_a_recording_host_saves_its_cassette_even_in_a_new_folder() {
     let (_dir, path) = temp_cassette();
+    let path = path.parent().unwrap().join("new/folder/calls.jsonl");
     let host = mock_cassette(cassette(&path, RecordMode::Once), json!({}))
         .await
         .unwrap();

@@ -77,6 +77,15 @@ impl CassetteStore {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // A cassette about to be recorded may be the first in its folder.
+        if mode != RecordMode::None && !parent.exists() {
+            std::fs::create_dir_all(&parent).map_err(|e| {
+                fail(format!(
+                    "its directory {} does not exist and cannot be created ({e}); create it or fix the path",
+                    parent.display()
+                ))
+            })?;
+        }
         let dir = Dir::open_ambient_dir(&parent, ambient_authority()).map_err(|e| {
             fail(format!(
                 "its directory {} cannot be opened ({e}); create the directory or fix the path",
