@@ -59,3 +59,103 @@ async fn killing_the_host_leaves_no_python_worker_alive() {
         .await
         .unwrap_or_else(|_| panic!("workers {workers:?} outlived their host by 2 s"));
 }
+
+/// `kill -9` of a recording host: the cassette it was re-recording is left
+/// exactly as it was (the recording goes to a temporary file that only a
+/// clean shutdown renames over it), and it still replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_recording_host_leaves_its_cassette_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cassette = dir.path().join("calls.jsonl");
+    let requests = dir.path().join("requests.jsonl");
+    let mut lines = String::new();
+    for n in 0..5 {
+        lines.push_str(&format!(
+            "{{\"command\": \"echo\", \"payload\": {{\"n\": {n}}}}}\n"
+        ));
+    }
+    lines.push_str("{\"command\": \"sleep\", \"payload\": {\"ms\": 60000}}\n");
+    std::fs::write(&requests, lines).unwrap();
+    let record = |mode: &str| {
+        Command::new(env!("CARGO_BIN_EXE_snakepen"))
+            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+            .args([
+                "run",
+                "--module",
+                &python_module("handlers"),
+                "--concurrency",
+                "1",
+            ])
+            .args([
+                "--cassette",
+                cassette.to_str().unwrap(),
+                "--record-mode",
+                mode,
+            ])
+            .arg(&requests)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    // A first recording of the fast calls alone (the sleep is cut short by a deadline).
+    std::fs::write(
+        &requests,
+        std::fs::read_to_string(&requests)
+            .unwrap()
+            .replace("60000}}", "60000}, \"deadline_ms\": 1}"),
+    )
+    .unwrap();
+    let status = record("all").wait().unwrap();
+    assert!(
+        status.code().is_some(),
+        "the first recording ran to its end"
+    );
+    let before = std::fs::read(&cassette).expect("the first recording was saved");
+
+    // Record again, and kill the host while the sleep is in flight: the five
+    // fast calls are in the temporary file by then.
+    std::fs::write(
+        &requests,
+        std::fs::read_to_string(&requests)
+            .unwrap()
+            .replace(", \"deadline_ms\": 1", ""),
+    )
+    .unwrap();
+    let mut host = record("all");
+    let temp = within(60, async {
+        loop {
+            let found = std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name()?.to_str()?.to_string();
+                let lines = std::fs::read_to_string(&path).ok()?.lines().count();
+                (name.ends_with(".recording") && lines == 6).then_some(path)
+            });
+            if let Some(path) = found {
+                return path;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert_eq!(
+        std::fs::read(&cassette).unwrap(),
+        before,
+        "the cassette is untouched"
+    );
+    snakepen::cassette::CassetteFile::read(&cassette).expect("and whole");
+    assert!(
+        temp.exists(),
+        "the interrupted recording is kept for whoever wants it"
+    );
+    let host = snakepen::Host::replaying(&cassette).await.unwrap();
+    host.call(snakepen::Request::json(
+        "echo",
+        &serde_json::json!({"n": 3}),
+    ))
+    .await
+    .expect("it replays");
+}
