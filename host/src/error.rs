@@ -144,6 +144,17 @@ pub enum Error {
         why: String,
     },
 
+    /// A directory granted to an adapter cannot be opened.
+    #[error(
+        "the directory {} granted to the adapter as {guest_path} cannot be opened ({message}); create it or fix the path given to HostBuilder::grant_dir",
+        path.display()
+    )]
+    GrantedDir {
+        path: PathBuf,
+        guest_path: String,
+        message: String,
+    },
+
     /// The builder was not told which adapter to run.
     #[error(
         "no adapter given: call HostBuilder::adapter with a name (such as \"mock\") or a path to a .wasm component"

@@ -5,6 +5,7 @@ use crate::adapter::{self, Adapter, ComponentInfo};
 use crate::bindings::{PluginPre, wit};
 use crate::cassette::{Cassette, CassetteStore, RecordMode};
 use crate::imports::{CallState, Counters, Links};
+use crate::sandbox::{self, Grant, Guard, Limits};
 use crate::{
     AdapterConfig, CallError, Error, Pool, PoolConfig, PoolStatus, Request, Response, Runtime,
 };
@@ -12,15 +13,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// How long a call may take when its request sets no deadline.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How much longer than its deadline an adapter may take before the host
-/// gives up on it. The pool answers at the deadline itself (with a timeout
-/// that says which worker was killed); this slack lets that answer through.
+/// How far past its deadline an adapter that is running (not waiting on the
+/// host) is stopped: the pool answers a worker's timeout at the deadline
+/// itself, and this lets the adapter pass that answer on.
+const GUEST_SLACK: Duration = Duration::from_millis(20);
+
+/// How much longer than its deadline a call may take before the host gives
+/// up on it whatever the adapter waits for (a backstop: a running adapter is
+/// stopped at `GUEST_SLACK`, and every host import ends by the deadline).
 const ADAPTER_SLACK: Duration = Duration::from_millis(250);
+
+/// The largest answer an adapter may return by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// A host: a loaded adapter, its configuration and its counters.
 ///
@@ -41,6 +50,7 @@ struct HostInner {
     call_timeout: Duration,
     /// What the adapter may reach: counters, pool, cassette, next adapter.
     links: Links,
+    limits: Limits,
 }
 
 /// Everything one adapter of a chain is built from.
@@ -53,6 +63,15 @@ struct Parts {
     pool: Option<PoolConfig>,
     cassette: Option<Arc<CassetteStore>>,
     next: Option<Host>,
+    sandbox: SandboxOptions,
+}
+
+/// The limits and grants a builder was given (the rest come from the runtime).
+#[derive(Default, Clone)]
+struct SandboxOptions {
+    max_memory_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
+    grants: Vec<Grant>,
 }
 
 /// Builds a [`Host`]: `Host::builder().adapter("mock").config(…).build().await`.
@@ -65,6 +84,7 @@ pub struct HostBuilder {
     call_timeout: Option<Duration>,
     pool: Option<PoolConfig>,
     cassette: Option<Cassette>,
+    sandbox: SandboxOptions,
 }
 
 impl HostBuilder {
@@ -106,6 +126,40 @@ impl HostBuilder {
         self
     }
 
+    /// The most linear memory one instance of this host's adapter may have.
+    /// It cannot exceed the runtime's `max_memory_bytes` (64 MiB by default),
+    /// which is used when this is not set. An adapter that wants more fails
+    /// its call with an `adapter-fault` that says so; the host goes on.
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.sandbox.max_memory_bytes = Some(bytes);
+        self
+    }
+
+    /// The largest answer payload the adapter may return (default 64 MiB);
+    /// a larger one fails its call with an `adapter-fault`.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.sandbox.max_response_bytes = Some(bytes);
+        self
+    }
+
+    /// Lets the adapter reach the host directory `host_path` as
+    /// `guest_path` (such as `/data`), read-only or read-write. By default an
+    /// adapter has no file system at all. The directory is opened at every
+    /// call; one that cannot be opened fails `build`.
+    pub fn grant_dir(
+        mut self,
+        host_path: impl Into<PathBuf>,
+        guest_path: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
+        self.sandbox.grants.push(Grant {
+            host_path: host_path.into(),
+            guest_path: guest_path.into(),
+            read_only,
+        });
+        self
+    }
+
     /// Records calls to, or replays them from, a cassette. Depending on the
     /// cassette's record mode (see [`Cassette`]) the host runs the replayer
     /// alone, with no Python started even if a pool is configured, or the
@@ -138,6 +192,7 @@ impl HostBuilder {
                 pool: self.pool,
                 cassette: None,
                 next: None,
+                sandbox: self.sandbox,
             })
             .await;
         };
@@ -181,6 +236,7 @@ impl HostBuilder {
                 pool: None,
                 cassette: store,
                 next: None,
+                sandbox: self.sandbox,
             })
             .await;
         }
@@ -203,6 +259,7 @@ impl HostBuilder {
             pool: self.pool,
             cassette: None,
             next: None,
+            sandbox: self.sandbox.clone(),
         })
         .await?;
         assemble(Parts {
@@ -214,6 +271,7 @@ impl HostBuilder {
             pool: None,
             cassette: store,
             next: Some(real),
+            sandbox: self.sandbox,
         })
         .await
     }
@@ -231,8 +289,37 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
         pool,
         cassette,
         next,
+        sandbox,
     } = parts;
     let path = adapter.resolve(&dirs)?;
+    for grant in &sandbox.grants {
+        let opened = std::fs::read_dir(&grant.host_path).map(drop);
+        if let Err(e) = opened {
+            return Err(Error::GrantedDir {
+                path: grant.host_path.clone(),
+                guest_path: grant.guest_path.clone(),
+                message: e.to_string(),
+            });
+        }
+    }
+    let settings = &runtime.inner().settings;
+    let limits = Limits {
+        max_memory_bytes: sandbox
+            .max_memory_bytes
+            .map_or(settings.max_memory_bytes, |m| {
+                m.min(settings.max_memory_bytes)
+            }),
+        max_table_elements: settings.max_table_elements,
+        max_stack_bytes: settings.max_stack_bytes,
+        max_response_bytes: sandbox
+            .max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
+        deadline_slack_ms: GUEST_SLACK.as_millis() as u64
+            + crate::runtime::EPOCH_TICK.as_millis() as u64,
+        max_instances: settings.max_instances,
+        granted_dirs: sandbox.grants,
+    };
     let name: Arc<str> = adapter.display_name().into();
 
     let component = adapter::compile(&runtime, &path)?;
@@ -267,6 +354,7 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
             config: config.clone(),
             call_timeout,
             links: links.clone(),
+            limits: limits.clone(),
         }),
     };
     probe.check_config().await?;
@@ -285,6 +373,7 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
             config,
             call_timeout,
             links,
+            limits,
         }),
     })
 }
@@ -349,6 +438,11 @@ impl Host {
     /// The pool's counters (`None` for a host without a pool).
     pub fn status(&self) -> Option<PoolStatus> {
         self.pool().map(Pool::status)
+    }
+
+    /// The limits the adapter runs under, and the directories granted to it.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The cassette's record mode, when the host has a cassette.
@@ -452,6 +546,15 @@ impl Host {
             .call_call(&mut instance.store, &request)
             .await;
         match result {
+            Ok(Ok(response)) if response.payload.len() > self.inner.limits.max_response_bytes => {
+                Err(CallError::AdapterFault(format!(
+                    "adapter `{}` answered `{}` with {}, over its limit of {} (HostBuilder::max_response_bytes)",
+                    self.inner.name,
+                    request.command,
+                    sandbox::bytes(response.payload.len()),
+                    sandbox::bytes(self.inner.limits.max_response_bytes)
+                )))
+            }
             Ok(Ok(response)) => Ok(response.into()),
             Ok(Err(error)) => Err(error.into()),
             Err(trap) => Err(self.fault(trap, Some(&instance.store))),
@@ -465,12 +568,21 @@ impl Host {
             .acquire_owned()
             .await
             .expect("the instance semaphore is never closed");
-        let state = CallState::new(self.inner.links.clone(), due);
+        let limits = &self.inner.limits;
+        let guard = Guard::new(limits.max_memory_bytes, limits.max_table_elements);
+        let state = CallState::new(self.inner.links.clone(), due, guard, &limits.granted_dirs)?;
         let mut store = Store::new(&inner.engine, state);
-        // Yield to the executor at every epoch tick: a spinning adapter never
-        // holds a thread for long, and the call's timeout can fire and drop it.
+        store.limiter(|state| &mut state.guard);
+        // At every epoch tick a running adapter yields to the executor (so it
+        // never holds a thread for long), and past its deadline it is stopped.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.epoch_deadline_callback(|mut store| {
+            if Instant::now() >= store.data().deadline() + GUEST_SLACK {
+                store.data_mut().overran = true;
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         let plugin = self.inner.pre.instantiate_async(&mut store).await?;
         Ok(Instance {
             store,
@@ -480,9 +592,34 @@ impl Host {
     }
 
     fn fault(&self, error: wasmtime::Error, store: Option<&Store<CallState>>) -> CallError {
+        let name = &self.inner.name;
+        if let Some(state) = store.map(Store::data) {
+            if state.overran {
+                return CallError::Timeout(format!(
+                    "adapter `{name}` was still running at its deadline ({} ms for this call) and was stopped: \
+                     an endless loop, or more work than the deadline allows",
+                    state.deadline_ms()
+                ));
+            }
+            if let Some(refused) = &state.guard.refused {
+                return CallError::AdapterFault(format!("adapter `{name}` {refused}"));
+            }
+        }
         let stderr = store.map(|s| s.data().stderr()).unwrap_or_default();
-        let mut message = format!("adapter `{}` failed: {error:#}", self.inner.name);
-        if !stderr.is_empty() {
+        let text = format!("{error:#}");
+        let panic = sandbox::panic_message(&stderr);
+        let mut message = if let Some(panic) = &panic {
+            format!("adapter `{name}` panicked: {panic}")
+        } else if let Some(meaning) = sandbox::explain_trap(&error) {
+            format!("adapter `{name}` {meaning}")
+        } else if text.contains("invalid utf-8") {
+            format!(
+                "adapter `{name}` returned text that is not valid UTF-8 ({text}): a bug in the adapter"
+            )
+        } else {
+            format!("adapter `{name}` failed: {text}")
+        };
+        if !stderr.is_empty() && panic.is_none() {
             message.push_str("\nadapter stderr:\n");
             message.push_str(&stderr);
         }

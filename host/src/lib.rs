@@ -32,6 +32,7 @@ mod host;
 mod imports;
 pub mod pool;
 mod runtime;
+mod sandbox;
 
 pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
 pub use call::{Request, Response};
@@ -42,3 +43,4 @@ pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use sandbox::{Grant, Limits};

@@ -33,6 +33,8 @@ pub(crate) struct RuntimeInner {
     /// waits for a slot instead of failing in the pooling allocator.
     pub(crate) instance_slots: Arc<Semaphore>,
     pub(crate) pooled: bool,
+    /// The limits every instance of this runtime runs under.
+    pub(crate) settings: RuntimeBuilder,
     /// The contract's imports and WASI, wired once for every host.
     pub(crate) linker: Linker<CallState>,
     /// Dropping this stops the epoch ticker thread.
@@ -43,9 +45,12 @@ pub(crate) struct RuntimeInner {
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
-    max_instances: u32,
-    max_memory_bytes: usize,
+    pub(crate) max_instances: u32,
+    pub(crate) max_memory_bytes: usize,
+    pub(crate) max_table_elements: usize,
+    pub(crate) max_stack_bytes: usize,
     pooling: bool,
+    pub(crate) epochs: bool,
 }
 
 impl Default for RuntimeBuilder {
@@ -54,7 +59,10 @@ impl Default for RuntimeBuilder {
             cache_dir: dirs::cache_dir().map(|d| d.join("snakepen").join("compiled")),
             max_instances: 256,
             max_memory_bytes: 64 << 20,
+            max_table_elements: 20_000,
+            max_stack_bytes: 512 << 10,
             pooling: true,
+            epochs: true,
         }
     }
 }
@@ -83,6 +91,28 @@ impl RuntimeBuilder {
     /// The most linear memory one adapter instance may have (default 64 MiB).
     pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
         self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// The most elements one table of an adapter instance may have (default 20 000).
+    pub fn max_table_elements(mut self, n: usize) -> Self {
+        self.max_table_elements = n;
+        self
+    }
+
+    /// The most WebAssembly stack one call may use (default 512 KiB); deeper
+    /// recursion is stopped with an `adapter-fault` that says so.
+    pub fn max_stack_bytes(mut self, bytes: usize) -> Self {
+        self.max_stack_bytes = bytes.max(64 << 10);
+        self
+    }
+
+    /// Whether running adapters are interrupted at every epoch tick (the
+    /// default, and the only way to stop an adapter stuck in a loop at its
+    /// deadline, or to let other calls run beside it). Turning it off only
+    /// serves to measure what the checks cost (`just bench`).
+    pub fn epoch_interruption(mut self, on: bool) -> Self {
+        self.epochs = on;
         self
     }
 
@@ -118,9 +148,10 @@ impl RuntimeBuilder {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
-                cache_dir: self.cache_dir,
+                cache_dir: self.cache_dir.clone(),
                 instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
                 pooled,
+                settings: self,
                 _ticker: ticker,
             }),
         })
@@ -134,7 +165,10 @@ impl RuntimeBuilder {
 
     fn config(&self, pooling: bool) -> Config {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(self.epochs);
+        config.max_wasm_stack(self.max_stack_bytes);
+        // The fiber a call runs on must hold the wasm stack and the host's frames above it.
+        config.async_stack_size(self.max_stack_bytes + (1 << 20));
         // Adapters do not use component-model async; without it a call costs less.
         config.concurrency_support(false);
         if pooling {
@@ -145,6 +179,7 @@ impl RuntimeBuilder {
                 .total_core_instances(n * 8)
                 .total_memories(n * 2)
                 .total_tables(n * 4)
+                .table_elements(self.max_table_elements)
                 .max_memory_size(self.max_memory_bytes)
                 .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
                 .table_keep_resident(KEEP_RESIDENT_BYTES);

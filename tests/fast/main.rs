@@ -10,3 +10,4 @@ mod isolation;
 mod loading;
 mod mock;
 mod mock_config;
+mod sandbox;

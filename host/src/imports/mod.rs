@@ -11,6 +11,7 @@ mod workers;
 pub use counters::Counters;
 
 use crate::cassette::CassetteStore;
+use crate::sandbox::{self, Grant, Guard};
 use crate::{Host, Pool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,22 +45,46 @@ pub(crate) struct CallState {
     deadline: Instant,
     /// How long the last call to the next adapter took (recorded with it).
     next_elapsed: Option<Duration>,
+    /// The instance's memory and table caps.
+    pub(crate) guard: Guard,
+    /// Set when the instance was stopped for running past its deadline.
+    pub(crate) overran: bool,
+    created: Instant,
 }
 
 impl CallState {
-    pub(crate) fn new(links: Links, deadline: Instant) -> CallState {
+    pub(crate) fn new(
+        links: Links,
+        deadline: Instant,
+        guard: Guard,
+        grants: &[Grant],
+    ) -> wasmtime::Result<CallState> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        // No arguments, environment, preopened directories, network or stdin:
-        // an adapter reaches only what the contract imports.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        CallState {
+        // No arguments, environment, network, clock or stdin, and no files
+        // but the directories granted: an adapter reaches only what the
+        // contract imports.
+        let wasi = sandbox::wasi(stderr.clone(), grants)?;
+        Ok(CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
             links,
             deadline,
             next_elapsed: None,
-        }
+            guard,
+            overran: false,
+            created: Instant::now(),
+        })
+    }
+
+    /// When the call this instance serves must be answered.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The call's whole deadline, in milliseconds (for messages).
+    pub(crate) fn deadline_ms(&self) -> u128 {
+        self.deadline.duration_since(self.created).as_millis()
     }
 
     /// What the adapter wrote to stderr so far (a guest panic message lands here).
