@@ -11,4 +11,5 @@ mod cassettes;
 mod cli;
 mod concurrency;
 mod failures;
+mod hostile;
 mod lifecycle;

@@ -7,11 +7,12 @@ use super::config::{PoolConfig, PoolSettings};
 use super::protocol::{self, ErrorBody, FrameError, Handshake, ReplyHeader};
 use crate::{CallError, Response};
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -99,6 +100,12 @@ pub(crate) struct Worker {
     pub(crate) served: u64,
     child: Child,
     pid: u32,
+    /// Readable once the process has ended, without reaping it: while it is
+    /// a zombie its pid (and so its process group's id) cannot be reused, so
+    /// the group can be killed safely after the leader's death.
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    /// Whether the process was reaped (its group id may then belong to another).
+    reaped: bool,
     reader: BufReader<OwnedReadHalf>,
     writer: Option<OwnedWriteHalf>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
@@ -144,6 +151,8 @@ impl Worker {
             served: 0,
             child,
             pid,
+            pidfd: open_pidfd(pid),
+            reaped: false,
             reader: BufReader::with_capacity(64 << 10, read),
             writer: Some(write),
             stderr_tail,
@@ -203,10 +212,21 @@ impl Worker {
         let id = self.next_request;
         let frame = protocol::encode_request(id, command, payload);
         let started = Instant::now();
+        let (writer, reader, max) = (&mut self.writer, &mut self.reader, self.max_frame_bytes);
+        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
         let exchange = async {
-            let writer = self.writer.as_mut().ok_or(FrameError::Closed)?;
+            let writer = writer.as_mut().ok_or(FrameError::Closed)?;
             writer.write_all(&frame).await?;
-            protocol::read_frame(&mut self.reader, self.max_frame_bytes).await
+            protocol::read_frame(reader, max).await
+        };
+        // A worker whose process ends fails the call at once, even if
+        // something it forked still holds its socket open.
+        let exchange = async {
+            tokio::select! {
+                biased;
+                frame = exchange => frame,
+                () = leader_exit(pidfd, child, reaped) => Err(FrameError::Closed),
+            }
         };
         let reply = tokio::time::timeout_at(deadline.into(), exchange).await;
         let (header, body) = match reply {
@@ -269,8 +289,16 @@ impl Worker {
         Some(pages * u64::try_from(page).unwrap_or(4096))
     }
 
-    /// Waits for the process to end (it already exited or was killed).
+    /// Waits for the process to end, kills what is left of its process
+    /// group (anything it forked), and reaps it: its exit status.
     pub(crate) async fn exited(&mut self) -> String {
+        leader_exit(&self.pidfd, &mut self.child, &mut self.reaped).await;
+        self.kill_group(libc::SIGKILL);
+        self.reap_now().await
+    }
+
+    async fn reap_now(&mut self) -> String {
+        self.reaped = true;
         match self.child.wait().await {
             Ok(status) => describe_status(status),
             Err(e) => format!("unknown ({e})"),
@@ -281,31 +309,34 @@ impl Worker {
     /// then SIGTERM, then SIGKILL of its whole process group.
     pub(crate) async fn stop(&mut self, kill_grace: Duration) {
         self.writer = None;
-        if tokio::time::timeout(kill_grace / 2, self.child.wait())
-            .await
-            .is_ok()
-        {
-            self.kill_group(libc::SIGKILL); // anything it forked
-            return;
-        }
-        self.kill_group(libc::SIGTERM);
-        if tokio::time::timeout(kill_grace, self.child.wait())
+        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
+        if tokio::time::timeout(kill_grace / 2, leader_exit(pidfd, child, reaped))
             .await
             .is_err()
         {
-            tracing::warn!(
-                worker = self.id,
-                pid = self.pid,
-                "worker ignored SIGTERM; killing it"
-            );
+            self.kill_group(libc::SIGTERM);
+            let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
+            if tokio::time::timeout(kill_grace, leader_exit(pidfd, child, reaped))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    worker = self.id,
+                    pid = self.pid,
+                    "worker ignored SIGTERM; killing it"
+                );
+            }
         }
-        self.kill_group(libc::SIGKILL);
-        let _ = self.child.wait().await;
+        self.kill_group(libc::SIGKILL); // it, if it still runs, and anything it forked
+        let _ = self.reap_now().await;
     }
 
-    /// Sends `signal` to the worker's process group (it leads its own).
+    /// Sends `signal` to the worker's process group (it leads its own), unless
+    /// the worker was reaped and its group id may be another's now.
     pub(crate) fn kill_group(&self, signal: i32) {
-        kill_group(self.pid, signal);
+        if !self.reaped {
+            kill_group(self.pid, signal);
+        }
     }
 
     async fn broken(&mut self, message: String, kill_grace: Duration) -> CallError {
@@ -318,11 +349,12 @@ impl Worker {
         }
     }
 
-    /// Waits for the process's exit status, killing it if it does not end in `grace`.
+    /// Waits for the process to end, killing it if it does not end in
+    /// `grace`, then kills its group and reaps it: its exit status.
     async fn reap(&mut self, grace: Duration) -> String {
-        match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(Ok(status)) => describe_status(status),
-            Ok(Err(e)) => format!("unknown ({e})"),
+        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
+        match tokio::time::timeout(grace, leader_exit(pidfd, child, reaped)).await {
+            Ok(()) => self.exited().await,
             Err(_) => {
                 self.kill_group(libc::SIGKILL);
                 format!(
@@ -343,11 +375,36 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // A worker dropped without `stop` (its pool was dropped): leave nothing running.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill_group(libc::SIGKILL);
+        // A worker dropped without `stop` (its pool was dropped), or whose
+        // process ended: leave nothing running, not even what it forked.
+        self.kill_group(libc::SIGKILL);
+    }
+}
+
+/// Resolves when the worker's process has ended: through its pidfd, which
+/// leaves it unreaped, or (on a kernel without pidfds) by reaping it.
+async fn leader_exit(pidfd: &Option<AsyncFd<OwnedFd>>, child: &mut Child, reaped: &mut bool) {
+    match pidfd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => {
+            let _ = child.wait().await;
+            *reaped = true;
         }
     }
+}
+
+/// A pidfd for `pid` (Linux 5.3 and later), registered with the runtime.
+fn open_pidfd(pid: u32) -> Option<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created and is owned by nobody else;
+    // the AsyncFd owns it from here and nothing replaces or closes it.
+    unsafe { AsyncFd::register(OwnedFd::from_raw_fd(fd as i32)).ok() }
 }
 
 pub(crate) fn kill_group(pid: u32, signal: i32) {
