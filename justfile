@@ -44,10 +44,12 @@ test-integration: plugins
 test-chaos: plugins
     cargo test -p snakepen --test chaos
 
-# Benchmarks, in release mode: the mock call (criterion), then the pool beside a
-# plain-Python peer, written to bench/RESULTS.md.
+# Benchmarks, in release mode: the mock call and a replayed call beside a live one
+# (criterion), the sandbox (an endless loop stopped, the cost of epoch checks), then
+# the pool beside a plain-Python peer, written to bench/RESULTS.md.
 bench: plugins
     cargo bench -p snakepen --bench call
+    cargo bench -p snakepen --bench sandbox
     cargo bench -p snakepen --bench pool
 
 # Formatting and lints, as CI would want them.

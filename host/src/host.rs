@@ -21,7 +21,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How far past its deadline an adapter that is running (not waiting on the
 /// host) is stopped: the pool answers a worker's timeout at the deadline
 /// itself, and this lets the adapter pass that answer on.
-const GUEST_SLACK: Duration = Duration::from_millis(20);
+pub(crate) const GUEST_SLACK: Duration = Duration::from_millis(20);
 
 /// How much longer than its deadline a call may take before the host gives
 /// up on it whatever the adapter waits for (a backstop: a running adapter is
@@ -302,24 +302,15 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
             });
         }
     }
-    let settings = &runtime.inner().settings;
-    let limits = Limits {
-        max_memory_bytes: sandbox
-            .max_memory_bytes
-            .map_or(settings.max_memory_bytes, |m| {
-                m.min(settings.max_memory_bytes)
-            }),
-        max_table_elements: settings.max_table_elements,
-        max_stack_bytes: settings.max_stack_bytes,
-        max_response_bytes: sandbox
-            .max_response_bytes
-            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-        call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
-        deadline_slack_ms: GUEST_SLACK.as_millis() as u64
-            + crate::runtime::EPOCH_TICK.as_millis() as u64,
-        max_instances: settings.max_instances,
-        granted_dirs: sandbox.grants,
-    };
+    let mut limits = runtime.default_limits();
+    if let Some(max) = sandbox.max_memory_bytes {
+        limits.max_memory_bytes = max.min(limits.max_memory_bytes);
+    }
+    if let Some(max) = sandbox.max_response_bytes {
+        limits.max_response_bytes = max;
+    }
+    limits.call_timeout_ms = u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX);
+    limits.granted_dirs = sandbox.grants;
     let name: Arc<str> = adapter.display_name().into();
 
     let component = adapter::compile(&runtime, &path)?;

@@ -202,6 +202,22 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
+    /// The limits a host built on this runtime runs its adapter under,
+    /// before the host's own settings (`HostBuilder::max_memory_bytes`, …).
+    pub fn default_limits(&self) -> crate::Limits {
+        let settings = &self.inner.settings;
+        crate::Limits {
+            max_memory_bytes: settings.max_memory_bytes,
+            max_table_elements: settings.max_table_elements,
+            max_stack_bytes: settings.max_stack_bytes,
+            max_response_bytes: crate::host::DEFAULT_MAX_RESPONSE_BYTES,
+            call_timeout_ms: crate::DEFAULT_CALL_TIMEOUT.as_millis() as u64,
+            deadline_slack_ms: (crate::host::GUEST_SLACK + EPOCH_TICK).as_millis() as u64,
+            max_instances: settings.max_instances,
+            granted_dirs: Vec::new(),
+        }
+    }
+
     /// Whether instances come from the pooling allocator (false after a fallback).
     pub fn is_pooled(&self) -> bool {
         self.inner.pooled

@@ -29,6 +29,47 @@ pub struct Limits {
     pub granted_dirs: Vec<Grant>,
 }
 
+impl Limits {
+    /// The limits and capabilities, a line each, for `snakepen inspect`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "memory        {} per instance",
+                bytes(self.max_memory_bytes)
+            ),
+            format!("tables        {} elements", self.max_table_elements),
+            format!("stack         {}", bytes(self.max_stack_bytes)),
+            format!("answer        {}", bytes(self.max_response_bytes)),
+            format!(
+                "deadline      {} ms when a request sets none; a running adapter is stopped within {} ms past it",
+                self.call_timeout_ms, self.deadline_slack_ms
+            ),
+            format!(
+                "instances     {} alive at once (more calls wait)",
+                self.max_instances
+            ),
+            "network       none".into(),
+            "environment   none (no variables, no arguments, clocks frozen at 0)".into(),
+        ];
+        if self.granted_dirs.is_empty() {
+            lines.push("files         none (HostBuilder::grant_dir grants a directory)".into());
+        }
+        for grant in &self.granted_dirs {
+            lines.push(format!(
+                "files         {} as {} ({})",
+                grant.host_path.display(),
+                grant.guest_path,
+                if grant.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            ));
+        }
+        lines
+    }
+}
+
 /// A host directory an adapter may reach, at a path of its own.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Grant {

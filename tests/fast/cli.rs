@@ -182,3 +182,24 @@ fn call_with_a_cassette_alone_replays_it_and_a_miss_says_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn inspect_reports_the_sandbox_limits() {
+    let output = snakepen(&["inspect", "mock"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "memory        64 MiB per instance",
+        "stack         512 KiB",
+        "network       none",
+        "files         none",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} is missing from:\n{text}"
+        );
+    }
+    let output = snakepen(&["inspect", "mock", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["limits"]["max_memory_bytes"], 64 << 20);
+}

@@ -401,6 +401,7 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
             "exports": info.exports,
             "imports": info.imports,
             "host_contract": format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION),
+            "limits": runtime.default_limits(),
             "refused": verdict,
         });
         println!(
@@ -424,6 +425,12 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
             "host supports: snakepen:adapter@{} and compatible versions",
             snakepen::CONTRACT_VERSION
         );
+        println!("sandbox (a host's defaults):");
+        runtime
+            .default_limits()
+            .describe()
+            .iter()
+            .for_each(|line| println!("  {line}"));
     }
     match verdict {
         None => Ok(()),
