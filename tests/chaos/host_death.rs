@@ -68,13 +68,14 @@ async fn killing_a_recording_host_leaves_its_cassette_whole() {
     let dir = tempfile::tempdir().unwrap();
     let cassette = dir.path().join("calls.jsonl");
     let requests = dir.path().join("requests.jsonl");
+    // One session: its calls run one after another, in file order.
     let mut lines = String::new();
     for n in 0..5 {
         lines.push_str(&format!(
-            "{{\"command\": \"echo\", \"payload\": {{\"n\": {n}}}}}\n"
+            "{{\"command\": \"echo\", \"session\": \"s\", \"payload\": {{\"n\": {n}}}}}\n"
         ));
     }
-    lines.push_str("{\"command\": \"sleep\", \"payload\": {\"ms\": 60000}}\n");
+    lines.push_str("{\"command\": \"sleep\", \"session\": \"s\", \"payload\": {\"ms\": 60000}}\n");
     std::fs::write(&requests, lines).unwrap();
     let record = |mode: &str| {
         Command::new(env!("CARGO_BIN_EXE_snakepen"))

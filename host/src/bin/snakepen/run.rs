@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use snakepen::{Request, Runtime};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,35 +74,40 @@ pub(crate) async fn run(
     let started = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
-    // Requests of one session run one after another, in file order; all
-    // else runs concurrently, up to the concurrency limit.
-    for chain in chains(requests) {
+    // Requests start in file order, up to the concurrency limit, and those
+    // of one session one after another (with --concurrency 1, the whole file
+    // runs in order).
+    let mut last_of_session: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
+    for request in requests {
+        let permit = Arc::clone(&limit)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let before = request
+            .session
+            .clone()
+            .and_then(|session| last_of_session.insert(session, finished));
         let host = host.clone();
         let bar = bar.clone();
-        let limit = Arc::clone(&limit);
         tasks.spawn(async move {
-            let mut outcomes = Vec::with_capacity(chain.len());
-            for request in chain {
-                let permit = limit
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                let began = Instant::now();
-                let result = host.call(request).await;
-                drop(permit);
-                bar.inc(1);
-                outcomes.push(Outcome {
-                    latency: began.elapsed(),
-                    error: result.as_ref().err().map(|e| e.kind()),
-                    worker: result.ok().and_then(|r| r.worker_pid),
-                });
+            if let Some(before) = before {
+                let _ = before.await; // the session's previous call ended (its sender dropped)
             }
-            outcomes
+            let began = Instant::now();
+            let result = host.call(request).await;
+            drop((permit, done));
+            bar.inc(1);
+            Outcome {
+                latency: began.elapsed(),
+                error: result.as_ref().err().map(|e| e.kind()),
+                worker: result.ok().and_then(|r| r.worker_pid),
+            }
         });
     }
     let mut outcomes = Vec::new();
-    while let Some(chain) = tasks.join_next().await {
-        outcomes.extend(chain.expect("a request task does not panic"));
+    while let Some(outcome) = tasks.join_next().await {
+        outcomes.push(outcome.expect("a request task does not panic"));
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
@@ -125,26 +131,6 @@ pub(crate) async fn run(
         )));
     }
     Ok(())
-}
-
-/// Groups requests into chains: one per session (in file order), one per
-/// request without a session.
-fn chains(requests: Vec<Request>) -> Vec<Vec<Request>> {
-    let mut chains: Vec<Vec<Request>> = Vec::new();
-    let mut by_session: std::collections::HashMap<String, usize> = Default::default();
-    for request in requests {
-        match request.session.clone() {
-            Some(session) => match by_session.get(&session) {
-                Some(&i) => chains[i].push(request),
-                None => {
-                    by_session.insert(session, chains.len());
-                    chains.push(vec![request]);
-                }
-            },
-            None => chains.push(vec![request]),
-        }
-    }
-    chains
 }
 
 fn read_requests(args: &RunArgs) -> Result<Vec<Request>, Failure> {
