@@ -587,9 +587,9 @@ impl Host {
         if let Some(state) = store.map(Store::data) {
             if state.overran {
                 return CallError::Timeout(format!(
-                    "adapter `{name}` was still running at its deadline ({} ms for this call) and was stopped: \
+                    "adapter `{name}` was still running at its call's deadline and was stopped after {} ms: \
                      an endless loop, or more work than the deadline allows",
-                    state.deadline_ms()
+                    state.running_ms()
                 ));
             }
             if let Some(refused) = &state.guard.refused {

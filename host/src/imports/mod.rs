@@ -82,9 +82,9 @@ impl CallState {
         self.deadline
     }
 
-    /// The call's whole deadline, in milliseconds (for messages).
-    pub(crate) fn deadline_ms(&self) -> u128 {
-        self.deadline.duration_since(self.created).as_millis()
+    /// How long this instance has existed, in milliseconds (for messages).
+    pub(crate) fn running_ms(&self) -> u128 {
+        self.created.elapsed().as_millis()
     }
 
     /// What the adapter wrote to stderr so far (a guest panic message lands here).
