@@ -160,3 +160,78 @@ async fn killing_a_recording_host_leaves_its_cassette_whole() {
     .await
     .expect("it replays");
 }
+
+/// The process group of `pid` (field 5 of /proc/pid/stat), if it runs.
+fn group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Every live process whose process group is one of `groups`.
+fn members_of(groups: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| alive(pid) && group_of(pid).is_some_and(|g| groups.contains(&g)))
+        .collect()
+}
+
+/// Twenty times: a host serving a steady load on 4 workers is `kill -9`ed;
+/// no Python process is left, by pid and by process group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("load.jsonl");
+    let load: String = (0..20_000)
+        .map(|n| {
+            format!(
+                "{{\"command\": \"sleep\", \"payload\": {{\"ms\": {}}}}}\n",
+                n % 7
+            )
+        })
+        .collect();
+    std::fs::write(&requests, load).unwrap();
+    for round in 0..20 {
+        let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+            .args([
+                "run",
+                "--module",
+                &python_module("handlers"),
+                "--pool-size",
+                "4",
+            ])
+            .arg(&requests)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let host_pid = host.id();
+        let workers = within(60, async {
+            loop {
+                let children = children_of(host_pid);
+                if children.len() == 4 {
+                    return children;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        // Let the load run a moment, differently each round.
+        tokio::time::sleep(std::time::Duration::from_millis(10 + 7 * round)).await;
+        host.kill().unwrap();
+        host.wait().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&workers))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: workers {workers:?} outlived their host"));
+        // Each worker leads its own process group: nothing it started is left either.
+        let left = members_of(&workers);
+        assert!(
+            left.is_empty(),
+            "round {round}: processes {left:?} left in the workers' groups"
+        );
+    }
+}

@@ -5,3 +5,4 @@
 mod support;
 
 mod host_death;
+mod storms;

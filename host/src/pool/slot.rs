@@ -16,11 +16,15 @@ use tokio::sync::{mpsc, watch};
 /// turn into a respawn storm.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
 
+/// How the exit status of a worker killed by SIGKILL begins.
+const KILLED: &str = "signal 9 ";
+
 /// Why a worker's service ended.
 #[derive(Debug)]
 enum End {
     Shutdown,
-    Crashed,
+    /// The worker's exit status, as the call's error reports it.
+    Crashed(String),
     TimedOut,
     DiedIdle(String),
     Unhealthy(String),
@@ -28,10 +32,20 @@ enum End {
 }
 
 impl End {
+    fn killed_from_outside(&self) -> bool {
+        let status = match self {
+            End::Crashed(status) | End::DiedIdle(status) => status,
+            _ => return false,
+        };
+        status.starts_with(KILLED)
+    }
+
     fn describe(&self) -> String {
         match self {
             End::Shutdown => "the pool shut down".into(),
-            End::Crashed => "it died or broke the protocol during a call".into(),
+            End::Crashed(status) => {
+                format!("it died or broke the protocol during a call ({status})")
+            }
             End::TimedOut => "a call ran past its deadline".into(),
             End::DiedIdle(status) => format!("it died while idle ({status})"),
             End::Unhealthy(why) => format!("it is unhealthy: {why}"),
@@ -114,8 +128,13 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         if matches!(end, End::Shutdown) {
             break;
         }
+        // A worker killed from outside (SIGKILL it did not get from us: the
+        // OOM killer, an operator, a chaos test) did nothing wrong: it is
+        // replaced at once. Only a worker that fails by itself soon after its
+        // start makes the next start wait.
         let died_young = worker.started.elapsed() < HEALTHY_UPTIME
-            && !matches!(end, End::Recycle(_) | End::TimedOut);
+            && !matches!(end, End::Recycle(_) | End::TimedOut)
+            && !end.killed_from_outside();
         failures = if died_young { failures + 1 } else { 0 };
         if failures > 0 && !pause(&settings, failures, &mut closed).await {
             break;
@@ -212,7 +231,13 @@ async fn run_job(
     // A caller that went away has dropped its receiver; the reply is drained all the same.
     match outcome {
         Ok(answer) => Ok((job.reply, answer)),
-        Err(CallFailure::Died(error)) => Err((End::Crashed, (job.reply, error))),
+        Err(CallFailure::Died(error)) => {
+            let status = match &error {
+                CallError::WorkerCrashed { exit_status, .. } => exit_status.clone(),
+                other => other.to_string(),
+            };
+            Err((End::Crashed(status), (job.reply, error)))
+        }
         Err(CallFailure::TimedOut(error)) => Err((End::TimedOut, (job.reply, error))),
     }
 }

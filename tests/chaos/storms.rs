@@ -1,0 +1,202 @@
+//! Storms against a live pool: workers `kill -9`ed under load, ten thousand
+//! callers dropped at random points, and a module that is slow to import.
+//! Each ends with the pool whole and every call answered or typed.
+
+use crate::support::{plugin, python_module, status_until, within};
+use serde_json::json;
+use snakepen::{CallError, Host, PoolConfig, Request};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A small deterministic random source (xorshift64*), seeded per test.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+async fn bridge(size: usize, config: serde_json::Value, pool: PoolConfig) -> Host {
+    let host = Host::builder()
+        .adapter(plugin("python-bridge"))
+        .config(config)
+        .pool(pool.size(size))
+        .build()
+        .await
+        .expect("the host builds");
+    within(60, host.ready()).await.expect("the workers start");
+    host
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions; a worker that is
+    // already gone makes it fail with ESRCH, which is fine here.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_storm_loses_no_call_and_the_pool_recovers() {
+    let config = json!({ "commands": { "echo": { "idempotent": true, "retries": 3 } } });
+    let host = bridge(8, config, PoolConfig::new(python_module("handlers"))).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..16)
+        .map(|caller| {
+            let host = host.clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let request = Request::json("echo", &json!({ "caller": caller, "n": n }))
+                        .deadline(Duration::from_secs(10));
+                    let kind = match within(30, host.call(request)).await {
+                        Ok(answer) => {
+                            let value = answer.json().unwrap();
+                            assert_eq!(value["kwargs"]["n"], n, "an answer to another call");
+                            "ok"
+                        }
+                        Err(e) => e.kind(),
+                    };
+                    *outcomes.entry(kind).or_default() += 1;
+                }
+                outcomes
+            })
+        })
+        .collect();
+
+    let mut dice = Dice(0x5eed_cafe_f00d_0001);
+    let mut killed = 0;
+    for _round in 0..30 {
+        let mut pids = host.pool().unwrap().worker_pids();
+        for _ in 0..2 {
+            if pids.is_empty() {
+                break;
+            }
+            sigkill(pids.swap_remove(dice.below(pids.len() as u64) as usize));
+            killed += 1;
+        }
+        // The storm's rhythm: a round every 25 ms (a schedule, not a wait for an event).
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let storm_over = Instant::now();
+    let status = status_until(&host, |s| {
+        s.idle + s.busy == 8 && s.starting == 0 && s.dead == 0
+    })
+    .await;
+    let recovery = storm_over.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for caller in callers {
+        for (kind, count) in within(60, caller).await.unwrap() {
+            *totals.entry(kind).or_default() += count;
+        }
+    }
+    let calls: u64 = totals.values().sum();
+    let ok = totals.get("ok").copied().unwrap_or(0);
+    eprintln!(
+        "crash storm: {killed} workers killed; {calls} calls: {totals:?}; \
+         {} restarts; 8 workers ready again {recovery:?} after the storm",
+        status.restarts
+    );
+    assert!(
+        status.restarts >= 30,
+        "the storm killed workers: {status:?}"
+    );
+    for kind in totals.keys() {
+        assert!(
+            ["ok", "worker-crashed"].contains(kind),
+            "an unexpected outcome: {totals:?}"
+        );
+    }
+    assert!(
+        ok * 100 >= calls * 99,
+        "fewer than 99 % of idempotent calls succeeded: {totals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_callers_dropped_at_random_points_lose_no_worker() {
+    let host = bridge(4, json!({}), PoolConfig::new(python_module("handlers"))).await;
+    // 8 callers, 10 000 calls in all, each given up after a random
+    // patience of 0 to 4 ms: some leave while queued, some while their
+    // request is on a worker, some get their answer.
+    let loops: Vec<_> = (0..8u64)
+        .map(|caller| {
+            let host = host.clone();
+            let mut dice = Dice(0x0dd_ba11_5eed_0002 ^ (caller << 32));
+            tokio::spawn(async move {
+                let mut answered = 0;
+                for n in 0..10_000 / 8 {
+                    let patience = Duration::from_micros(dice.below(4_000));
+                    let request = Request::json("echo", &json!({ "caller": caller, "n": n }));
+                    if tokio::time::timeout(patience, host.call(request))
+                        .await
+                        .is_ok()
+                    {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for task in loops {
+        answered += within(120, task).await.unwrap();
+    }
+    let status = status_until(&host, |s| s.idle == 4 && s.busy == 0 && s.waiting == 0).await;
+    eprintln!(
+        "cancellation storm: {answered} of 10000 answered before their callers left; {status:?}"
+    );
+    assert_eq!(status.restarts, 0, "no worker was lost: {status:?}");
+    assert_eq!(status.dead + status.starting, 0);
+    // And the pool serves normally afterwards.
+    host.call(Request::json("echo", &json!({}))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_of_a_slow_starting_pool_get_the_typed_error_then_answers() {
+    let pool = PoolConfig::new(python_module("slow_import"))
+        .size(2)
+        .env("SLOW_IMPORT_SECONDS", "2");
+    let host = Host::builder()
+        .adapter(plugin("python-bridge"))
+        .pool(pool)
+        .build()
+        .await
+        .unwrap();
+    let early = host
+        .call(Request::new("ping_me", Vec::new()).deadline(Duration::from_secs(1)))
+        .await;
+    match early {
+        Err(CallError::PoolExhausted {
+            busy,
+            starting,
+            dead,
+            waited_ms,
+        }) => {
+            assert_eq!((busy, starting, dead), (0, 2, 0));
+            assert!(waited_ms >= 1000, "{waited_ms}");
+        }
+        other => panic!("expected pool-exhausted while the workers import, got {other:?}"),
+    }
+    within(60, host.ready()).await.unwrap();
+    let answer = host
+        .call(Request::new("ping_me", Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(answer.json().unwrap(), "pong");
+}
