@@ -53,6 +53,8 @@ struct Ours {
     round_trip: Vec<(&'static str, Duration, Duration)>,
     pool_round_trip: (Duration, Duration),
     throughput: Vec<(usize, f64)>,
+    /// Calls that need no Python: the mock, and the replayer on the demo cassette.
+    floor: Vec<(&'static str, Duration, Duration)>,
 }
 
 async fn measure(calls: usize) -> Ours {
@@ -149,11 +151,56 @@ async fn measure(calls: usize) -> Ours {
         throughput.push((concurrency, total as f64 / started.elapsed().as_secs_f64()));
     }
     h.shutdown().await;
+
+    eprintln!("bench: calls without Python (mock, replayer)");
+    let mock = Host::builder()
+        .runtime(&runtime)
+        .adapter("mock")
+        .build()
+        .await
+        .unwrap();
+    let cassette = root().join("tests/cassettes/demo.jsonl");
+    let replayed: Vec<Request> = snakepen::cassette::CassetteFile::read(&cassette)
+        .unwrap()
+        .interactions
+        .into_iter()
+        .map(|i| i.request)
+        .collect();
+    let replayer = Host::builder()
+        .runtime(&runtime)
+        .cassette(snakepen::Cassette::replay(&cassette).allow_repeats(true))
+        .build()
+        .await
+        .unwrap();
+    let mut floor = Vec::new();
+    for (name, host, requests) in [
+        (
+            "mock call (100 B)",
+            &mock,
+            vec![Request::new("echo", payload.clone())],
+        ),
+        (
+            "replayer call (the demo cassette's requests)",
+            &replayer,
+            replayed,
+        ),
+    ] {
+        let mut times = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let started = Instant::now();
+            // Recorded errors replay as errors: both count.
+            let _ = host.call(requests[i % requests.len()].clone()).await;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        floor.push((name, times[calls / 2], times[calls * 99 / 100]));
+    }
     Ours {
         ready,
         round_trip,
         pool_round_trip,
         throughput,
+        floor,
     }
 }
 
@@ -281,6 +328,15 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
     for (c, ours_rate) in &ours.throughput {
         let p = peer["throughput"][c.to_string()].as_f64().unwrap();
         writeln!(t, "| throughput, 2 workers, concurrency {c} | {ours_rate:.0} calls/s | {p:.0} calls/s | {:.2}× |", ours_rate / p).unwrap();
+    }
+    for (name, p50, p99) in &ours.floor {
+        writeln!(
+            t,
+            "| {name}, no Python, p50 / p99 | {} / {} | | |",
+            ms(*p50),
+            ms(*p99)
+        )
+        .unwrap();
     }
     writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen starts each worker as a fresh, isolated interpreter (`python -I`).").unwrap();
     t
