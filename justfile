@@ -40,7 +40,7 @@ test-fast: plugins
 test-integration: plugins
     cargo test -p snakepen --test integration
 
-# The chaos tier alone: kill -9 of workers and of the host.
+# The chaos tier alone: crash storms, dropped callers, slow starts, kill -9 of the host.
 test-chaos: plugins
     cargo test -p snakepen --test chaos
 
