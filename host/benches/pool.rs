@@ -49,7 +49,8 @@ fn main() {
 }
 
 struct Ours {
-    ready: Vec<(usize, Duration)>,
+    /// Workers, time until ready started one by one, and forked from a fork server.
+    ready: Vec<(usize, Duration, Duration)>,
     round_trip: Vec<(&'static str, Duration, Duration)>,
     pool_round_trip: (Duration, Duration),
     throughput: Vec<(usize, f64)>,
@@ -60,19 +61,22 @@ struct Ours {
 async fn measure(calls: usize) -> Ours {
     let runtime = Runtime::new().unwrap();
     let module = root().join("bench/handlers.py").display().to_string();
-    let host = |size: usize| {
+    let forking_host = |size: usize, fork_server: bool| {
         let runtime = runtime.clone();
         let module = module.clone();
         async move {
+            let mut pool = PoolConfig::new(module).size(size);
+            pool.settings.fork_server = fork_server;
             Host::builder()
                 .runtime(&runtime)
                 .adapter("python-bridge")
-                .pool(PoolConfig::new(module).size(size))
+                .pool(pool)
                 .build()
                 .await
                 .expect("run `just plugins` first")
         }
     };
+    let host = |size: usize| forking_host(size, false);
     // Warm the compiled-adapter cache so that the ready rows time the workers only.
     host(1).await.ready().await.unwrap();
 
@@ -87,7 +91,16 @@ async fn measure(calls: usize) -> Ours {
             times.push(started.elapsed());
             h.shutdown().await;
         }
-        ready.push((n, median(&mut times)));
+        let plain = median(&mut times);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let h = forking_host(n, true).await;
+            h.ready().await.unwrap();
+            times.push(started.elapsed());
+            h.shutdown().await;
+        }
+        ready.push((n, plain, median(&mut times)));
     }
 
     let h = host(1).await;
@@ -286,7 +299,7 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         "| measure | snakepen | peer | ratio |\n|---|---|---|---|"
     )
     .unwrap();
-    for (n, d) in &ours.ready {
+    for (n, d, forked) in &ours.ready {
         let p = secs(&peer["ready_s"][n.to_string()]);
         writeln!(
             t,
@@ -294,6 +307,14 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
             ms(*d),
             ms(p),
             ratio(p, *d)
+        )
+        .unwrap();
+        writeln!(
+            t,
+            "| time until {n} workers ready, fork server (median of 5) | {} | {} | {} |",
+            ms(*forked),
+            ms(p),
+            ratio(p, *forked)
         )
         .unwrap();
     }

@@ -19,11 +19,28 @@ worker -> host: first a handshake {"kind": "ready", ...} or
                 the body, or {"id": n, "ok": false, "error": {...}}.
 The worker exits when the host closes its end of the socket, or when the
 host goes away while a call is running (a watcher thread sees the hang-up).
+
+With --fork-server the process imports the module once, freezes its heap
+for copy-on-write (gc.freeze()) and forks workers on request instead of
+serving calls. Control messages on fd 3 use the same frames:
+host -> server: {"kind": "fork", "id": n}, sent with three descriptors
+                (SCM_RIGHTS): the new worker's protocol socket, its stdout
+                and its stderr; {"kind": "reap", "pid": p} once the host
+                has cleaned up after worker p.
+server -> host: the handshake, then {"kind": "forked", "id": n, "pid": p};
+                {"kind": "exited", "pid": p, "status": "exit status 1"}
+                when a worker ends (it stays a zombie, so its pid and
+                process group cannot be reused, until the host says reap).
+A forked worker leads its own process group, sends its own handshake on
+its socket and serves exactly as a started one.
 """
 
+import gc
 import json
 import os
 import select
+import selectors
+import signal
 import socket
 import struct
 import sys
@@ -44,7 +61,9 @@ def main(argv):
     if sys.version_info < (3, 9):
         sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
         return 2
-    module_name, paths = parse_args(argv)
+    module_name, paths, fork_server = parse_args(argv)
+    if fork_server:
+        return serve_forks(module_name, paths)
     sock = socket.socket(fileno=PROTOCOL_FD)
     watch_for_host_exit(sock.fileno())
     reader = sock.makefile("rb", buffering=1 << 16)
@@ -57,7 +76,13 @@ def main(argv):
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
         handlers.pop(name, None)
-    send(sock, {
+    send(sock, ready_message(module, handlers, shadowed))
+    serve(sock, reader, module, handlers, started)
+    return 0
+
+
+def ready_message(module, handlers, shadowed):
+    return {
         "kind": "ready",
         "pid": os.getpid(),
         "python": "%d.%d.%d" % sys.version_info[:3],
@@ -66,24 +91,134 @@ def main(argv):
         "file": getattr(module, "__file__", None),
         "functions": sorted(handlers),
         "shadowed": shadowed,
-    })
-    serve(sock, reader, module, handlers, started)
-    return 0
+    }
+
+
+def serve_forks(module_name, paths):
+    """The fork server: import once, then fork ready workers on request."""
+    control = socket.socket(fileno=PROTOCOL_FD)
+    watch_for_host_exit(control.fileno())
+    started = time.monotonic()
+    try:
+        module, handlers = load_module(module_name, paths)
+    except BaseException as exc:
+        send(control, {"kind": "failed", "error": import_error(module_name, exc)})
+        return 1
+    shadowed = sorted(name for name in BUILTINS if name in handlers)
+    for name in BUILTINS:
+        handlers.pop(name, None)
+    # Everything imported so far is shared with every worker, page for page,
+    # for as long as nobody writes to it: keep the collector's hands off it.
+    gc.collect()
+    gc.freeze()
+    send(control, ready_message(module, handlers, shadowed))
+
+    children = {}  # pidfd -> pid
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    buffered = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                data, fds = recv_with_fds(control)
+                if not data:
+                    return 0  # the host hung up
+                buffered += data
+                while len(buffered) >= FRAME.size:
+                    head_len, body_len = FRAME.unpack_from(buffered)
+                    end = FRAME.size + head_len + body_len
+                    if len(buffered) < end:
+                        break
+                    header = json.loads(buffered[FRAME.size:FRAME.size + head_len])
+                    buffered = buffered[end:]
+                    if header["kind"] == "fork":
+                        pid = fork_worker(fds, control, children, module, handlers, shadowed, started)
+                        fds = []
+                        pidfd = os.pidfd_open(pid)
+                        children[pidfd] = pid
+                        selector.register(pidfd, selectors.EVENT_READ)
+                        send(control, {"kind": "forked", "id": header["id"], "pid": pid})
+                    elif header["kind"] == "reap":
+                        for pidfd, pid in list(children.items()):
+                            if pid == header["pid"]:
+                                os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+                                del children[pidfd]
+                                os.close(pidfd)
+                for fd in fds:  # descriptors that came without a fork request
+                    os.close(fd)
+            else:
+                pidfd = key.fd
+                selector.unregister(pidfd)
+                info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+                send(control, {"kind": "exited", "pid": children[pidfd], "status": describe(info)})
+
+
+def recv_with_fds(sock):
+    fds = []
+    data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack("%di" % (usable // 4), payload[:usable]))
+    return data, fds
+
+
+def describe(info):
+    if info is None:
+        return "unknown"
+    if info.si_code == os.CLD_EXITED:
+        return "exit status %d" % info.si_status
+    name = signal.Signals(info.si_status).name if info.si_status in signal.valid_signals() else "?"
+    return "signal %d (%s)" % (info.si_status, name)
+
+
+def fork_worker(fds, control, children, module, handlers, shadowed, started):
+    """Forks one worker from this process; returns its pid (in the server)."""
+    if len(fds) != 3:
+        raise ProtocolError("a fork request needs 3 descriptors, got %d" % len(fds))
+    sock_fd, out_fd, err_fd = fds
+    pid = os.fork()
+    if pid:
+        for fd in fds:
+            os.close(fd)
+        return pid
+    # The worker: its own process group, its own socket and pipes, nothing of the server's.
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(sock_fd, PROTOCOL_FD)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in [sock_fd, out_fd, err_fd] + list(children):
+            os.close(fd)
+        gc.unfreeze()
+        sock = socket.socket(fileno=PROTOCOL_FD)
+        watch_for_host_exit(sock.fileno())
+        reader = sock.makefile("rb", buffering=1 << 16)
+        send(sock, ready_message(module, handlers, shadowed))
+        serve(sock, reader, module, handlers, time.monotonic())
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
 
 
 def parse_args(argv):
-    module_name, paths = None, []
+    module_name, paths, fork_server = None, [], False
     it = iter(argv)
     for arg in it:
         if arg == "--module":
             module_name = next(it)
         elif arg == "--path":
             paths.append(next(it))
+        elif arg == "--fork-server":
+            fork_server = True
         else:
             raise SystemExit("snakepen worker: unknown argument %r" % arg)
     if not module_name:
         raise SystemExit("snakepen worker: --module is required")
-    return module_name, paths
+    return module_name, paths, fork_server
 
 
 def watch_for_host_exit(fd):

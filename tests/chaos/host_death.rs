@@ -235,3 +235,57 @@ async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
         );
     }
 }
+
+/// Every live descendant of `root` (children, their children, …).
+fn descendants_of(root: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for child in children_of(parent) {
+            found.push(child);
+            frontier.push(child);
+        }
+    }
+    found
+}
+
+/// With a fork server, the workers are the server's children, not the
+/// host's: `kill -9` of the host still leaves no Python process, the
+/// server by its parent-death signal and the workers by their socket's hang-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_host_with_a_fork_server_leaves_no_python_process() {
+    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        .args([
+            "call",
+            "--module",
+            &python_module("handlers"),
+            "--pool-size",
+            "3",
+            "--fork-server",
+        ])
+        .args(["sleep", r#"{"ms": 60000}"#])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host_pid = host.id();
+    // The fork server and its three workers.
+    let python = within(60, async {
+        loop {
+            let all = descendants_of(host_pid);
+            if all.len() >= 4 {
+                return all;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    host.kill().unwrap();
+    host.wait().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&python))
+        .await
+        .unwrap_or_else(|_| panic!("{python:?} outlived their host"));
+    let left = members_of(&python);
+    assert!(left.is_empty(), "processes {left:?} left in their groups");
+}

@@ -11,5 +11,6 @@ mod cassettes;
 mod cli;
 mod concurrency;
 mod failures;
+mod forkserver;
 mod hostile;
 mod lifecycle;

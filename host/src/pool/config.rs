@@ -109,6 +109,11 @@ pub struct PoolSettings {
     pub kill_grace: Duration,
     /// The largest frame a worker may send (its reply payload plus a header).
     pub max_frame_bytes: usize,
+    /// Fork new workers from a fork server (one process that imported the
+    /// module once) instead of starting an interpreter for each. Read when
+    /// the pool starts. The first workers start the usual way while the
+    /// server imports; so do new ones whenever the server is down.
+    pub fork_server: bool,
 }
 
 impl Default for PoolSettings {
@@ -127,6 +132,7 @@ impl Default for PoolSettings {
             shutdown_grace: Duration::from_secs(10),
             kill_grace: Duration::from_secs(2),
             max_frame_bytes: 64 << 20,
+            fork_server: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! workers; [`Pool::shutdown`] drains them first.
 
 mod config;
+mod forkserver;
 mod protocol;
 mod slot;
 mod state;
@@ -62,12 +63,20 @@ impl Pool {
             .map(|(index, jobs)| handle.spawn(slot::run(Arc::clone(&core), index, jobs)))
             .collect();
         tasks.push(handle.spawn(sweep_sessions(Arc::clone(&core))));
+        if core.settings().fork_server {
+            tasks.push(handle.spawn(forkserver::supervise(Arc::clone(&core))));
+        }
         Ok(Pool {
             inner: Arc::new(Owner {
                 core,
                 tasks: Mutex::new(tasks),
             }),
         })
+    }
+
+    /// The fork server's process id, while the pool has one ready.
+    pub fn fork_server_pid(&self) -> Option<u32> {
+        self.inner.core.fork_server().map(|s| s.pid())
     }
 
     /// Runs `command` with `payload` on a worker (the session's first, by

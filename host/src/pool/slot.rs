@@ -64,7 +64,11 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         let started = tokio::select! {
             started = async {
                 let python = core.python().await;
-                Worker::start(&core.config, python, &settings, id).await
+                if settings.fork_server {
+                    // One interpreter imports the module, the workers are forked from it.
+                    core.fork_server_started(settings.start_timeout).await;
+                }
+                Worker::start(&core.config, python, &settings, id, core.fork_server()).await
             } => started,
             _ = until_closed(&mut closed) => break,
         };

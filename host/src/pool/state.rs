@@ -78,6 +78,13 @@ pub(crate) struct State {
 }
 
 /// What the slot tasks, the leases and the pool handle share.
+/// Where a pool's fork server is.
+pub(crate) enum ForkState {
+    Starting,
+    Ready(Arc<super::forkserver::ForkServer>),
+    Down,
+}
+
 pub(crate) struct Core {
     pub config: PoolConfig,
     settings: RwLock<PoolSettings>,
@@ -89,6 +96,8 @@ pub(crate) struct Core {
     next_worker: AtomicU64,
     /// The interpreter, resolved once by the first slot that starts a worker.
     python: tokio::sync::OnceCell<std::path::PathBuf>,
+    /// The fork server new workers come from: starting, ready, or down.
+    fork_server: watch::Sender<ForkState>,
 }
 
 impl Core {
@@ -127,6 +136,7 @@ impl Core {
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
             python: tokio::sync::OnceCell::new(),
+            fork_server: watch::channel(ForkState::Starting).0,
         };
         (Arc::new(core), receivers)
     }
@@ -152,6 +162,26 @@ impl Core {
         self.python
             .get_or_init(|| super::worker::resolve_python(&self.config.python))
             .await
+    }
+
+    /// The fork server, when the pool uses one and it is ready.
+    pub(crate) fn fork_server(&self) -> Option<Arc<super::forkserver::ForkServer>> {
+        match &*self.fork_server.borrow() {
+            ForkState::Ready(server) => Some(Arc::clone(server)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_fork_server(&self, state: ForkState) {
+        self.fork_server.send_replace(state);
+    }
+
+    /// Waits (up to `limit`) while the pool's fork server is still
+    /// starting, so that the first workers can be forked from it too.
+    pub(crate) async fn fork_server_started(&self, limit: std::time::Duration) {
+        let mut state = self.fork_server.subscribe();
+        let _ = tokio::time::timeout(limit, state.wait_for(|s| !matches!(s, ForkState::Starting)))
+            .await;
     }
 
     pub(crate) fn next_worker_id(&self) -> u64 {

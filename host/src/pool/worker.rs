@@ -4,6 +4,7 @@
 //! another machine would be another implementation of this module's API.
 
 use super::config::{PoolConfig, PoolSettings};
+use super::forkserver::ForkServer;
 use super::protocol::{self, ErrorBody, FrameError, Handshake, ReplyHeader};
 use crate::{CallError, Response};
 use std::collections::VecDeque;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 
 /// The worker program, embedded so that an installed `snakepen` needs no files beside it.
 const WORKER_SOURCE: &str = include_str!("../../python/snakepen_worker.py");
@@ -98,7 +100,10 @@ pub(crate) struct Worker {
     pub(crate) id: u64,
     pub(crate) started: Instant,
     pub(crate) served: u64,
-    child: Child,
+    /// The process, when the pool started it (a forked worker is the fork server's child).
+    child: Option<Child>,
+    /// The fork server that forked this worker, and its exit status to come.
+    forked: Option<(Arc<ForkServer>, Option<oneshot::Receiver<String>>)>,
     pid: u32,
     /// Readable once the process has ended, without reaping it: while it is
     /// a zombie its pid (and so its process group's id) cannot be reused, so
@@ -115,12 +120,14 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Spawns a worker and waits for its handshake.
+    /// Starts a worker (forked from `fork_server` when one is given and
+    /// answers, else as a new process) and waits for its handshake.
     pub(crate) async fn start(
         config: &PoolConfig,
         python: &Path,
         settings: &PoolSettings,
         id: u64,
+        fork_server: Option<Arc<ForkServer>>,
     ) -> Result<Worker, StartFailure> {
         let cannot = |message: String| StartFailure::Spawn {
             python: config.python.display().to_string(),
@@ -128,19 +135,55 @@ impl Worker {
         };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| cannot(format!("cannot create the protocol socket: {e}")))?;
-        let mut child = spawn(config, python, OwnedFd::from(theirs))?;
-        let pid = child.id().unwrap_or(0);
+        let forked = match fork_server {
+            Some(server) => match fork_from(
+                &server,
+                OwnedFd::from(theirs.try_clone().map_err(|e| cannot(e.to_string()))?),
+                settings,
+            )
+            .await
+            {
+                Ok((pid, stdout, stderr)) => Some((server, pid, stdout, stderr)),
+                Err(e) => {
+                    tracing::warn!(
+                        worker = id,
+                        "the fork server could not fork a worker ({e}); starting one the usual way"
+                    );
+                    return Box::pin(Worker::start(config, python, settings, id, None)).await;
+                }
+            },
+            None => None,
+        };
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
-        let stderr_task = tokio::spawn(forward_lines(
-            stderr,
-            id,
-            pid,
-            "stderr",
-            Some(Arc::clone(&stderr_tail)),
-        ));
+        let (child, forked, pid, stderr_task) = match forked {
+            Some((server, pid, stdout, stderr)) => {
+                tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
+                let task = tokio::spawn(forward_lines(
+                    stderr,
+                    id,
+                    pid,
+                    "stderr",
+                    Some(Arc::clone(&stderr_tail)),
+                ));
+                let exit = server.exit_of(pid);
+                (None, Some((server, Some(exit))), pid, task)
+            }
+            None => {
+                let mut child = spawn_process(config, python, OwnedFd::from(theirs), false)?;
+                let pid = child.id().unwrap_or(0);
+                let stdout = child.stdout.take().expect("stdout is piped");
+                let stderr = child.stderr.take().expect("stderr is piped");
+                tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
+                let task = tokio::spawn(forward_lines(
+                    stderr,
+                    id,
+                    pid,
+                    "stderr",
+                    Some(Arc::clone(&stderr_tail)),
+                ));
+                (Some(child), None, pid, task)
+            }
+        };
         ours.set_nonblocking(true)
             .map_err(|e| cannot(e.to_string()))?;
         let stream = UnixStream::from_std(ours).map_err(|e| cannot(e.to_string()))?;
@@ -150,6 +193,7 @@ impl Worker {
             started: Instant::now(),
             served: 0,
             child,
+            forked,
             pid,
             pidfd: open_pidfd(pid),
             reaped: false,
@@ -299,10 +343,27 @@ impl Worker {
 
     async fn reap_now(&mut self) -> String {
         self.reaped = true;
-        match self.child.wait().await {
-            Ok(status) => describe_status(status),
-            Err(e) => format!("unknown ({e})"),
+        if let Some(child) = &mut self.child {
+            return match child.wait().await {
+                Ok(status) => describe_status(status),
+                Err(e) => format!("unknown ({e})"),
+            };
         }
+        let Some((server, exit)) = &mut self.forked else {
+            return "unknown".into();
+        };
+        // The server reports at once; the bound only guards against a server
+        // that hangs.
+        let status = match exit.take() {
+            Some(exit) => match tokio::time::timeout(Duration::from_secs(5), exit).await {
+                Ok(Ok(status)) => status,
+                Ok(Err(_)) => "unknown (its fork server is gone)".into(),
+                Err(_) => "unknown (its fork server did not say)".into(),
+            },
+            None => "unknown".into(),
+        };
+        server.reap(self.pid).await;
+        status
     }
 
     /// Stops the worker: close its socket (it exits by itself when idle),
@@ -378,21 +439,70 @@ impl Drop for Worker {
         // A worker dropped without `stop` (its pool was dropped), or whose
         // process ended: leave nothing running, not even what it forked.
         self.kill_group(libc::SIGKILL);
+        if let (false, Some((server, _))) = (self.reaped, &self.forked)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Its fork server keeps it as a zombie until told; tell it.
+            let (server, pid) = (Arc::clone(server), self.pid);
+            runtime.spawn(async move { server.reap(pid).await });
+        }
     }
 }
 
 /// Resolves when the worker's process has ended: through its pidfd, which
 /// leaves it unreaped, or (on a kernel without pidfds) by reaping it.
-async fn leader_exit(pidfd: &Option<AsyncFd<OwnedFd>>, child: &mut Child, reaped: &mut bool) {
-    match pidfd {
-        Some(fd) => {
+async fn leader_exit(
+    pidfd: &Option<AsyncFd<OwnedFd>>,
+    child: &mut Option<Child>,
+    reaped: &mut bool,
+) {
+    match (pidfd, child) {
+        (Some(fd), _) => {
             let _ = fd.readable().await;
         }
-        None => {
+        (None, Some(child)) => {
             let _ = child.wait().await;
             *reaped = true;
         }
+        (None, None) => std::future::pending().await,
     }
+}
+
+/// Asks `server` for a worker on `socket`, with pipes for its output.
+async fn fork_from(
+    server: &ForkServer,
+    socket: OwnedFd,
+    settings: &PoolSettings,
+) -> std::io::Result<(
+    u32,
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Receiver,
+)> {
+    let (stdout_read, stdout_write) = pipe()?;
+    let (stderr_read, stderr_write) = pipe()?;
+    let pid = server
+        .fork(socket, stdout_write, stderr_write, settings.start_timeout)
+        .await?;
+    let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)?;
+    let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(stderr_read)?;
+    Ok((pid, stdout, stderr))
+}
+
+/// A pipe: (read end, non-blocking; write end), both close-on-exec.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((read, write))
 }
 
 /// A pidfd for `pid` (Linux 5.3 and later), registered with the runtime.
@@ -458,10 +568,18 @@ pub(crate) async fn resolve_python(python: &Path) -> PathBuf {
     }
 }
 
-fn spawn(config: &PoolConfig, python: &Path, socket: OwnedFd) -> Result<Child, StartFailure> {
+pub(crate) fn spawn_process(
+    config: &PoolConfig,
+    python: &Path,
+    socket: OwnedFd,
+    fork_server: bool,
+) -> Result<Child, StartFailure> {
     let mut cmd = Command::new(python);
     cmd.arg("-I").arg("-u").arg("-c").arg(WORKER_SOURCE);
     cmd.arg("--module").arg(&config.module);
+    if fork_server {
+        cmd.arg("--fork-server");
+    }
     for dir in &config.python_path {
         cmd.arg("--path").arg(dir);
     }
@@ -514,7 +632,7 @@ fn spawn(config: &PoolConfig, python: &Path, socket: OwnedFd) -> Result<Child, S
 
 /// Sends each line of a worker's stdout or stderr to the log, keeping the
 /// last lines of stderr for crash reports.
-async fn forward_lines(
+pub(crate) async fn forward_lines(
     stream: impl tokio::io::AsyncRead + Unpin,
     worker: u64,
     pid: u32,

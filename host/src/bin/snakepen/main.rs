@@ -95,6 +95,10 @@ struct HostArgs {
     #[arg(long, value_name = "MS")]
     session_ttl_ms: Option<u64>,
 
+    /// Fork workers from one process that imported the module once, instead of starting an interpreter for each.
+    #[arg(long)]
+    fork_server: bool,
+
     #[command(flatten)]
     cassette: CassetteArgs,
 }
@@ -211,6 +215,7 @@ impl HostArgs {
             if let Some(ms) = self.session_ttl_ms {
                 pool.settings.session_ttl = Duration::from_millis(ms);
             }
+            pool.settings.fork_server = self.fork_server;
             builder = builder.pool(pool);
         }
         let host = builder.build().await?;
