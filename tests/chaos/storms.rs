@@ -203,3 +203,62 @@ async fn callers_of_a_slow_starting_pool_get_the_typed_error_then_answers() {
         .unwrap();
     assert_eq!(answer.json().unwrap(), "pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_fork_server_under_load_fails_no_call() {
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.settings.fork_server = true;
+    // Workers are killed too, mid-call: the calls are idempotent and retried.
+    let config = json!({ "commands": { "echo": { "idempotent": true, "retries": 3 } } });
+    let host = bridge(4, config, pool).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|caller| {
+            let host = host.clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut answered = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let request = Request::json("echo", &json!({ "caller": caller }));
+                    within(30, host.call(request))
+                        .await
+                        .expect("every call is answered");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let pool = host.pool().unwrap();
+    let mut killed = Vec::new();
+    for _ in 0..5 {
+        // Each time, wait for the restarted server, then kill it again.
+        let server = within(30, async {
+            loop {
+                if let Some(pid) = pool.fork_server_pid().filter(|p| !killed.contains(p)) {
+                    return pid;
+                }
+                let mut changes = pool.subscribe();
+                let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
+            }
+        })
+        .await;
+        sigkill(server);
+        killed.push(server);
+        // And a worker too: its replacement comes from the new server or is started.
+        if let Some(&worker) = pool.worker_pids().first() {
+            sigkill(worker);
+        }
+    }
+    let status = status_until(&host, |s| {
+        s.idle + s.busy == 4 && s.dead == 0 && s.starting == 0
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for caller in callers {
+        answered += within(60, caller).await.unwrap();
+    }
+    eprintln!("fork server killed 5 times under load: {answered} calls answered; {status:?}");
+    assert!(answered > 0);
+}
