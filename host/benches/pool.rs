@@ -61,11 +61,20 @@ struct Ours {
 async fn measure(calls: usize) -> Ours {
     let runtime = Runtime::new().unwrap();
     let module = root().join("bench/handlers.py").display().to_string();
+    // The interpreter itself, as the peer runs it: a pyenv shim in front of it
+    // costs ~170 ms per pool (it is resolved once per pool), which is pyenv's
+    // time, not the pool's.
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("python3 runs");
     let forking_host = |size: usize, fork_server: bool| {
         let runtime = runtime.clone();
         let module = module.clone();
+        let python = python.clone();
         async move {
-            let mut pool = PoolConfig::new(module).size(size);
+            let mut pool = PoolConfig::new(module).size(size).python(python);
             pool.settings.fork_server = fork_server;
             Host::builder()
                 .runtime(&runtime)
