@@ -368,6 +368,6 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         )
         .unwrap();
     }
-    writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen starts each worker as a fresh, isolated interpreter (`python -I`).").unwrap();
+    writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen starts each worker as a fresh, isolated interpreter (`python -I`), or with the fork server forks it from one interpreter that imported the module once.").unwrap();
     t
 }
