@@ -42,7 +42,6 @@ pub struct Host {
 
 struct HostInner {
     runtime: Runtime,
-    name: Arc<str>,
     path: PathBuf,
     info: ComponentInfo,
     pre: PluginPre<CallState>,
@@ -328,36 +327,16 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
         message: format!("its exports do not match the contract: {e:#}"),
     })?;
 
-    let mut links = Links {
-        name: Arc::clone(&name),
+    let links = Links {
+        name,
         counters: Arc::new(Counters::default()),
         pool: None,
         cassette,
         next,
     };
-    let probe = Host {
-        inner: Arc::new(HostInner {
-            runtime: runtime.clone(),
-            name: Arc::clone(&name),
-            path: path.clone(),
-            info: info.clone(),
-            pre: pre.clone(),
-            config: config.clone(),
-            call_timeout,
-            links: links.clone(),
-            limits: limits.clone(),
-        }),
-    };
-    probe.check_config().await?;
-    drop(probe);
-    // Workers start only for an adapter that accepted its configuration.
-    if let Some(pool) = pool {
-        links.pool = Some(Pool::start(pool)?);
-    }
-    Ok(Host {
+    let mut host = Host {
         inner: Arc::new(HostInner {
             runtime,
-            name,
             path,
             info,
             pre,
@@ -366,7 +345,16 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
             links,
             limits,
         }),
-    })
+    };
+    host.check_config().await?;
+    // Workers start only for an adapter that accepted its configuration.
+    if let Some(pool) = pool {
+        Arc::get_mut(&mut host.inner)
+            .expect("the host is not shared yet")
+            .links
+            .pool = Some(Pool::start(pool)?);
+    }
+    Ok(host)
 }
 
 impl Host {
@@ -387,7 +375,7 @@ impl Host {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(format!(
                 "adapter `{}` did not answer `{}` within {deadline:?}; give the request a longer deadline if it needs one",
-                self.inner.name, request.command
+                self.inner.links.name, request.command
             ))),
         }
     }
@@ -474,7 +462,7 @@ impl Host {
 
     /// The adapter's name (its short name, or its file stem).
     pub fn adapter_name(&self) -> &str {
-        &self.inner.name
+        &self.inner.links.name
     }
 
     /// The component file this host runs.
@@ -499,7 +487,7 @@ impl Host {
 
     async fn check_config(&self) -> Result<(), Error> {
         let instance_error = |e: wasmtime::Error| Error::Instantiate {
-            adapter: self.inner.name.to_string(),
+            adapter: self.inner.links.name.to_string(),
             message: format!("{e:#}"),
         };
         let due = Instant::now() + self.inner.call_timeout;
@@ -509,7 +497,7 @@ impl Host {
             .await
             .map_err(instance_error)?;
         refusal.map_err(|e| Error::AdapterConfig {
-            adapter: self.inner.name.to_string(),
+            adapter: self.inner.links.name.to_string(),
             field: e.field,
             message: e.message,
         })
@@ -525,7 +513,7 @@ impl Host {
             Ok(Err(e)) => {
                 return Err(CallError::AdapterFault(format!(
                     "adapter `{}` refused at call time the configuration it accepted at start: {}",
-                    self.inner.name, e.message
+                    self.inner.links.name, e.message
                 )));
             }
             Err(e) => return Err(self.fault(e, Some(&instance.store))),
@@ -540,7 +528,7 @@ impl Host {
             Ok(Ok(response)) if response.payload.len() > self.inner.limits.max_response_bytes => {
                 Err(CallError::AdapterFault(format!(
                     "adapter `{}` answered `{}` with {}, over its limit of {} (HostBuilder::max_response_bytes)",
-                    self.inner.name,
+                    self.inner.links.name,
                     request.command,
                     sandbox::bytes(response.payload.len()),
                     sandbox::bytes(self.inner.limits.max_response_bytes)
@@ -583,7 +571,7 @@ impl Host {
     }
 
     fn fault(&self, error: wasmtime::Error, store: Option<&Store<CallState>>) -> CallError {
-        let name = &self.inner.name;
+        let name = &self.inner.links.name;
         if let Some(state) = store.map(Store::data) {
             if state.overran {
                 return CallError::Timeout(format!(
@@ -637,7 +625,7 @@ impl Instance {
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("adapter", &self.inner.name)
+            .field("adapter", &self.inner.links.name)
             .field("path", &self.inner.path)
             .field("call_timeout", &self.inner.call_timeout)
             .finish_non_exhaustive()

@@ -21,6 +21,20 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Looks every few milliseconds (no event crosses the process boundary)
+/// until `look` finds something, for up to 60 s.
+async fn until_found<T>(look: impl Fn() -> Option<T>) -> T {
+    within(60, async {
+        loop {
+            if let Some(found) = look() {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_host_leaves_no_python_worker_alive() {
     let module = python_module("handlers");
@@ -40,18 +54,8 @@ async fn killing_the_host_leaves_no_python_worker_alive() {
         .spawn()
         .unwrap();
     let host_pid = host.id();
-    // Its workers are its children: wait until all three are up (no event
-    // crosses the process boundary, so look every few milliseconds).
-    let workers = within(60, async {
-        loop {
-            let children = children_of(host_pid);
-            if children.len() == 3 {
-                return children;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // Its workers are its children: wait until all three are up.
+    let workers = until_found(|| Some(children_of(host_pid)).filter(|c| c.len() == 3)).await;
     host.kill().unwrap(); // SIGKILL
     host.wait().unwrap();
     // A generous bound: the workers die within milliseconds (parent-death signal).
@@ -125,19 +129,13 @@ async fn killing_a_recording_host_leaves_its_cassette_whole() {
     )
     .unwrap();
     let mut host = record("all");
-    let temp = within(60, async {
-        loop {
-            let found = std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
-                let path = e.unwrap().path();
-                let name = path.file_name()?.to_str()?.to_string();
-                let lines = std::fs::read_to_string(&path).ok()?.lines().count();
-                (name.ends_with(".recording") && lines == 6).then_some(path)
-            });
-            if let Some(path) = found {
-                return path;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+    let temp = until_found(|| {
+        std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name()?.to_str()?.to_string();
+            let lines = std::fs::read_to_string(&path).ok()?.lines().count();
+            (name.ends_with(".recording") && lines == 6).then_some(path)
+        })
     })
     .await;
     host.kill().unwrap();
@@ -210,16 +208,7 @@ async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
             .spawn()
             .unwrap();
         let host_pid = host.id();
-        let workers = within(60, async {
-            loop {
-                let children = children_of(host_pid);
-                if children.len() == 4 {
-                    return children;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-        .await;
+        let workers = until_found(|| Some(children_of(host_pid)).filter(|c| c.len() == 4)).await;
         // Let the load run a moment, differently each round.
         tokio::time::sleep(std::time::Duration::from_millis(10 + 7 * round)).await;
         host.kill().unwrap();
@@ -271,16 +260,7 @@ async fn killing_a_host_with_a_fork_server_leaves_no_python_process() {
         .unwrap();
     let host_pid = host.id();
     // The fork server and its three workers.
-    let python = within(60, async {
-        loop {
-            let all = descendants_of(host_pid);
-            if all.len() >= 4 {
-                return all;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    let python = until_found(|| Some(descendants_of(host_pid)).filter(|all| all.len() >= 4)).await;
     host.kill().unwrap();
     host.wait().unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&python))

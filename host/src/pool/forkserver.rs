@@ -281,8 +281,7 @@ async fn start(
     let pid = child.id().unwrap_or(0);
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    tokio::spawn(worker::forward_lines(stdout, 0, pid, "stdout", None));
-    tokio::spawn(worker::forward_lines(stderr, 0, pid, "stderr", None));
+    worker::forward_output(stdout, stderr, 0, pid, None);
     ours.set_nonblocking(true).map_err(|e| e.to_string())?;
     let (read, write) = UnixStream::from_std(ours)
         .map_err(|e| e.to_string())?

@@ -135,14 +135,12 @@ impl Worker {
         };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| cannot(format!("cannot create the protocol socket: {e}")))?;
+        // The worker's end goes to exactly one place: the fork server or the child.
+        let mut theirs = Some(OwnedFd::from(theirs));
+        let take =
+            |theirs: &mut Option<OwnedFd>| theirs.take().expect("the socket is handed over once");
         let forked = match fork_server {
-            Some(server) => match fork_from(
-                &server,
-                OwnedFd::from(theirs.try_clone().map_err(|e| cannot(e.to_string()))?),
-                settings,
-            )
-            .await
-            {
+            Some(server) => match fork_from(&server, take(&mut theirs), settings).await {
                 Ok((pid, stdout, stderr)) => Some((server, pid, stdout, stderr)),
                 Err(e) => {
                     tracing::warn!(
@@ -157,30 +155,16 @@ impl Worker {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let (child, forked, pid, stderr_task) = match forked {
             Some((server, pid, stdout, stderr)) => {
-                tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
-                let task = tokio::spawn(forward_lines(
-                    stderr,
-                    id,
-                    pid,
-                    "stderr",
-                    Some(Arc::clone(&stderr_tail)),
-                ));
+                let task = forward_output(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
                 let exit = server.exit_of(pid);
                 (None, Some((server, Some(exit))), pid, task)
             }
             None => {
-                let mut child = spawn_process(config, python, OwnedFd::from(theirs), false)?;
+                let mut child = spawn_process(config, python, take(&mut theirs), false)?;
                 let pid = child.id().unwrap_or(0);
                 let stdout = child.stdout.take().expect("stdout is piped");
                 let stderr = child.stderr.take().expect("stderr is piped");
-                tokio::spawn(forward_lines(stdout, id, pid, "stdout", None));
-                let task = tokio::spawn(forward_lines(
-                    stderr,
-                    id,
-                    pid,
-                    "stderr",
-                    Some(Arc::clone(&stderr_tail)),
-                ));
+                let task = forward_output(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
                 (Some(child), None, pid, task)
             }
         };
@@ -630,9 +614,22 @@ pub(crate) fn spawn_process(
     child
 }
 
+/// Forwards a process's stdout and stderr to the log (keeping stderr's last
+/// lines in `tail`); the handle ends when stderr is drained.
+pub(crate) fn forward_output(
+    stdout: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    worker: u64,
+    pid: u32,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(forward_lines(stdout, worker, pid, "stdout", None));
+    tokio::spawn(forward_lines(stderr, worker, pid, "stderr", tail))
+}
+
 /// Sends each line of a worker's stdout or stderr to the log, keeping the
 /// last lines of stderr for crash reports.
-pub(crate) async fn forward_lines(
+async fn forward_lines(
     stream: impl tokio::io::AsyncRead + Unpin,
     worker: u64,
     pid: u32,

@@ -60,6 +60,22 @@ impl Options {
     }
 }
 
+thread_local! {
+    static OPTIONS: std::cell::RefCell<Options> = std::cell::RefCell::new(Options::default());
+}
+
+/// An adapter's `configure`: checks the options and keeps them for this instance.
+pub fn configure(config: &str) -> Result<(), ConfigError> {
+    let options = Options::parse(config)?;
+    OPTIONS.with(|o| *o.borrow_mut() = options);
+    Ok(())
+}
+
+/// Runs `f` with this instance's options (the defaults before `configure`).
+pub fn with_options<R>(f: impl FnOnce(&Options) -> R) -> R {
+    OPTIONS.with(|o| f(&o.borrow()))
+}
+
 /// The placeholder a filtered field's value is written as.
 pub fn placeholder(field: &str) -> String {
     format!("<filtered {}>", field.trim_start_matches('/'))

@@ -15,23 +15,15 @@
 
 use cassette::Options;
 use snakepen_guest::{CallError, ConfigError, Guest, Level, Request, Response, counters, log, next};
-use std::cell::RefCell;
-
-thread_local! {
-    static OPTIONS: RefCell<Options> = RefCell::new(Options::default());
-}
-
 struct Recorder;
 
 impl Guest for Recorder {
     fn configure(config: String) -> Result<(), ConfigError> {
-        let options = Options::parse(&config)?;
-        OPTIONS.with(|o| *o.borrow_mut() = options);
-        Ok(())
+        cassette::configure(&config)
     }
 
     fn call(request: Request) -> Result<Response, CallError> {
-        OPTIONS.with(|o| record(&o.borrow(), request))
+        cassette::with_options(|o| record(o, request))
     }
 }
 

@@ -8,26 +8,17 @@
 //! `cassette` crate (a host replaying with no options given uses the ones
 //! the cassette was recorded with).
 
-use cassette::Options;
 use snakepen_guest::{CallError, ConfigError, Guest, Request, Response};
-use std::cell::RefCell;
-
-thread_local! {
-    static OPTIONS: RefCell<Options> = RefCell::new(Options::default());
-}
-
 struct Replayer;
 
 impl Guest for Replayer {
     fn configure(config: String) -> Result<(), ConfigError> {
-        let options = Options::parse(&config)?;
-        OPTIONS.with(|o| *o.borrow_mut() = options);
-        Ok(())
+        cassette::configure(&config)
     }
 
     fn call(request: Request) -> Result<Response, CallError> {
         let info = cassette::info("replayer")?;
-        OPTIONS.with(|o| cassette::replay(&o.borrow(), &info, &request))?
+        cassette::with_options(|o| cassette::replay(o, &info, &request))?
     }
 }
 
