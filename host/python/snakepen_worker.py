@@ -4,9 +4,9 @@ Standard library only; Python 3.9+. The host starts it as
 
     python -I -u -c <this file> --module handlers.py [--path DIR]...
 
-with a connected socket on file descriptor 3 (the protocol) and pipes on
-0/1/2, so that print() in user code reaches the host's log and never the
-protocol.
+with a connected socket on file descriptor 3 (the protocol), the read end of
+the host's lifeline pipe on 4, and pipes on 0/1/2, so that print() in user
+code reaches the host's log and never the protocol.
 
 Protocol, both directions: frames of
     u32 big-endian header length, u32 big-endian body length,
@@ -17,16 +17,21 @@ worker -> host: first a handshake {"kind": "ready", ...} or
                 {"kind": "failed", "error": {...}}; then one reply per
                 request, {"id": n, "ok": true} with the result as JSON in
                 the body, or {"id": n, "ok": false, "error": {...}}.
-The worker exits when the host closes its end of the socket, or when the
-host goes away while a call is running (a watcher thread sees the hang-up).
+The worker exits when the host closes its end of the socket (a watcher
+thread sees the hang-up), and is killed by the kernel the moment the host's
+process ends, whatever the worker is doing: only the host holds the write
+end of the lifeline pipe, and the worker asks for SIGKILL when that end
+closes (O_ASYNC with F_SETSIG). That needs no Python code to run, so a
+worker stuck in C code holding the GIL dies as promptly as an idle one.
 
 With --fork-server the process imports the module once, freezes its heap
 for copy-on-write (gc.freeze()) and forks workers on request instead of
 serving calls. Control messages on fd 3 use the same frames:
-host -> server: {"kind": "fork", "id": n}, sent with three descriptors
-                (SCM_RIGHTS): the new worker's protocol socket, its stdout
-                and its stderr; {"kind": "reap", "pid": p} once the host
-                has cleaned up after worker p.
+host -> server: {"kind": "fork", "id": n}, sent with four descriptors
+                (SCM_RIGHTS): the new worker's protocol socket, its stdout,
+                its stderr and the read end of its own lifeline;
+                {"kind": "reap", "pid": p} once the host has cleaned up
+                after worker p.
 server -> host: the handshake, then {"kind": "forked", "id": n, "pid": p};
                 {"kind": "exited", "pid": p, "status": "exit status 1"}
                 when a worker ends (it stays a zombie, so its pid and
@@ -35,6 +40,7 @@ A forked worker leads its own process group, sends its own handshake on
 its socket and serves exactly as a started one.
 """
 
+import fcntl
 import gc
 import json
 import os
@@ -48,6 +54,8 @@ import threading
 import time
 
 PROTOCOL_FD = 3
+LIFELINE_FD = 4
+F_SETSIG = 10  # Linux; the fcntl module does not name it
 FRAME = struct.Struct(">II")
 MAX_FRAME_BYTES = 1 << 30
 BUILTINS = ("ping", "info")
@@ -62,6 +70,7 @@ def main(argv):
         sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
         return 2
     module_name, paths, fork_server = parse_args(argv)
+    arm_lifeline(LIFELINE_FD)
     if fork_server:
         return serve_forks(module_name, paths)
     sock = socket.socket(fileno=PROTOCOL_FD)
@@ -174,9 +183,9 @@ def describe(info):
 
 def fork_worker(fds, control, children, module, handlers, shadowed, started):
     """Forks one worker from this process; returns its pid (in the server)."""
-    if len(fds) != 3:
-        raise ProtocolError("a fork request needs 3 descriptors, got %d" % len(fds))
-    sock_fd, out_fd, err_fd = fds
+    if len(fds) != 4:
+        raise ProtocolError("a fork request needs 4 descriptors, got %d" % len(fds))
+    sock_fd, out_fd, err_fd, lifeline_fd = fds
     pid = os.fork()
     if pid:
         for fd in fds:
@@ -186,10 +195,12 @@ def fork_worker(fds, control, children, module, handlers, shadowed, started):
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(lifeline_fd, LIFELINE_FD)  # replaces the server's own lifeline
+        arm_lifeline(LIFELINE_FD)
         os.dup2(sock_fd, PROTOCOL_FD)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        for fd in [sock_fd, out_fd, err_fd] + list(children):
+        for fd in [sock_fd, out_fd, err_fd, lifeline_fd] + list(children):
             os.close(fd)
         gc.unfreeze()
         sock = socket.socket(fileno=PROTOCOL_FD)
@@ -221,6 +232,20 @@ def parse_args(argv):
     return module_name, paths, fork_server
 
 
+def arm_lifeline(fd):
+    """Ask the kernel for SIGKILL when the host's end of the lifeline pipe
+    closes, which happens when the host process ends, however it ends. The
+    signal owner is this process (a forked worker re-arms its own pipe)."""
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    # The host may have ended before the line was armed: then no signal comes.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if poller.poll(0):
+        os._exit(0)
+
+
 def watch_for_host_exit(fd):
     """Exit at once when the host's end of the socket closes, even while
     user code is busy: a worker never outlives its host."""
@@ -232,7 +257,7 @@ def watch_for_host_exit(fd):
                 if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                     os._exit(0)
 
-    threading.Thread(target=watch, name="snakepen-lifeline", daemon=True).start()
+    threading.Thread(target=watch, name="snakepen-hangup", daemon=True).start()
 
 
 def load_module(name, paths):

@@ -1,7 +1,7 @@
 //! `kill -9` of the `snakepen` process leaves no Python worker behind.
 
 use crate::support::{alive, plugins_dir, python_module, until_dead, within};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// The pids of the live processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
@@ -35,33 +35,93 @@ async fn until_found<T>(look: impl Fn() -> Option<T>) -> T {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_host_leaves_no_python_worker_alive() {
-    let module = python_module("handlers");
-    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args([
-            "call",
-            "--module",
-            &module,
-            "--pool-size",
-            "3",
-            "sleep",
-            r#"{"ms": 60000}"#,
-        ])
+/// Starts `snakepen call` on `size` workers of the test handlers (forked
+/// from a fork server unless `fork_server` is false) running `command`.
+fn calling_host(size: usize, fork_server: bool, command: &str, payload: &str) -> Child {
+    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+    host.args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        .args(["call", "--module", &python_module("handlers")])
+        .args(["--pool-size", &size.to_string()]);
+    if !fork_server {
+        host.arg("--no-fork-server");
+    }
+    host.args([command, payload])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The Python processes under `host`: its workers, and its fork server when
+/// `fork_server` (the workers are then the server's children), once all
+/// `size` workers are up.
+async fn python_under(host: &Child, size: usize, fork_server: bool) -> Vec<u32> {
+    let expected = size + usize::from(fork_server);
     let host_pid = host.id();
-    // Its workers are its children: wait until all three are up.
-    let workers = until_found(|| Some(children_of(host_pid)).filter(|c| c.len() == 3)).await;
-    host.kill().unwrap(); // SIGKILL
-    host.wait().unwrap();
-    // A generous bound: the workers die within milliseconds (parent-death signal).
-    tokio::time::timeout(std::time::Duration::from_secs(2), until_dead(&workers))
-        .await
-        .unwrap_or_else(|_| panic!("workers {workers:?} outlived their host by 2 s"));
+    until_found(|| {
+        let python: Vec<u32> = descendants_of(host_pid)
+            .into_iter()
+            .filter(|&pid| is_worker_program(pid))
+            .collect();
+        (python.len() >= expected).then_some(python)
+    })
+    .await
+}
+
+/// Whether `pid` runs snakepen's worker program (as a worker or a fork
+/// server), not some passing helper such as a pyenv shim.
+fn is_worker_program(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"--module"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_host_leaves_no_python_worker_alive() {
+    for fork_server in [true, false] {
+        let mut host = calling_host(3, fork_server, "sleep", r#"{"ms": 60000}"#);
+        let python = python_under(&host, 3, fork_server).await;
+        host.kill().unwrap(); // SIGKILL
+        host.wait().unwrap();
+        // A generous bound: the kernel kills them when the host's end of
+        // their lifeline closes, within milliseconds.
+        tokio::time::timeout(std::time::Duration::from_secs(2), until_dead(&python))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("fork server {fork_server}: {python:?} outlived their host by 2 s")
+            });
+    }
+}
+
+/// A worker stuck in C code that holds the GIL runs no Python at all, so no
+/// Python thread can notice its host is gone: the kernel's lifeline still
+/// kills it, forked or started, along with its fork server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holding_the_gil_dies_with_its_host() {
+    for fork_server in [true, false] {
+        let mut host = calling_host(2, fork_server, "hold_gil", r#"{"seconds": 120}"#);
+        let python = python_under(&host, 2, fork_server).await;
+        // The call is in C by now or will be shortly; either way the process
+        // must go. Wait until some worker is asleep in the kernel with the GIL.
+        until_found(|| python.iter().find(|&&pid| sleeping_in_c(pid)).copied()).await;
+        host.kill().unwrap();
+        host.wait().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(2), until_dead(&python))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("fork server {fork_server}: {python:?} outlived their host by 2 s")
+            });
+        let left = members_of(&python);
+        assert!(left.is_empty(), "processes {left:?} left in their groups");
+    }
+}
+
+/// Whether the main thread of `pid` is in the `clock_nanosleep` system call
+/// (libc's `sleep`, where `hold_gil` keeps the GIL).
+fn sleeping_in_c(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| {
+            s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string())
+        })
 }
 
 /// `kill -9` of a recording host: the cassette it was re-recording is left
@@ -178,7 +238,8 @@ fn members_of(groups: &[u32]) -> Vec<u32> {
 }
 
 /// Twenty times: a host serving a steady load on 4 workers is `kill -9`ed;
-/// no Python process is left, by pid and by process group.
+/// no Python process is left, by pid and by process group. Every other
+/// round the workers are forked from a fork server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,31 +254,31 @@ async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
         .collect();
     std::fs::write(&requests, load).unwrap();
     for round in 0..20 {
-        let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        let fork_server = round % 2 == 0;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+        command
             .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-            .args([
-                "run",
-                "--module",
-                &python_module("handlers"),
-                "--pool-size",
-                "4",
-            ])
+            .args(["run", "--module", &python_module("handlers")])
+            .args(["--pool-size", "4"]);
+        if !fork_server {
+            command.arg("--no-fork-server");
+        }
+        let mut host = command
             .arg(&requests)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let host_pid = host.id();
-        let workers = until_found(|| Some(children_of(host_pid)).filter(|c| c.len() == 4)).await;
+        let python = python_under(&host, 4, fork_server).await;
         // Let the load run a moment, differently each round.
         tokio::time::sleep(std::time::Duration::from_millis(10 + 7 * round)).await;
         host.kill().unwrap();
         host.wait().unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&workers))
+        tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&python))
             .await
-            .unwrap_or_else(|_| panic!("round {round}: workers {workers:?} outlived their host"));
+            .unwrap_or_else(|_| panic!("round {round}: {python:?} outlived their host"));
         // Each worker leads its own process group: nothing it started is left either.
-        let left = members_of(&workers);
+        let left = members_of(&python);
         assert!(
             left.is_empty(),
             "round {round}: processes {left:?} left in the workers' groups"
@@ -236,36 +297,4 @@ fn descendants_of(root: u32) -> Vec<u32> {
         }
     }
     found
-}
-
-/// With a fork server, the workers are the server's children, not the
-/// host's: `kill -9` of the host still leaves no Python process, the
-/// server by its parent-death signal and the workers by their socket's hang-up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_host_with_a_fork_server_leaves_no_python_process() {
-    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args([
-            "call",
-            "--module",
-            &python_module("handlers"),
-            "--pool-size",
-            "3",
-            "--fork-server",
-        ])
-        .args(["sleep", r#"{"ms": 60000}"#])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host_pid = host.id();
-    // The fork server and its three workers.
-    let python = until_found(|| Some(descendants_of(host_pid)).filter(|all| all.len() >= 4)).await;
-    host.kill().unwrap();
-    host.wait().unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&python))
-        .await
-        .unwrap_or_else(|_| panic!("{python:?} outlived their host"));
-    let left = members_of(&python);
-    assert!(left.is_empty(), "processes {left:?} left in their groups");
 }

@@ -192,7 +192,10 @@ async fn callers_of_a_slow_starting_pool_get_the_typed_error_then_answers() {
             waited_ms,
         }) => {
             assert_eq!((busy, starting, dead), (0, 2, 0));
-            assert!(waited_ms >= 1000, "{waited_ms}");
+            // The deadline covers the whole call, so the checkout waited for
+            // what was left of it once the adapter asked for a worker: it
+            // waited to the end rather than failing fast.
+            assert!((500..=1100).contains(&waited_ms), "{waited_ms}");
         }
         other => panic!("expected pool-exhausted while the workers import, got {other:?}"),
     }

@@ -76,3 +76,12 @@ def ticket():
     """The order in which this worker served its `ticket` calls: 1, 2, 3, …"""
     _tickets[0] += 1
     return _tickets[0]
+
+
+def hold_gil(seconds):
+    """Sleeps in C without releasing the GIL (ctypes.PyDLL keeps it held), as
+    a stuck C extension would: no Python thread of this process can run."""
+    import ctypes
+
+    ctypes.PyDLL(None).sleep(int(seconds))
+    return "woke"

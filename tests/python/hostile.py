@@ -30,7 +30,7 @@ def oversized(size):
 
 def hang_up():
     """Hangs up its end of the protocol and keeps running: it even disarms
-    the worker's own lifeline, which would otherwise exit on the hang-up."""
+    the worker's hang-up watcher, which would otherwise exit on the hang-up."""
     os._exit = lambda code: time.sleep(3600)
     socket.socket(fileno=os.dup(PROTOCOL_FD)).shutdown(socket.SHUT_RDWR)
     time.sleep(60)

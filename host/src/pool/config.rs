@@ -110,9 +110,13 @@ pub struct PoolSettings {
     /// The largest frame a worker may send (its reply payload plus a header).
     pub max_frame_bytes: usize,
     /// Fork new workers from a fork server (one process that imported the
-    /// module once) instead of starting an interpreter for each. Read when
-    /// the pool starts. The first workers start the usual way while the
-    /// server imports; so do new ones whenever the server is down.
+    /// module once) instead of starting an interpreter for each; on by
+    /// default. Read when the pool starts. The first workers wait for the
+    /// server's import (up to `start_timeout`) and are forked too; whenever
+    /// the server is down (it could not import, or it died and is being
+    /// restarted), new workers start the usual way. Turn it off for a
+    /// module that cannot survive `fork()` (one that starts threads or opens
+    /// connections at import).
     pub fork_server: bool,
 }
 
@@ -132,7 +136,7 @@ impl Default for PoolSettings {
             shutdown_grace: Duration::from_secs(10),
             kill_grace: Duration::from_secs(2),
             max_frame_bytes: 64 << 20,
-            fork_server: false,
+            fork_server: true,
         }
     }
 }

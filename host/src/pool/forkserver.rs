@@ -1,16 +1,18 @@
 //! The fork server: one Python process that imports the module once,
 //! freezes its heap (`gc.freeze()`) and forks ready workers on request, so
 //! that a new worker costs a fork instead of an interpreter start plus the
-//! imports. Opt-in per pool (`PoolSettings::fork_server`).
+//! imports. On by default (`PoolSettings::fork_server`).
 //!
-//! The host passes each new worker's socket, stdout and stderr over the
-//! server's control socket (SCM_RIGHTS). A forked worker leads its own
+//! The host passes each new worker's socket, stdout, stderr and lifeline
+//! over the server's control socket (SCM_RIGHTS): the worker's life is tied
+//! to the host's by its own lifeline, not to the server's. A forked worker leads its own
 //! process group and is served exactly like a started one. The server
 //! keeps an ended worker as a zombie (so its pid and group cannot be
 //! reused) until the host has killed its group and says `reap`. When the
 //! server dies, the pool keeps its live workers, starts new ones the usual
 //! way meanwhile, and restarts the server.
 
+use super::lifeline::Lifeline;
 use super::protocol::{self, FrameError};
 use super::state::{Core, ForkState};
 use super::worker;
@@ -49,25 +51,20 @@ enum Message {
 }
 
 impl ForkServer {
-    /// Asks for a worker on `socket`, `stdout` and `stderr`; its pid.
-    pub(crate) async fn fork(
-        &self,
-        socket: OwnedFd,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-        within: Duration,
-    ) -> std::io::Result<u32> {
+    /// Asks for a worker on `fds` (its socket, stdout, stderr and the read
+    /// end of its lifeline); its pid.
+    pub(crate) async fn fork(&self, fds: [OwnedFd; 4], within: Duration) -> std::io::Result<u32> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
         let frame = json_frame(&serde_json::json!({ "kind": "fork", "id": id }));
         {
             let mut writer = self.writer.lock().await;
-            let fds = [socket.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
-            send_with_fds(&mut writer, &frame, &fds).await?;
+            let raw = fds.each_ref().map(|fd| fd.as_raw_fd());
+            send_with_fds(&mut writer, &frame, &raw).await?;
         }
         // The server has its copies now; ours close here.
-        drop((socket, stdout, stderr));
+        drop(fds);
         match tokio::time::timeout(within, rx).await {
             Ok(Ok(pid)) => Ok(pid),
             Ok(Err(_)) => Err(std::io::Error::other(
@@ -227,7 +224,7 @@ pub(crate) async fn supervise(core: Arc<Core>) {
             _ = closed.changed() => break,
         };
         match started {
-            Ok((server, mut child, reader)) => {
+            Ok((server, mut child, reader, lifeline)) => {
                 failures = 0;
                 tracing::debug!(pid = server.pid, "fork server ready");
                 core.set_fork_server(ForkState::Ready(Arc::clone(&server)));
@@ -238,6 +235,7 @@ pub(crate) async fn supervise(core: Arc<Core>) {
                 }
                 core.set_fork_server(ForkState::Down);
                 server.fail_waiters();
+                drop(lifeline);
                 worker::kill_group(server.pid, libc::SIGKILL);
                 let status = child.wait().await.map(worker::describe_status);
                 if !core.is_closed() {
@@ -272,11 +270,13 @@ async fn start(
         Arc<ForkServer>,
         tokio::process::Child,
         BufReader<tokio::net::unix::OwnedReadHalf>,
+        Lifeline,
     ),
     String,
 > {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
-    let mut child = worker::spawn_process(&core.config, python, OwnedFd::from(theirs), true)
+    let (lifeline, line) = Lifeline::new().map_err(|e| e.to_string())?;
+    let mut child = worker::spawn_process(&core.config, python, OwnedFd::from(theirs), line, true)
         .map_err(|e| e.describe(&core.config.module))?;
     let pid = child.id().unwrap_or(0);
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -319,7 +319,7 @@ async fn start(
         exits: Mutex::new(HashMap::new()),
         gone: std::sync::atomic::AtomicBool::new(false),
     });
-    Ok((server, child, reader))
+    Ok((server, child, reader, lifeline))
 }
 
 /// Reads the server's messages until it goes away; then fails whoever waits.

@@ -1,10 +1,11 @@
 //! One Python worker process: how it is started (socket on fd 3, its own
-//! process group, a parent-death signal), its handshake, one call at a time,
+//! process group, a lifeline on fd 4), its handshake, one call at a time,
 //! and how it is stopped. This is the pool's only transport: a worker on
 //! another machine would be another implementation of this module's API.
 
 use super::config::{PoolConfig, PoolSettings};
 use super::forkserver::ForkServer;
+use super::lifeline::{self, LIFELINE_FD, Lifeline};
 use super::protocol::{self, ErrorBody, FrameError, Handshake, ReplyHeader};
 use crate::{CallError, Response};
 use std::collections::VecDeque;
@@ -117,6 +118,9 @@ pub(crate) struct Worker {
     stderr_task: tokio::task::JoinHandle<()>,
     next_request: u64,
     max_frame_bytes: usize,
+    /// Declared last: dropped after everything else, it kills the process
+    /// if it still runs.
+    _lifeline: Lifeline,
 }
 
 impl Worker {
@@ -135,10 +139,13 @@ impl Worker {
         };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| cannot(format!("cannot create the protocol socket: {e}")))?;
-        // The worker's end goes to exactly one place: the fork server or the child.
-        let mut theirs = Some(OwnedFd::from(theirs));
-        let take =
-            |theirs: &mut Option<OwnedFd>| theirs.take().expect("the socket is handed over once");
+        let (lifeline, line) =
+            Lifeline::new().map_err(|e| cannot(format!("cannot create the lifeline pipe: {e}")))?;
+        // The worker's ends go to exactly one place: the fork server or the child.
+        let mut theirs = Some((OwnedFd::from(theirs), line));
+        let take = |theirs: &mut Option<(OwnedFd, OwnedFd)>| {
+            theirs.take().expect("the socket is handed over once")
+        };
         let forked = match fork_server {
             Some(server) => match fork_from(&server, take(&mut theirs), settings).await {
                 Ok((pid, stdout, stderr)) => Some((server, pid, stdout, stderr)),
@@ -160,7 +167,8 @@ impl Worker {
                 (None, Some((server, Some(exit))), pid, task)
             }
             None => {
-                let mut child = spawn_process(config, python, take(&mut theirs), false)?;
+                let (socket, line) = take(&mut theirs);
+                let mut child = spawn_process(config, python, socket, line, false)?;
                 let pid = child.id().unwrap_or(0);
                 let stdout = child.stdout.take().expect("stdout is piped");
                 let stderr = child.stderr.take().expect("stderr is piped");
@@ -187,6 +195,7 @@ impl Worker {
             stderr_task,
             next_request: 0,
             max_frame_bytes: settings.max_frame_bytes,
+            _lifeline: lifeline,
         };
         let handshake = tokio::time::timeout(
             settings.start_timeout,
@@ -452,10 +461,11 @@ async fn leader_exit(
     }
 }
 
-/// Asks `server` for a worker on `socket`, with pipes for its output.
+/// Asks `server` for a worker on `socket` and `lifeline` (the read end), with
+/// pipes for its output.
 async fn fork_from(
     server: &ForkServer,
-    socket: OwnedFd,
+    (socket, lifeline): (OwnedFd, OwnedFd),
     settings: &PoolSettings,
 ) -> std::io::Result<(
     u32,
@@ -465,27 +475,20 @@ async fn fork_from(
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
     let pid = server
-        .fork(socket, stdout_write, stderr_write, settings.start_timeout)
+        .fork(
+            [socket, stdout_write, stderr_write, lifeline],
+            settings.start_timeout,
+        )
         .await?;
     let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)?;
     let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(stderr_read)?;
     Ok((pid, stdout, stderr))
 }
 
-/// A pipe: (read end, non-blocking; write end), both close-on-exec.
+/// A pipe for a worker's output: (read end, non-blocking; write end).
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
+    let (read, write) = lifeline::pipe()?;
+    lifeline::set_nonblocking(&read)?;
     Ok((read, write))
 }
 
@@ -552,10 +555,13 @@ pub(crate) async fn resolve_python(python: &Path) -> PathBuf {
     }
 }
 
+/// Starts the interpreter with `socket` on fd 3 and the read end of its
+/// `lifeline` on fd 4.
 pub(crate) fn spawn_process(
     config: &PoolConfig,
     python: &Path,
     socket: OwnedFd,
+    lifeline: OwnedFd,
     fork_server: bool,
 ) -> Result<Child, StartFailure> {
     let mut cmd = Command::new(python);
@@ -583,25 +589,22 @@ pub(crate) fn spawn_process(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let fd = socket.as_raw_fd();
+    let (fd, line) = (socket.as_raw_fd(), lifeline.as_raw_fd());
     // SAFETY: between fork and exec the closure calls only async-signal-safe
-    // functions (fcntl, dup2, prctl, getppid, _exit) and allocates nothing.
-    let parent = std::process::id() as libc::pid_t;
+    // functions (fcntl, dup2) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            // Move the socket to fd 3, through a high fd so that dup2 never
-            // sees equal numbers (which would leave close-on-exec set).
-            let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
-            if high < 0 || libc::dup2(high, PROTOCOL_FD) < 0 {
+            // Move the socket to fd 3 and the lifeline to fd 4, both first to
+            // high fds, so that neither dup2 overwrites the other's source
+            // and none sees equal numbers (which would leave close-on-exec set).
+            let high_socket = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+            let high_line = libc::fcntl(line, libc::F_DUPFD_CLOEXEC, 64);
+            if high_socket < 0
+                || high_line < 0
+                || libc::dup2(high_socket, PROTOCOL_FD) < 0
+                || libc::dup2(high_line, LIFELINE_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
-            }
-            // Die with the host, even on kill -9. (The worker also exits when
-            // its socket hangs up.)
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(0); // the host died before the signal was set
             }
             Ok(())
         });
@@ -610,7 +613,8 @@ pub(crate) fn spawn_process(
         python: config.python.display().to_string(),
         message: e.to_string(),
     });
-    drop(socket); // the child has its copy; EOF must come when the child ends
+    // The child has its copies; EOF must come when the child ends.
+    drop((socket, lifeline));
     child
 }
 

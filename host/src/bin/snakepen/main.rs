@@ -95,9 +95,9 @@ struct HostArgs {
     #[arg(long, value_name = "MS")]
     session_ttl_ms: Option<u64>,
 
-    /// Fork workers from one process that imported the module once, instead of starting an interpreter for each.
+    /// Start an interpreter for each worker instead of forking workers from one process that imported the module once (for modules that start threads or open connections at import).
     #[arg(long)]
-    fork_server: bool,
+    no_fork_server: bool,
 
     #[command(flatten)]
     cassette: CassetteArgs,
@@ -215,7 +215,7 @@ impl HostArgs {
             if let Some(ms) = self.session_ttl_ms {
                 pool.settings.session_ttl = Duration::from_millis(ms);
             }
-            pool.settings.fork_server = self.fork_server;
+            pool.settings.fork_server = !self.no_fork_server;
             builder = builder.pool(pool);
         }
         let host = builder.build().await?;
