@@ -33,6 +33,7 @@ mod imports;
 pub mod pool;
 mod runtime;
 mod sandbox;
+pub mod serve;
 
 pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
 pub use call::{Request, Response};
@@ -41,6 +42,6 @@ pub use config::AdapterConfig;
 pub use error::{CallError, CassetteMiss, Error};
 pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
-pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus};
+pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, QueueWait};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use sandbox::{Grant, Limits};

@@ -7,14 +7,17 @@
 
 mod config;
 mod forkserver;
+mod lifeline;
 mod protocol;
 mod slot;
 mod state;
 mod status;
+mod waits;
 mod worker;
 
 pub use config::{Affinity, PoolConfig, PoolSettings};
 pub use status::PoolStatus;
+pub use waits::QueueWait;
 
 use crate::{CallError, Error, Response};
 use state::{Core, Job};
@@ -94,7 +97,10 @@ impl Pool {
         let core = &self.inner.core;
         let mut job_payload = payload;
         loop {
-            let lease = core.checkout(session, deadline).await?;
+            let asked = Instant::now();
+            let lease = core.checkout(session, deadline).await;
+            core.waits.observe(asked.elapsed());
+            let lease = lease?;
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 command: command.to_string(),
@@ -115,6 +121,12 @@ impl Pool {
                 Err(job) => job_payload = job.payload,
             }
         }
+    }
+
+    /// How long calls have waited for a worker so far (every checkout,
+    /// including those that ran out of time).
+    pub fn queue_wait(&self) -> QueueWait {
+        self.inner.core.waits.snapshot()
     }
 
     /// Waits until every worker has passed its handshake. Fails as soon as

@@ -98,6 +98,8 @@ pub(crate) struct Core {
     python: tokio::sync::OnceCell<std::path::PathBuf>,
     /// The fork server new workers come from: starting, ready, or down.
     fork_server: watch::Sender<ForkState>,
+    /// How long checkouts waited.
+    pub(crate) waits: super::waits::WaitHistogram,
 }
 
 impl Core {
@@ -137,6 +139,7 @@ impl Core {
             next_worker: AtomicU64::new(1),
             python: tokio::sync::OnceCell::new(),
             fork_server: watch::channel(ForkState::Starting).0,
+            waits: super::waits::WaitHistogram::new(),
         };
         (Arc::new(core), receivers)
     }
