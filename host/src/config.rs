@@ -24,6 +24,12 @@ impl AdapterConfig {
         AdapterConfig::File(path.into())
     }
 
+    /// Reads and parses the document (a file that is missing or not valid
+    /// TOML or JSON is an [`Error::ConfigFile`]) without building a host.
+    pub fn check(&self) -> Result<(), Error> {
+        self.to_json_text().map(drop)
+    }
+
     /// The document as the JSON text handed to the adapter's `configure`.
     pub(crate) fn to_json_text(&self) -> Result<String, Error> {
         let value = match self {

@@ -119,9 +119,7 @@ async fn a_worker_holding_the_gil_dies_with_its_host() {
 /// (libc's `sleep`, where `hold_gil` keeps the GIL).
 fn sleeping_in_c(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| {
-            s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string())
-        })
+        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string()))
 }
 
 /// `kill -9` of a recording host: the cassette it was re-recording is left

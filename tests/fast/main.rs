@@ -11,3 +11,4 @@ mod loading;
 mod mock;
 mod mock_config;
 mod sandbox;
+mod serve;

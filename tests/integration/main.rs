@@ -14,3 +14,4 @@ mod failures;
 mod forkserver;
 mod hostile;
 mod lifecycle;
+mod serve;

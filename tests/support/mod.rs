@@ -1,6 +1,8 @@
 //! What every test tier needs: where the plugins are, and a host in one line.
 #![allow(dead_code)]
 
+pub mod served;
+
 use snakepen::{Host, Runtime};
 use std::path::PathBuf;
 

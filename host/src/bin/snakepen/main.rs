@@ -5,6 +5,7 @@
 mod progress;
 mod replay;
 mod run;
+mod serve;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,6 +45,16 @@ struct Cli {
         value_name = "FILTER"
     )]
     log: String,
+
+    /// How log lines look: `human` (the default) or `json` (one JSON object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +67,17 @@ enum Command {
     Inspect(InspectArgs),
     /// Replay every request of a cassette through the replayer and report any answer that differs.
     Replay(replay::ReplayArgs),
+    /// Serve the host over HTTP until SIGTERM or SIGINT (then drain and stop).
+    Serve(serve::ServeArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: its keys, its values, its adapter and its module, starting nothing.
+    Check(serve::ConfigCheckArgs),
 }
 
 /// What a host runs: its adapter and, when given a module, its Python workers.
@@ -301,14 +323,18 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colours for a person at a terminal; plain text for a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Human => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -351,6 +377,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => run::run(&runtime, &cli.plugin_dir, args).await,
         Command::Inspect(args) => inspect(&runtime, &cli.plugin_dir, args),
         Command::Replay(args) => replay::replay(&runtime, &cli.plugin_dir, args).await,
+        Command::Serve(args) => serve::serve(&runtime, &cli.plugin_dir, args).await,
+        Command::Config(ConfigCommand::Check(args)) => {
+            serve::check(&runtime, &cli.plugin_dir, args)
+        }
     }
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Calls a running `snakepen serve` with curl (started by `just serve`):
+#     bash examples/curl.sh [URL]
+set -euo pipefail
+url="${1:-http://127.0.0.1:8787}"
+
+# One call: the answer's payload, and the worker that ran it.
+curl -sS --fail-with-body "$url/v1/call" \
+    -H 'content-type: application/json' \
+    -d '{"command": "word_stats", "payload": {"text": "the cat and the hat"}, "session": "user-7"}'
+echo
+
+# An error comes back as JSON with the contract's kind, and a fitting status (404 here).
+curl -sS -o /dev/stderr -w '%{http_code}\n' "$url/v1/call" \
+    -H 'content-type: application/json' \
+    -d '{"command": "no_such_thing"}'

@@ -1,0 +1,209 @@
+//! The HTTP API's bodies, and how a call's outcome becomes a status code.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | an answer | 200 |
+//! | `bad-request`, a body that is not the JSON asked for | 400 |
+//! | `no-such-command`, `cassette-miss` | 404 |
+//! | `session-worker-gone` | 409 (the session's state is lost: rebuild it) |
+//! | a body over the size limit | 413 |
+//! | `python-exception`, `adapter-fault` | 500 (the service's code failed; retrying the same request will not help) |
+//! | `worker-crashed` | 502 (its worker died; safe to retry an idempotent call) |
+//! | `pool-exhausted`, `unavailable`, the server draining | 503 with `Retry-After` |
+//! | `timeout` | 504 |
+
+use crate::{CallError, Request, Response};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// `POST /v1/call`, and one element of a batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallBody {
+    pub command: String,
+    #[serde(default)]
+    pub payload: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+}
+
+impl CallBody {
+    pub(crate) fn into_request(self) -> Request {
+        let payload = self
+            .payload
+            .map(|raw| raw.get().as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut request = Request::new(self.command, payload);
+        request.session = self.session;
+        request.deadline = self.deadline_ms.map(Duration::from_millis);
+        request
+    }
+}
+
+/// `POST /v1/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchBody {
+    pub requests: Vec<CallBody>,
+    #[serde(default)]
+    pub order: Order,
+}
+
+/// How a batch is answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Order {
+    /// One JSON document once every call finished, results in request order.
+    #[default]
+    Request,
+    /// JSON Lines, one per call as it finishes, each with its `index`.
+    Completion,
+}
+
+/// An error of the API itself, or of a call, as JSON with a fitting status.
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl ApiError {
+    /// An error the API raises itself, with the contract's `kind`.
+    pub(crate) fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: serde_json::json!({"error": {"kind": kind, "message": message.into()}}),
+        }
+    }
+
+    pub(crate) fn bad_body(what: &str, e: &serde_json::Error) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!(
+                "the body is not {what}: {e}. Send JSON such as {{\"command\": \"ping\", \"payload\": {{}}}}"
+            ),
+        )
+    }
+
+    pub(crate) fn draining() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down and takes no new calls; send it to another instance",
+        )
+    }
+}
+
+impl From<&CallError> for ApiError {
+    fn from(error: &CallError) -> ApiError {
+        ApiError {
+            status: status_of(error),
+            body: serde_json::json!({ "error": error_json(error) }),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The status code a call's error maps to (see the module's table).
+pub(crate) fn status_of(error: &CallError) -> StatusCode {
+    match error {
+        CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        CallError::PoolExhausted { .. } | CallError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        CallError::WorkerCrashed { .. } => StatusCode::BAD_GATEWAY,
+        CallError::PythonException { .. } | CallError::AdapterFault(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        CallError::NoSuchCommand(_) | CallError::CassetteMiss(_) => StatusCode::NOT_FOUND,
+        CallError::SessionWorkerGone(_) => StatusCode::CONFLICT,
+    }
+}
+
+/// `{"kind": …, "message": …, "detail": …}`: the contract's case, a
+/// sentence, and the case's fields.
+pub(crate) fn error_json(error: &CallError) -> serde_json::Value {
+    let mut value =
+        serde_json::to_value(error).unwrap_or_else(|_| serde_json::json!({ "kind": error.kind() }));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("message".into(), error.to_string().into());
+    }
+    value
+}
+
+/// One call's result as the API writes it: `{"payload": …, "worker_pid": …}`
+/// for an answer (a payload that is not JSON comes as `payload_base64`,
+/// and an empty one not at all), `{"error": …}` for an error. In a batch
+/// each also has its `status` and, answered by completion, its `index`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Outcome<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+impl<'a> Outcome<'a> {
+    /// The outcome of one call (the payload is borrowed, not parsed again).
+    pub(crate) fn of(result: &'a Result<Response, CallError>) -> Outcome<'a> {
+        let mut outcome = Outcome {
+            index: None,
+            status: None,
+            payload: None,
+            payload_base64: None,
+            worker_pid: None,
+            error: None,
+        };
+        match result {
+            Ok(response) => {
+                outcome.worker_pid = response.worker_pid;
+                if !response.payload.is_empty() {
+                    match serde_json::from_slice::<&RawValue>(&response.payload) {
+                        Ok(raw) => outcome.payload = Some(raw),
+                        Err(_) => {
+                            use base64::Engine;
+                            let engine = base64::engine::general_purpose::STANDARD;
+                            outcome.payload_base64 = Some(engine.encode(&response.payload));
+                        }
+                    }
+                }
+            }
+            Err(error) => outcome.error = Some(error_json(error)),
+        }
+        outcome
+    }
+
+    /// Serialized, with a newline when `line` (JSON Lines).
+    pub(crate) fn to_bytes(&self, line: bool) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(self).expect("an outcome serializes");
+        if line {
+            bytes.push(b'\n');
+        }
+        bytes
+    }
+}

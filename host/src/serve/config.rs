@@ -1,0 +1,496 @@
+//! `snakepen.toml`: everything a long-running `snakepen serve` needs in one
+//! file (server, adapter, pool, limits, cassette), validated at start with
+//! errors that name the file, the line and the key. See
+//! `snakepen.example.toml` for every key, annotated.
+
+use crate::{Adapter, AdapterConfig, Affinity, Cassette, HostBuilder, PoolConfig, RecordMode};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The address `snakepen serve` listens on unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// A configuration file that cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The line the problem is on, when it is on one.
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it, naming the key.
+    pub message: String,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `[server]`: where and how the HTTP API listens.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[adapter]`: which adapter runs, and its configuration.
+    pub adapter: Option<AdapterSection>,
+    /// `[pool]`: the Python workers.
+    pub pool: Option<PoolSection>,
+    /// `[limits]`: call timeout and the adapter's sandbox.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[cassette]`: record calls to, or replay them from, a cassette (the
+    /// recorder or the replayer goes in front of the adapter).
+    pub cassette: Option<CassetteSection>,
+    /// The directory relative paths are taken from (the file's own).
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The file it came from, for error messages.
+    #[serde(skip)]
+    pub file: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `listen = "127.0.0.1:8787"`.
+    pub listen: Option<Spanned<String>>,
+    /// The largest request body accepted, in bytes (default 16 MiB); larger is 413.
+    pub max_body_bytes: Option<usize>,
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT, in ms (default 10 000).
+    pub drain_grace_ms: Option<u64>,
+    /// The most requests one `/v1/batch` may carry (default 1000).
+    pub max_batch: Option<usize>,
+}
+
+/// `[adapter]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSection {
+    /// A short name (`mock`, `python-bridge`) or a path to a `.wasm` component.
+    pub name: String,
+    /// The adapter's configuration, inline.
+    pub config: Option<toml::Table>,
+    /// The adapter's configuration, in a TOML or JSON file.
+    pub config_file: Option<PathBuf>,
+    /// Extra directories to find adapters by short name in.
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// The handlers: a file (`handlers.py`) or a dotted module name.
+    pub module: Spanned<String>,
+    /// How many workers (default 1).
+    pub size: Option<Spanned<usize>>,
+    /// The interpreter (default `python3`).
+    pub python: Option<PathBuf>,
+    /// Directories put first on the workers' `sys.path`.
+    #[serde(default)]
+    pub python_path: Vec<PathBuf>,
+    /// Environment variables for the workers.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `hint` (default) or `strict`.
+    pub affinity: Option<Spanned<String>>,
+    /// How long a session stays bound after its last call, in ms.
+    pub session_ttl_ms: Option<u64>,
+    /// Fork workers from a fork server (default true).
+    pub fork_server: Option<bool>,
+    /// How long a worker may take to start, in ms.
+    pub start_timeout_ms: Option<u64>,
+    /// Recycle a worker after this many requests.
+    pub max_requests: Option<u64>,
+    /// Recycle a worker after this age, in ms.
+    pub max_age_ms: Option<u64>,
+    /// Recycle a worker whose resident memory passes this, in bytes.
+    pub max_rss_bytes: Option<u64>,
+    /// Ping idle workers this often, in ms (0: never).
+    pub health_interval_ms: Option<u64>,
+    /// On shutdown, how long calls in flight may take, in ms.
+    pub shutdown_grace_ms: Option<u64>,
+    /// The largest frame a worker may send, in bytes.
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The deadline of a call that names none, in ms (default 30 000).
+    pub call_timeout_ms: Option<u64>,
+    /// Linear memory of one adapter instance, in bytes.
+    pub max_memory_bytes: Option<usize>,
+    /// The largest answer an adapter may return, in bytes.
+    pub max_response_bytes: Option<usize>,
+}
+
+/// `[cassette]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CassetteSection {
+    /// The cassette file (JSON Lines).
+    pub path: PathBuf,
+    /// `once` (default), `new_episodes`, `none` or `all`.
+    pub mode: Option<Spanned<String>>,
+    /// Payload fields never written to the cassette.
+    #[serde(default)]
+    pub filter: Vec<String>,
+    /// Payload fields left out of matching.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Match the session id too.
+    #[serde(default)]
+    pub match_session: bool,
+    /// Replay a request's last recording again once all were played.
+    #[serde(default)]
+    pub allow_repeats: bool,
+}
+
+/// The server's own settings, resolved from `[server]` and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long in-flight calls may take to finish once a shutdown began.
+    pub drain_grace: Duration,
+    /// The most requests one batch may carry.
+    pub max_batch: usize,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            max_body_bytes: 16 << 20,
+            drain_grace: Duration::from_secs(10),
+            max_batch: 1000,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads and parses `path`; unknown keys and wrong types are refused
+    /// with their line. Relative paths in it are taken from its directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<ServiceConfig, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read it ({e}); check the path given to --config"),
+        })?;
+        ServiceConfig::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ServiceConfig, ConfigError> {
+        let mut config: ServiceConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: e.span().map(|span| line_of(text, span.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        config.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.file = path.to_path_buf();
+        config.text = text.to_string();
+        config.serve_settings()?;
+        config.pool_config()?;
+        config.cassette()?;
+        Ok(config)
+    }
+
+    fn error_at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(line_of(&self.text, spanned.span().start)),
+            message,
+        }
+    }
+
+    fn path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// `[server]` with its defaults.
+    pub fn serve_settings(&self) -> Result<ServeSettings, ConfigError> {
+        let defaults = ServeSettings::default();
+        let server = &self.server;
+        let listen = match &server.listen {
+            None => defaults.listen,
+            Some(listen) => listen.get_ref().parse().map_err(|e| {
+                self.error_at(
+                    listen,
+                    format!(
+                        "`server.listen` = {:?} is not an address ({e}); write it as \"127.0.0.1:8787\"",
+                        listen.get_ref()
+                    ),
+                )
+            })?,
+        };
+        Ok(ServeSettings {
+            listen,
+            max_body_bytes: server.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            drain_grace: server
+                .drain_grace_ms
+                .map_or(defaults.drain_grace, Duration::from_millis),
+            max_batch: server.max_batch.unwrap_or(defaults.max_batch),
+        })
+    }
+
+    /// `[pool]` as a [`PoolConfig`], if there is one.
+    pub fn pool_config(&self) -> Result<Option<PoolConfig>, ConfigError> {
+        let Some(section) = &self.pool else {
+            return Ok(None);
+        };
+        let module = section.module.get_ref();
+        let is_file = module.ends_with(".py") || module.contains('/');
+        let module = if is_file {
+            let file = self.path(Path::new(module));
+            if !file.is_file() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: no such file {} (relative paths are taken from the configuration file's folder)",
+                        file.display()
+                    ),
+                ));
+            }
+            file.display().to_string()
+        } else {
+            module.clone()
+        };
+        let mut pool = PoolConfig::new(module);
+        if let Some(size) = &section.size {
+            if *size.get_ref() == 0 {
+                return Err(self.error_at(
+                    size,
+                    "`pool.size` is 0: a pool needs at least one worker".into(),
+                ));
+            }
+            pool.size = *size.get_ref();
+        }
+        if let Some(python) = &section.python {
+            pool.python = python.clone();
+        }
+        pool.python_path
+            .extend(section.python_path.iter().map(|p| self.path(p)));
+        pool.env
+            .extend(section.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let s = &mut pool.settings;
+        if let Some(affinity) = &section.affinity {
+            s.affinity = match affinity.get_ref().as_str() {
+                "hint" => Affinity::Hint,
+                "strict" => Affinity::Strict,
+                other => {
+                    return Err(self.error_at(
+                        affinity,
+                        format!("`pool.affinity` = {other:?}: write \"hint\" or \"strict\""),
+                    ));
+                }
+            };
+        }
+        let ms = Duration::from_millis;
+        if let Some(v) = section.session_ttl_ms {
+            s.session_ttl = ms(v);
+        }
+        if let Some(v) = section.fork_server {
+            s.fork_server = v;
+        }
+        if let Some(v) = section.start_timeout_ms {
+            s.start_timeout = ms(v);
+        }
+        if let Some(v) = section.max_requests {
+            s.max_requests = Some(v);
+        }
+        if let Some(v) = section.max_age_ms {
+            s.max_age = Some(ms(v));
+        }
+        if let Some(v) = section.max_rss_bytes {
+            s.max_rss_bytes = Some(v);
+        }
+        if let Some(v) = section.health_interval_ms {
+            s.health_interval = (v > 0).then(|| ms(v));
+        }
+        if let Some(v) = section.shutdown_grace_ms {
+            s.shutdown_grace = ms(v);
+        }
+        if let Some(v) = section.max_frame_bytes {
+            s.max_frame_bytes = v;
+        }
+        Ok(Some(pool))
+    }
+
+    /// `[cassette]` as a [`Cassette`], if there is one.
+    pub fn cassette(&self) -> Result<Option<Cassette>, ConfigError> {
+        let Some(section) = &self.cassette else {
+            return Ok(None);
+        };
+        let mut cassette = Cassette::new(self.path(&section.path));
+        if let Some(mode) = &section.mode {
+            let parsed = RecordMode::parse(mode.get_ref()).ok_or_else(|| {
+                self.error_at(
+                    mode,
+                    format!(
+                        "`cassette.mode` = {:?}: write \"once\", \"new_episodes\", \"none\" or \"all\"",
+                        mode.get_ref()
+                    ),
+                )
+            })?;
+            cassette = cassette.mode(parsed);
+        }
+        for field in &section.filter {
+            cassette = cassette.filter(field);
+        }
+        for field in &section.ignore {
+            cassette = cassette.ignore(field);
+        }
+        Ok(Some(
+            cassette
+                .match_session(section.match_session)
+                .allow_repeats(section.allow_repeats),
+        ))
+    }
+
+    /// The adapter to run: `[adapter] name`, else `python-bridge` when
+    /// there is a pool, else none (a cassette alone replays).
+    pub fn adapter_name(&self) -> Option<String> {
+        match (&self.adapter, &self.pool) {
+            (Some(adapter), _) => Some(adapter.name.clone()),
+            (None, Some(_)) => Some("python-bridge".into()),
+            (None, None) => None,
+        }
+    }
+
+    /// A host builder with everything the file says.
+    pub fn host_builder(&self) -> Result<HostBuilder, ConfigError> {
+        let mut builder = crate::Host::builder();
+        if let Some(name) = self.adapter_name() {
+            let adapter = Adapter::parse(&name);
+            // A path in the file is relative to the file.
+            builder = builder.adapter(match adapter {
+                Adapter::Path(path) => Adapter::Path(self.path(&path)),
+                named => named,
+            });
+        }
+        if let Some(section) = &self.adapter {
+            for dir in &section.plugin_dirs {
+                builder = builder.plugin_dir(self.path(dir));
+            }
+            match (&section.config, &section.config_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError {
+                        file: self.file.clone(),
+                        line: None,
+                        message:
+                            "`adapter.config` and `adapter.config_file` are both set: keep one"
+                                .into(),
+                    });
+                }
+                (Some(table), None) => {
+                    let json = serde_json::to_value(table).map_err(|e| ConfigError {
+                        file: self.file.clone(),
+                        line: None,
+                        message: format!("`adapter.config` cannot be turned into JSON: {e}"),
+                    })?;
+                    builder = builder.config(AdapterConfig::Json(json));
+                }
+                (None, Some(file)) => {
+                    builder = builder.config(AdapterConfig::file(self.path(file)))
+                }
+                (None, None) => {}
+            }
+        }
+        if let Some(pool) = self.pool_config()? {
+            builder = builder.pool(pool);
+        }
+        if let Some(cassette) = self.cassette()? {
+            builder = builder.cassette(cassette);
+        }
+        let limits = &self.limits;
+        if let Some(ms) = limits.call_timeout_ms {
+            builder = builder.call_timeout(Duration::from_millis(ms));
+        }
+        if let Some(bytes) = limits.max_memory_bytes {
+            builder = builder.max_memory_bytes(bytes);
+        }
+        if let Some(bytes) = limits.max_response_bytes {
+            builder = builder.max_response_bytes(bytes);
+        }
+        Ok(builder)
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        ServiceConfig::parse(Path::new("/srv/snakepen.toml"), text)
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_with_its_line() {
+        let err =
+            parse("[server]\nlisten = \"127.0.0.1:1\"\n\n[pool]\nmodul = \"x\"\n").unwrap_err();
+        assert_eq!(err.line, Some(5), "{err}");
+        assert!(
+            err.to_string().starts_with("/srv/snakepen.toml:5: "),
+            "{err}"
+        );
+        assert!(err.message.contains("unknown field `modul`"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_address_names_the_key_and_line() {
+        let err = parse("[server]\n\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_and_a_bad_value_are_refused_where_they_are() {
+        let err = parse("[pool]\nmodule = \"app.handlers\"\nsize = \"four\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        let err = parse("[pool]\nmodule = \"app.handlers\"\nsize = 0\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.contains("pool.size"), "{err}");
+        let err = parse("[pool]\nmodule = \"app.handlers\"\naffinity = \"sticky\"\n").unwrap_err();
+        assert!(err.message.contains("\"hint\" or \"strict\""), "{err}");
+        let err = parse("[cassette]\npath = \"c.jsonl\"\nmode = \"sometimes\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn a_module_file_that_is_not_there_is_named() {
+        let err = parse("[pool]\nmodule = \"nowhere/handlers.py\"\n").unwrap_err();
+        assert!(err.message.contains("/srv/nowhere/handlers.py"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_means_every_default() {
+        let config = parse("").unwrap();
+        assert_eq!(config.serve_settings().unwrap(), ServeSettings::default());
+        assert_eq!(config.adapter_name(), None);
+    }
+}

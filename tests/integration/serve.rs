@@ -1,0 +1,291 @@
+//! `snakepen serve` in front of real Python workers, over real HTTP: the
+//! per-call log, metrics of the pool, the shipped clients, slow and vanishing
+//! clients, and a drain that runs out of time.
+
+use crate::support::python_module;
+use crate::support::served::{Served, client, post};
+use crate::support::within;
+use serde_json::json;
+use std::io::Write;
+
+fn handlers() -> String {
+    python_module("handlers")
+}
+
+fn examples(file: &str) -> String {
+    format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn calls_are_logged_as_json_lines_and_counted_in_metrics() {
+    let module = handlers();
+    let server = Served::start_with_env(
+        &[
+            "--module",
+            &module,
+            "--pool-size",
+            "2",
+            "--log-format",
+            "json",
+        ],
+        &[(
+            "SNAKEPEN_LOG",
+            "snakepen::serve=debug,snakepen::worker=info",
+        )],
+    )
+    .await;
+    let (status, answer) = server
+        .call(json!({"command": "add", "payload": [2, 3], "session": "s-9"}))
+        .await;
+    assert_eq!((status, &answer["payload"]), (200, &json!(5)), "{answer}");
+    let pid = answer["worker_pid"].as_u64().expect("the worker's pid");
+    let (status, _) = server
+        .call(json!({"command": "talk", "payload": {"text": "hi"}}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server.call(json!({"command": "boom"})).await;
+    assert_eq!(status, 500);
+    assert_eq!(body["error"]["detail"]["type_name"], "ValueError", "{body}");
+    assert!(
+        body["error"]["detail"]["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("boom")
+    );
+
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"snakepen_workers{state="idle"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("snakepen_queue_wait_seconds_count 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("snakepen_worker_restarts_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"snakepen_calls_total{command="boom",outcome="python-exception"} 1"#),
+        "{metrics}"
+    );
+    let (_, status) = server.get("/v1/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["pool"]["status"]["idle"], 2, "{status}");
+
+    // The log lines come out as the calls end; the stderr line of `talk` may trail.
+    let lines = within(30, async {
+        loop {
+            let lines: Vec<serde_json::Value> = server
+                .log_text()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            let said = lines.iter().any(|l| l["fields"]["stream"] == "stderr");
+            if said
+                && lines
+                    .iter()
+                    .filter(|l| l["target"] == "snakepen::serve")
+                    .count()
+                    == 3
+            {
+                return lines;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let add = lines
+        .iter()
+        .find(|l| l["target"] == "snakepen::serve" && l["fields"]["command"] == "add")
+        .expect("a line for the add call");
+    assert_eq!(add["level"], "DEBUG");
+    assert_eq!(add["fields"]["session"], "s-9");
+    assert_eq!(add["fields"]["outcome"], "ok");
+    assert_eq!(add["fields"]["worker"].as_u64(), Some(pid));
+    assert!(add["fields"]["latency_ms"].as_f64().is_some(), "{add}");
+    let talk = lines
+        .iter()
+        .find(|l| l["fields"]["stream"] == "stderr")
+        .unwrap();
+    assert_eq!(talk["target"], "snakepen::worker");
+    assert_eq!(talk["fields"]["message"], "stderr says hi");
+    assert!(
+        talk["fields"]["worker"].as_u64().is_some(),
+        "tagged with its worker: {talk}"
+    );
+}
+
+#[tokio::test]
+async fn the_python_client_and_the_curl_example_work_against_the_demo_handlers() {
+    let module = examples("handlers.py");
+    let server = Served::start(&["--module", &module, "--pool-size", "2"]).await;
+    let out = std::process::Command::new("python3")
+        .arg(examples("client.py"))
+        .args(["--url", &server.url, "--session", "u1"])
+        .args(["word_stats", r#"{"text": "the cat and the hat"}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["words"], 5);
+
+    let out = std::process::Command::new("python3")
+        .arg(examples("client.py"))
+        .args(["--url", &server.url, "no_such_thing"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-command (HTTP 404)"), "{stderr}");
+
+    // The client as a library: a batch with an error in it.
+    let script = format!(
+        "import sys; sys.path.insert(0, {dir:?})\n\
+         from client import Snakepen, SnakepenError\n\
+         pen = Snakepen({url:?})\n\
+         out = pen.batch([('word_stats', {{'text': 'a b a'}}), ('describe', {{'values': []}})])\n\
+         assert out[0]['words'] == 3, out\n\
+         assert isinstance(out[1], SnakepenError) and out[1].kind == 'python-exception', out\n\
+         print('ok')",
+        dir = examples(""),
+        url = server.url
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = std::process::Command::new("bash")
+        .arg(examples("curl.sh"))
+        .arg(&server.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["payload"]["words"], 5, "{stdout}");
+    assert_eq!(stdout.lines().nth(1), Some("404"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_slow_or_vanishing_client_does_not_hold_a_worker() {
+    let module = handlers();
+    let server = Served::start(&["--module", &module, "--pool-size", "1"]).await;
+    // A client that sends its headers and half a body, then stalls.
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "POST /v1/call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"command\": "
+    )
+    .unwrap();
+    // The one worker still serves others.
+    let (status, body) = server.call(json!({"command": "pid"})).await;
+    assert_eq!(status, 200, "{body}");
+    let pid = body["payload"].clone();
+
+    // A client that goes away while its call runs: the call is cancelled,
+    // the worker drained and reused, not killed.
+    let url = server.at("/v1/call");
+    let vanishing = tokio::spawn(async move {
+        post(
+            &client(),
+            &url,
+            &json!({"command": "sleep", "payload": {"ms": 300}}),
+        )
+        .await
+    });
+    within(30, async {
+        loop {
+            let (_, text) = server.get("/v1/status").await;
+            let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if status["pool"]["status"]["busy"] == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    vanishing.abort();
+    let (status, body) = server.call(json!({"command": "pid"})).await;
+    assert_eq!(
+        (status, &body["payload"]),
+        (200, &pid),
+        "the same worker serves: {body}"
+    );
+    let (_, text) = server.get("/v1/status").await;
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["pool"]["status"]["restarts"], 0, "{status}");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_call_still_running_when_the_drain_grace_ends_gets_a_clear_503() {
+    let module = handlers();
+    let mut server = Served::start(&[
+        "--module",
+        &module,
+        "--pool-size",
+        "2",
+        "--drain-grace-ms",
+        "300",
+    ])
+    .await;
+    let url = server.at("/v1/call");
+    let long = tokio::spawn({
+        let url = url.clone();
+        async move {
+            post(
+                &client(),
+                &url,
+                &json!({"command": "sleep", "payload": {"ms": 60000}}),
+            )
+            .await
+        }
+    });
+    let short = tokio::spawn(async move {
+        post(
+            &client(),
+            &url,
+            &json!({"command": "sleep", "payload": {"ms": 100}}),
+        )
+        .await
+    });
+    within(30, async {
+        loop {
+            let (_, text) = server.get("/v1/status").await;
+            let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if status["in_flight"] == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    server.terminate();
+    let (status, body) = within(30, short).await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the short call finished within the grace: {body}"
+    );
+    let (status, body) = within(30, long).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "unavailable", "{body}");
+    let (exit, _) = server.exit().await;
+    assert!(exit.success(), "{exit:?}: {}", server.log_text());
+}

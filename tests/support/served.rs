@@ -1,0 +1,153 @@
+//! A real `snakepen serve` process on a free loopback port, and a real HTTP
+//! client for it.
+
+use super::{plugins_dir, within};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use tokio::sync::mpsc;
+
+/// A running `snakepen serve`; killed when dropped.
+pub struct Served {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `snakepen serve --listen 127.0.0.1:0 ARGS…` and waits until it
+    /// listens (and, when it runs a pool, until its workers are ready).
+    pub async fn start(args: &[&str]) -> Served {
+        Served::start_with_env(args, &[]).await
+    }
+
+    /// [`Served::start`] with environment variables.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("snakepen serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let pool = args.contains(&"--module");
+        let url = within(60, async {
+            let mut url = None;
+            while let Some(line) = lines.recv().await {
+                if let Some(address) = line.strip_prefix("snakepen serve: listening on ") {
+                    url = Some(address.to_string());
+                    if !pool {
+                        break;
+                    }
+                }
+                if line.starts_with("snakepen serve: ready") {
+                    break;
+                }
+            }
+            url
+        })
+        .await;
+        let Some(url) = url else {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("snakepen serve did not start; its stderr:\n{log}");
+        };
+        Served {
+            child,
+            url,
+            lines,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// POSTs `body` to `/v1/call`: the status and the JSON answer.
+    pub async fn call(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        post(&client(), &self.at("/v1/call"), &body).await
+    }
+
+    /// GETs `path`: the status and the text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = client().get(self.at(path)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Waits (up to 60 s) for the process to exit; its status and the rest of its stdout.
+    pub async fn exit(&mut self) -> (ExitStatus, Vec<String>) {
+        let mut rest = Vec::new();
+        within(60, async {
+            while let Some(line) = self.lines.recv().await {
+                rest.push(line);
+            }
+        })
+        .await;
+        (self.child.wait().unwrap(), rest)
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new HTTP client (its own connections).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// POSTs `body` as JSON to `url`: the status and the JSON answer.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client.post(url).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {text}"));
+    (status, value)
+}
