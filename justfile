@@ -46,11 +46,19 @@ test-chaos: plugins
 
 # Benchmarks, in release mode: the mock call and a replayed call beside a live one
 # (criterion), the sandbox (an endless loop stopped, the cost of epoch checks), then
-# the pool beside a plain-Python peer, written to bench/RESULTS.md.
+# the pool beside a plain-Python peer, written to bench/RESULTS.md, and HTTP beside
+# Host::call, written to bench/SERVE.md.
 bench: plugins
     cargo bench -p snakepen --bench call
     cargo bench -p snakepen --bench sandbox
     cargo bench -p snakepen --bench pool
+    cargo bench -p snakepen --bench serve
+
+# The HTTP API on the demo handlers (snakepen.example.toml), on 127.0.0.1:8787,
+# until Ctrl-C; call it with `bash examples/curl.sh` or `python3 examples/client.py`.
+serve: plugins
+    cargo build --release --quiet -p snakepen --bin snakepen
+    target/release/snakepen serve --config snakepen.example.toml
 
 # Formatting and lints, as CI would want them.
 check:

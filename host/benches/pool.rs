@@ -7,19 +7,15 @@
 //! Under `cargo test` (no `--bench` argument) it runs each row with a few
 //! calls as a smoke test, and writes nothing.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::root;
 use snakepen::{Host, PoolConfig, Request, Runtime};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PAYLOADS: [(&str, usize); 3] = [("100B", 100), ("10KB", 10_000), ("1MB", 1_000_000)];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
@@ -64,11 +60,7 @@ async fn measure(calls: usize) -> Ours {
     // The interpreter itself, as the peer runs it: a pyenv shim in front of it
     // costs ~170 ms per pool (it is resolved once per pool), which is pyenv's
     // time, not the pool's.
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .expect("python3 runs");
+    let python = common::python();
     let forking_host = |size: usize, fork_server: bool| {
         let runtime = runtime.clone();
         let module = module.clone();
@@ -85,7 +77,8 @@ async fn measure(calls: usize) -> Ours {
                 .expect("run `just plugins` first")
         }
     };
-    let host = |size: usize| forking_host(size, false);
+    // Every other row runs the default pool, which forks its workers.
+    let host = |size: usize| forking_host(size, true);
     // Warm the compiled-adapter cache so that the ready rows time the workers only.
     host(1).await.ready().await.unwrap();
 
@@ -95,7 +88,7 @@ async fn measure(calls: usize) -> Ours {
         let mut times = Vec::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let h = host(n).await;
+            let h = forking_host(n, false).await;
             h.ready().await.unwrap();
             times.push(started.elapsed());
             h.shutdown().await;
@@ -260,34 +253,13 @@ fn ratio(peer: Duration, ours: Duration) -> String {
 
 fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
     let mut t = String::new();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(root())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     writeln!(t, "# snakepen benchmark results\n").unwrap();
     writeln!(
         t,
         "Written by `just bench` (host/benches/pool.rs); do not edit by hand.\n"
     )
     .unwrap();
-    writeln!(t, "- date: {date}\n- commit: {commit}\n- machine: {cpu}, {cores} cores\n- Python: {}\n- calls per row: {calls}\n", peer["python"].as_str().unwrap_or("?")).unwrap();
+    writeln!(t, "{}- Python: {}\n- calls per row: {calls}\n", common::provenance(), peer["python"].as_str().unwrap_or("?")).unwrap();
     writeln!(
         t,
         "snakepen: python-bridge adapter (WASM) → pool → worker, through `Host::call`."
@@ -312,7 +284,7 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         let p = secs(&peer["ready_s"][n.to_string()]);
         writeln!(
             t,
-            "| time until {n} workers ready (median of 5) | {} | {} | {} |",
+            "| time until {n} workers ready, no fork server (median of 5) | {} | {} | {} |",
             ms(*d),
             ms(p),
             ratio(p, *d)
@@ -320,7 +292,7 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         .unwrap();
         writeln!(
             t,
-            "| time until {n} workers ready, fork server (median of 5) | {} | {} | {} |",
+            "| time until {n} workers ready, fork server (the default; median of 5) | {} | {} | {} |",
             ms(*forked),
             ms(p),
             ratio(p, *forked)
@@ -368,6 +340,6 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         )
         .unwrap();
     }
-    writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen starts each worker as a fresh, isolated interpreter (`python -I`), or with the fork server forks it from one interpreter that imported the module once.").unwrap();
+    writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen (by default) forks its workers from one fresh, isolated interpreter (`python -I`) that imported the module once, or without the fork server starts each worker as such an interpreter. Every row but the ready times runs the default pool.").unwrap();
     t
 }
