@@ -43,37 +43,20 @@ pub struct Options {
 }
 
 impl Options {
-    /// Reads and checks the configuration.
-    pub fn parse(config: &str) -> Result<Options, ConfigError> {
-        let options: Options = snakepen_guest::parse_config(config)?;
-        for (list, fields) in [("ignore", &options.ignore), ("filter", &options.filter)] {
+    /// Checks options that parsed: no empty field names.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (list, fields) in [("ignore", &self.ignore), ("filter", &self.filter)] {
             for (i, field) in fields.iter().enumerate() {
                 if field.is_empty() || field == "/" {
-                    return Err(ConfigError {
-                        field: Some(format!("{list}[{i}]")),
-                        message: "is empty: give a field name such as \"api_key\", or a JSON pointer such as \"/auth/token\"".into(),
-                    });
+                    return Err(ConfigError::field(
+                        format!("{list}[{i}]"),
+                        "is empty: give a field name such as \"api_key\", or a JSON pointer such as \"/auth/token\"",
+                    ));
                 }
             }
         }
-        Ok(options)
+        Ok(())
     }
-}
-
-thread_local! {
-    static OPTIONS: std::cell::RefCell<Options> = std::cell::RefCell::new(Options::default());
-}
-
-/// An adapter's `configure`: checks the options and keeps them for this instance.
-pub fn configure(config: &str) -> Result<(), ConfigError> {
-    let options = Options::parse(config)?;
-    OPTIONS.with(|o| *o.borrow_mut() = options);
-    Ok(())
-}
-
-/// Runs `f` with this instance's options (the defaults before `configure`).
-pub fn with_options<R>(f: impl FnOnce(&Options) -> R) -> R {
-    OPTIONS.with(|o| f(&o.borrow()))
 }
 
 /// The placeholder a filtered field's value is written as.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use snakepen_guest::{ConfigError, parse_config};
+use snakepen_guest::ConfigError;
 
 /// The whole configuration document. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -100,9 +100,9 @@ pub enum ErrorSpec {
 }
 
 impl Config {
-    /// Parses and checks the document; every refusal names its field.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = parse_config(text)?;
+    /// Checks a document that parsed; every refusal names its field.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let config = self;
         for (i, canned) in config.responses.iter().enumerate() {
             if canned.response.is_some() == canned.error.is_some() {
                 return Err(refuse(
@@ -133,13 +133,10 @@ impl Config {
                 ));
             }
         }
-        Ok(config)
+        Ok(())
     }
 }
 
 fn refuse(field: String, message: &str) -> ConfigError {
-    ConfigError {
-        field: Some(field),
-        message: message.to_string(),
-    }
+    ConfigError::field(field, message)
 }

@@ -16,32 +16,27 @@ mod config;
 
 use config::{Canned, Config, ErrorSpec, FailureRule};
 use serde_json::Value;
-use snakepen_guest::{CallError, ConfigError, Guest, Request, Response, counters, timers};
-use std::cell::RefCell;
-
-thread_local! {
-    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
-}
+use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
 
 struct Mock;
 
-impl Guest for Mock {
-    fn configure(config: String) -> Result<(), ConfigError> {
-        let parsed = Config::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = parsed);
-        Ok(())
+impl Adapter for Mock {
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        config.check()
     }
 
-    fn call(request: Request) -> Result<Response, CallError> {
-        CONFIG.with(|c| serve(&c.borrow(), &request))
+    fn call(config: &Config, request: Request) -> Result<Response, CallError> {
+        serve(config, &request)
     }
 }
 
-snakepen_guest::export_adapter!(Mock);
+snakepen_guest::adapter!(Mock);
 
 fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
-    let total = counters::add("calls", 1);
-    let per_command = counters::add(&format!("calls/{}", request.command), 1);
+    let total = host::count("calls", 1);
+    let per_command = host::count(&format!("calls/{}", request.command), 1);
     let payload: Option<Value> = serde_json::from_slice(&request.payload).ok();
     let canned = find_canned(&config.responses, &request.command, payload.as_ref());
 
@@ -49,7 +44,7 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
         .and_then(|c| c.latency_ms)
         .unwrap_or(config.latency_ms);
     if latency > 0 {
-        timers::sleep(latency);
+        host::sleep_ms(latency);
     }
 
     if let Some(rule) = config
@@ -57,8 +52,8 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
         .iter()
         .find(|rule| rule_fires(rule, &request.command, total, per_command))
     {
-        counters::add("failures", 1);
-        counters::add(&format!("failures/{}", request.command), 1);
+        host::count("failures", 1);
+        host::count(&format!("failures/{}", request.command), 1);
         return Err(rule.error.to_call_error(&request.command));
     }
 
@@ -69,8 +64,8 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
         Some(Canned {
             response: Some(response),
             ..
-        }) => Ok(json_response(response)),
-        _ => Ok(json_response(&default_response(request, payload))),
+        }) => Response::json(response),
+        _ => Response::json(&default_response(request, payload)),
     }
 }
 
@@ -133,13 +128,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-fn json_response(value: &Value) -> Response {
-    Response {
-        payload: serde_json::to_vec(value).expect("a serde_json::Value always serializes"),
-        worker_pid: None,
-    }
 }
 
 impl ErrorSpec {

@@ -15,10 +15,7 @@
 //! Python exception would be raised again.
 
 use serde::Deserialize;
-use snakepen_guest::{
-    CallError, ConfigError, Guest, Level, Request, Response, log, parse_config, workers,
-};
-use std::cell::RefCell;
+use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,78 +40,58 @@ struct CommandPolicy {
     retries: Option<u32>,
 }
 
-impl Config {
-    fn check(self) -> Result<Config, ConfigError> {
-        for (name, policy) in &self.commands {
-            if policy.retries.is_some_and(|r| r > 0) && !policy.idempotent {
-                return Err(ConfigError {
-                    field: Some(format!("commands.{name}.retries")),
-                    message: format!(
-                        "`{name}` is retried but not marked idempotent; a retry after a crash may run it twice, so set `idempotent = true` if that is safe, or drop `retries`"
-                    ),
-                });
-            }
-            if policy.timeout_ms == Some(0) {
-                return Err(ConfigError {
-                    field: Some(format!("commands.{name}.timeout_ms")),
-                    message: "must be at least 1 (milliseconds)".into(),
-                });
-            }
-        }
-        if self.timeout_ms == Some(0) {
-            return Err(ConfigError {
-                field: Some("timeout_ms".into()),
-                message: "must be at least 1 (milliseconds)".into(),
-            });
-        }
-        Ok(self)
-    }
-}
-
-thread_local! {
-    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
-}
-
 struct PythonBridge;
 
-impl Guest for PythonBridge {
-    fn configure(config: String) -> Result<(), ConfigError> {
-        let parsed = parse_config::<Config>(&config)?.check()?;
-        CONFIG.with(|c| *c.borrow_mut() = parsed);
+impl Adapter for PythonBridge {
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        for (name, policy) in &config.commands {
+            if policy.retries.is_some_and(|r| r > 0) && !policy.idempotent {
+                return Err(ConfigError::field(
+                    format!("commands.{name}.retries"),
+                    format!(
+                        "`{name}` is retried but not marked idempotent; a retry after a crash may run it twice, so set `idempotent = true` if that is safe, or drop `retries`"
+                    ),
+                ));
+            }
+            if policy.timeout_ms == Some(0) {
+                return Err(ConfigError::field(
+                    format!("commands.{name}.timeout_ms"),
+                    "must be at least 1 (milliseconds)",
+                ));
+            }
+        }
+        if config.timeout_ms == Some(0) {
+            return Err(ConfigError::field("timeout_ms", "must be at least 1 (milliseconds)"));
+        }
         Ok(())
     }
 
-    fn call(request: Request) -> Result<Response, CallError> {
-        CONFIG.with(|c| serve(&c.borrow(), request))
-    }
-}
-
-snakepen_guest::export_adapter!(PythonBridge);
-
-fn serve(config: &Config, mut request: Request) -> Result<Response, CallError> {
-    let policy = config.commands.get(&request.command);
-    let limit = policy.and_then(|p| p.timeout_ms).or(config.timeout_ms);
-    if let Some(limit) = limit {
-        request.deadline_ms = Some(request.deadline_ms.map_or(limit, |d| d.min(limit)));
-    }
-    let retries = match policy {
-        Some(p) if p.idempotent => p.retries.unwrap_or(1),
-        _ => 0,
-    };
-    let mut attempt = 0;
-    loop {
-        match workers::call(&request) {
-            Err(CallError::WorkerCrashed(crash)) if attempt < retries => {
-                attempt += 1;
-                log(
-                    Level::Warn,
-                    &format!(
+    fn call(config: &Config, mut request: Request) -> Result<Response, CallError> {
+        let policy = config.commands.get(&request.command);
+        let limit = policy.and_then(|p| p.timeout_ms).or(config.timeout_ms);
+        if let Some(limit) = limit {
+            request.deadline_ms = Some(request.deadline_ms.map_or(limit, |d| d.min(limit)));
+        }
+        let retries = match policy {
+            Some(p) if p.idempotent => p.retries.unwrap_or(1),
+            _ => 0,
+        };
+        let mut attempt = 0;
+        loop {
+            match host::workers(&request) {
+                Err(CallError::WorkerCrashed(crash)) if attempt < retries => {
+                    attempt += 1;
+                    host::warn(&format!(
                         "worker {} crashed ({}) serving idempotent `{}`; retrying ({attempt} of {retries})",
                         crash.pid, crash.exit_status, request.command
-                    ),
-                );
+                    ));
+                }
+                other => return other,
             }
-            other => return other,
         }
     }
 }
+
+snakepen_guest::adapter!(PythonBridge);

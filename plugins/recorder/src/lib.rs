@@ -14,20 +14,23 @@
 //! and are passed on without being recorded.
 
 use cassette::Options;
-use snakepen_guest::{CallError, ConfigError, Guest, Level, Request, Response, counters, log, next};
+use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
+
 struct Recorder;
 
-impl Guest for Recorder {
-    fn configure(config: String) -> Result<(), ConfigError> {
-        cassette::configure(&config)
+impl Adapter for Recorder {
+    type Config = Options;
+
+    fn check(options: &Options) -> Result<(), ConfigError> {
+        options.check()
     }
 
-    fn call(request: Request) -> Result<Response, CallError> {
-        cassette::with_options(|o| record(o, request))
+    fn call(options: &Options, request: Request) -> Result<Response, CallError> {
+        record(options, request)
     }
 }
 
-snakepen_guest::export_adapter!(Recorder);
+snakepen_guest::adapter!(Recorder);
 
 fn record(options: &Options, request: Request) -> Result<Response, CallError> {
     let info = cassette::info("recorder")?;
@@ -44,17 +47,14 @@ fn record(options: &Options, request: Request) -> Result<Response, CallError> {
             Err(miss) => return Err(miss),
         }
     }
-    let outcome = next::call(&request);
+    let outcome = host::next(&request);
     if !cassette::worth_recording(&outcome) {
         if let Err(e) = &outcome {
-            log::log(
-                Level::Warn,
-                &format!(
-                    "`{}` not recorded: {} says nothing about the Python code",
-                    request.command,
-                    kind(e)
-                ),
-            );
+            host::warn(&format!(
+                "`{}` not recorded: a {} says nothing about the Python code",
+                request.command,
+                e.kind()
+            ));
         }
         return outcome;
     }
@@ -65,18 +65,6 @@ fn record(options: &Options, request: Request) -> Result<Response, CallError> {
             request.command
         )));
     }
-    counters::add("recorded", 1);
+    host::count("recorded", 1);
     outcome
-}
-
-fn kind(error: &CallError) -> &'static str {
-    match error {
-        CallError::Timeout(_) => "a timeout",
-        CallError::PoolExhausted(_) => "an exhausted pool",
-        CallError::WorkerCrashed(_) => "a worker crash",
-        CallError::SessionWorkerGone(_) => "a lost session worker",
-        CallError::Unavailable(_) => "an unavailable pool",
-        CallError::AdapterFault(_) => "an adapter fault",
-        _ => "this error",
-    }
 }

@@ -8,18 +8,21 @@
 //! `cassette` crate (a host replaying with no options given uses the ones
 //! the cassette was recorded with).
 
-use snakepen_guest::{CallError, ConfigError, Guest, Request, Response};
+use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response};
+
 struct Replayer;
 
-impl Guest for Replayer {
-    fn configure(config: String) -> Result<(), ConfigError> {
-        cassette::configure(&config)
+impl Adapter for Replayer {
+    type Config = cassette::Options;
+
+    fn check(options: &cassette::Options) -> Result<(), ConfigError> {
+        options.check()
     }
 
-    fn call(request: Request) -> Result<Response, CallError> {
+    fn call(options: &cassette::Options, request: Request) -> Result<Response, CallError> {
         let info = cassette::info("replayer")?;
-        cassette::with_options(|o| cassette::replay(o, &info, &request))?
+        cassette::replay(options, &info, &request)?
     }
 }
 
-snakepen_guest::export_adapter!(Replayer);
+snakepen_guest::adapter!(Replayer);
