@@ -9,6 +9,11 @@ default:
 plugins:
     bash plugins/build.sh
 
+# A new adapter in plugins/NAME from the template: tested, built, and called once
+# through the host (`snakepen call --adapter NAME hello`). See docs/authoring-adapters.md.
+new-adapter NAME: plugins
+    bash plugins/new-adapter.sh {{NAME}}
+
 # The main job: a realistic workload on 4 Python workers (examples/handlers.py), then its summary.
 demo: plugins
     cargo build --release --quiet -p snakepen --bin snakepen

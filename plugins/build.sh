@@ -42,6 +42,19 @@ install_debian_route() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# `build.sh --test PACKAGE`: runs that package's unit tests natively (its
+# logic, not its imports), with the same toolchain as the build.
+if [ "${1:-}" = "--test" ]; then
+    package=${2:?build.sh --test PACKAGE}
+    if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        cargo test --manifest-path "$manifest" --target-dir "$target_dir" -p "$package"
+    else
+        install_debian_route
+        RUSTC=/usr/bin/rustc /usr/bin/cargo test --manifest-path "$manifest" --target-dir "$target_dir" -p "$package"
+    fi
+    exit 0
+fi
+
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     say "building with rustup's wasm32-wasip2 target"
     cargo build --profile "$profile" --target wasm32-wasip2 \

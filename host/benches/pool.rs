@@ -259,7 +259,13 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         "Written by `just bench` (host/benches/pool.rs); do not edit by hand.\n"
     )
     .unwrap();
-    writeln!(t, "{}- Python: {}\n- calls per row: {calls}\n", common::provenance(), peer["python"].as_str().unwrap_or("?")).unwrap();
+    writeln!(
+        t,
+        "{}- Python: {}\n- calls per row: {calls}\n",
+        common::provenance(),
+        peer["python"].as_str().unwrap_or("?")
+    )
+    .unwrap();
     writeln!(
         t,
         "snakepen: python-bridge adapter (WASM) → pool → worker, through `Host::call`."

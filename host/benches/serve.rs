@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const PAYLOAD: &str = r#"["a payload of about a hundred bytes, as a small RPC carries: ids, a few words, flags"]"#;
+const PAYLOAD: &str =
+    r#"["a payload of about a hundred bytes, as a small RPC carries: ids, a few words, flags"]"#;
 
 struct Row {
     adapter: &'static str,
@@ -39,7 +40,9 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let calls: usize = match std::env::var("SNAKEPEN_BENCH_CALLS") {
         _ if !measuring => 40,
-        Ok(v) => v.parse().expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
+        Ok(v) => v
+            .parse()
+            .expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
         Err(_) => 4000,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -71,7 +74,10 @@ async fn measure(calls: usize) -> Vec<Row> {
         .expect("run `just plugins` first");
     python.ready().await.unwrap();
     let mut rows = Vec::new();
-    for (adapter, command, host) in [("mock", "echo", mock), ("python-bridge, 2 workers", "echo", python)] {
+    for (adapter, command, host) in [
+        ("mock", "echo", mock),
+        ("python-bridge, 2 workers", "echo", python),
+    ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/call", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -104,7 +110,12 @@ async fn measure(calls: usize) -> Vec<Row> {
                 run(calls, concurrency, move |caller| {
                     let (clients, url, body) = (clients.clone(), url.clone(), body.clone());
                     async move {
-                        let response = clients[caller].post(&url).json(&*body).send().await.unwrap();
+                        let response = clients[caller]
+                            .post(&url)
+                            .json(&*body)
+                            .send()
+                            .await
+                            .unwrap();
                         assert_eq!(response.status(), 200);
                         response.bytes().await.unwrap();
                     }
@@ -168,8 +179,18 @@ fn table(rows: &[Row], calls: usize) -> String {
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     let mut t = String::new();
     writeln!(t, "# snakepen serve: HTTP against Host::call\n").unwrap();
-    writeln!(t, "Written by `just bench` (host/benches/serve.rs); do not edit by hand.\n").unwrap();
-    writeln!(t, "{}- calls per row: {calls}, payload {} bytes\n", common::provenance(), PAYLOAD.len()).unwrap();
+    writeln!(
+        t,
+        "Written by `just bench` (host/benches/serve.rs); do not edit by hand.\n"
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "{}- calls per row: {calls}, payload {} bytes\n",
+        common::provenance(),
+        PAYLOAD.len()
+    )
+    .unwrap();
     writeln!(t, "direct: `Host::call` in the same process. HTTP: `POST /v1/call` to `snakepen serve`'s router on loopback, from reqwest (one connection per caller), client and server in one process on the same cores.\n").unwrap();
     writeln!(t, "| adapter | concurrency | direct calls/s | HTTP calls/s | direct p50 / p99 | HTTP p50 / p99 |\n|---|---|---|---|---|---|").unwrap();
     for row in rows {

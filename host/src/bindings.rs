@@ -3,7 +3,7 @@
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../wit/adapter.wit",
     imports: {
         // Both may wait: they run as futures so a waiting adapter never blocks the executor.
         "snakepen:adapter/timers.sleep": async,

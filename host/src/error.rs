@@ -55,8 +55,9 @@ pub enum Error {
 
     /// A component built against a contract version this host does not support.
     #[error(
-        "{} implements snakepen:adapter@{found}, but this host supports snakepen:adapter@{supported} (and versions compatible with it). Rebuild the adapter against wit/ of this snakepen, or use a snakepen that supports {found}",
-        path.display()
+        "{} implements snakepen:adapter@{found}, but this host supports snakepen:adapter@{supported} and the earlier versions compatible with it ({}). Rebuild the adapter against wit/ of this snakepen, or use a snakepen that supports {found}",
+        path.display(),
+        crate::adapter::supported_range()
     )]
     IncompatibleContract {
         path: PathBuf,

@@ -43,7 +43,7 @@ async fn a_component_of_another_world_is_refused_and_its_exports_are_named() {
     assert_eq!(exports, &["example:greeter/greet@1.0.0".to_string()]);
     let message = err.to_string();
     assert!(
-        message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.0"),
+        message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.1"),
         "{message}"
     );
 }
@@ -60,10 +60,12 @@ async fn an_incompatible_contract_version_is_refused_naming_both_versions() {
         panic!("{err:?}")
     };
     assert_eq!(found.to_string(), "0.2.0");
-    assert_eq!(supported.to_string(), "0.1.0");
+    assert_eq!(supported, &snakepen::CONTRACT_VERSION);
     let message = err.to_string();
     assert!(
-        message.contains("snakepen:adapter@0.2.0") && message.contains("snakepen:adapter@0.1.0"),
+        message.contains("snakepen:adapter@0.2.0")
+            && message.contains(&format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION))
+            && message.contains("0.1.0 to 0.1.1"),
         "{message}"
     );
 }
@@ -104,12 +106,12 @@ async fn inspect_names_the_contract_version_world_and_imports() {
     let inspection = snakepen::adapter::inspect(&runtime, &plugin("mock")).unwrap();
     assert!(inspection.refusal.is_none(), "{:?}", inspection.refusal);
     let info = inspection.info;
-    assert_eq!(info.contract, Some(semver::Version::new(0, 1, 0)));
-    assert_eq!(info.world.as_deref(), Some("snakepen:adapter/plugin@0.1.0"));
+    assert_eq!(info.contract, Some(snakepen::CONTRACT_VERSION));
+    assert_eq!(info.world.as_deref(), Some("snakepen:adapter/plugin@0.1.1"));
     assert!(
         info.imports
             .iter()
-            .any(|i| i == "snakepen:adapter/counters@0.1.0"),
+            .any(|i| i == "snakepen:adapter/counters@0.1.1"),
         "{:?}",
         info.imports
     );

@@ -12,3 +12,4 @@ mod mock;
 mod mock_config;
 mod sandbox;
 mod serve;
+mod versions;

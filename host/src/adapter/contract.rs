@@ -6,8 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The contract version this host implements (`wit/adapter.wit`). Adapters
-/// of any semver-compatible version (0.1.x) are accepted.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+/// built against this version or an earlier compatible one (0.1.0 to 0.1.1)
+/// are accepted; the earlier versions are kept in `wit/since_v*/`.
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 1);
 
 const ADAPTER_INTERFACE: &str = "snakepen:adapter/adapter";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -96,14 +97,32 @@ pub(crate) fn describe(engine: &Engine, component: &Component) -> ComponentInfo 
     }
 }
 
-/// Compatible as cargo means it: same major, and for 0.x the same minor.
+/// The contract versions this host runs, such as `0.1.0 to 0.1.1`.
+pub fn supported_range() -> String {
+    let v = &CONTRACT_VERSION;
+    let first = if v.major == 0 {
+        semver::Version::new(0, v.minor, 0)
+    } else {
+        semver::Version::new(v.major, 0, 0)
+    };
+    if first == *v {
+        format!("{v} only")
+    } else {
+        format!("{first} to {v}")
+    }
+}
+
+/// Compatible as cargo means it (same major, and for 0.x the same minor),
+/// and not newer than this host: an adapter of a later compatible version
+/// may import what this host does not have yet.
 fn compatible(found: &semver::Version) -> bool {
     let wanted = &CONTRACT_VERSION;
-    if wanted.major == 0 {
+    let same_line = if wanted.major == 0 {
         found.major == 0 && found.minor == wanted.minor
     } else {
         found.major == wanted.major
-    }
+    };
+    same_line && found <= wanted
 }
 
 #[cfg(test)]
@@ -111,9 +130,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patch_releases_of_the_contract_are_compatible_and_minor_ones_are_not() {
+    fn earlier_patch_releases_are_compatible_and_later_or_minor_ones_are_not() {
         assert!(compatible(&semver::Version::new(0, 1, 0)));
-        assert!(compatible(&semver::Version::new(0, 1, 7)));
+        assert!(compatible(&CONTRACT_VERSION));
+        assert!(
+            !compatible(&semver::Version::new(0, 1, 99)),
+            "newer than this host"
+        );
         assert!(!compatible(&semver::Version::new(0, 2, 0)));
         assert!(!compatible(&semver::Version::new(1, 1, 0)));
     }

@@ -5,7 +5,7 @@ mod cache;
 mod contract;
 mod source;
 
-pub use contract::{CONTRACT_VERSION, ComponentInfo};
+pub use contract::{CONTRACT_VERSION, ComponentInfo, supported_range};
 pub use source::{Adapter, default_plugin_dirs};
 
 pub(crate) use cache::compile;

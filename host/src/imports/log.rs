@@ -15,4 +15,14 @@ impl Host for CallState {
             Level::Error => tracing::error!(target: "snakepen::adapter", adapter, "{message}"),
         }
     }
+
+    fn enabled(&mut self, level: Level) -> bool {
+        match level {
+            Level::Trace => tracing::enabled!(target: "snakepen::adapter", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "snakepen::adapter", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "snakepen::adapter", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "snakepen::adapter", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "snakepen::adapter", tracing::Level::ERROR),
+        }
+    }
 }

@@ -32,7 +32,7 @@
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../../wit",
+    path: "../../wit/adapter.wit",
     pub_export_macro: true,
     export_macro_name: "export_adapter",
     default_bindings_module: "snakepen_guest",
