@@ -42,6 +42,11 @@ say "created plugins/$name (type $type); running its tests"
 bash "$root/plugins/build.sh" --test "$name"
 bash "$root/plugins/build.sh"
 say "calling it through the host"
-(cd "$root" && cargo build --quiet -p snakepen --bin snakepen)
-"$root/target/debug/snakepen" --plugin-dir "$root/target/plugins" call --adapter "$name" hello '"snakepen"'
+# $SNAKEPEN_BIN: a snakepen already built (the tests pass theirs: cargo is busy running them).
+snakepen=${SNAKEPEN_BIN:-}
+if [ -z "$snakepen" ]; then
+    (cd "$root" && cargo build --quiet -p snakepen --bin snakepen)
+    snakepen="$root/target/debug/snakepen"
+fi
+"$snakepen" --plugin-dir "$root/target/plugins" call --adapter "$name" hello '"snakepen"'
 say "done: edit plugins/$name/src/lib.rs, then \`just plugins\` and \`snakepen call --adapter $name ...\`"

@@ -203,3 +203,25 @@ async fn a_host_without_a_worker_pool_answers_pool_calls_with_a_typed_error() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn inspect_gives_sizes_and_the_configuration_schema_an_adapter_declares() {
+    let runtime = Runtime::new().unwrap();
+    let bridge = snakepen::adapter::inspect(&runtime, &plugin("python-bridge")).unwrap();
+    assert_eq!(
+        bridge.size_bytes,
+        std::fs::metadata(plugin("python-bridge")).unwrap().len()
+    );
+    assert!(bridge.compiled_bytes > 0);
+    let schema: serde_json::Value = serde_json::from_str(
+        bridge
+            .config_schema
+            .as_deref()
+            .expect("python-bridge declares one"),
+    )
+    .unwrap();
+    assert_eq!(schema["title"], "python-bridge");
+    assert!(schema["properties"]["commands"].is_object());
+    let mock = snakepen::adapter::inspect(&runtime, &plugin("mock")).unwrap();
+    assert_eq!(mock.config_schema, None);
+}

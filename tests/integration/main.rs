@@ -5,6 +5,7 @@
 mod support;
 
 mod affinity;
+mod authoring;
 mod bridge;
 mod calls;
 mod cassettes;

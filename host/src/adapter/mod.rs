@@ -14,17 +14,29 @@ pub(crate) use contract::check_component;
 use crate::{Error, Runtime};
 use std::path::Path;
 
-/// What `snakepen inspect` shows: a component's description, and why this
-/// host would refuse it as an adapter, if it would.
+/// The custom section an adapter keeps its configuration's JSON Schema in
+/// (`snakepen_guest::config_schema!`).
+pub const CONFIG_SCHEMA_SECTION: &str = "snakepen:config-schema";
+
+/// What `snakepen inspect` shows: a component's description, its sizes, its
+/// configuration schema, and why this host would refuse it as an adapter, if
+/// it would.
 #[derive(Debug)]
 pub struct Inspection {
     pub info: ComponentInfo,
     pub refusal: Option<Error>,
+    /// The component file's size.
+    pub size_bytes: u64,
+    /// The size of its code compiled for this machine (what the cache holds).
+    pub compiled_bytes: u64,
+    /// The JSON Schema of its configuration, when it declares one.
+    pub config_schema: Option<String>,
 }
 
 /// Describes the component at `path` (contract version, world, exports,
-/// imports) and checks it with the same refusals as building a host,
-/// without instantiating it. Fails only for files that are not components.
+/// imports, sizes, configuration schema) and checks it with the same
+/// refusals as building a host, without instantiating it. Fails only for
+/// files that are not components.
 pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
     let component = compile(runtime, path)?;
     let engine = &runtime.inner().engine;
@@ -41,5 +53,31 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
                 })
         })
         .err();
-    Ok(Inspection { info, refusal })
+    let bytes = std::fs::read(path).map_err(|source| Error::AdapterRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let compiled_bytes = component.serialize().map_or(0, |c| c.len() as u64);
+    Ok(Inspection {
+        info,
+        refusal,
+        size_bytes: bytes.len() as u64,
+        compiled_bytes,
+        config_schema: custom_section(&bytes, CONFIG_SCHEMA_SECTION)
+            .map(|data| String::from_utf8_lossy(&data).into_owned()),
+    })
+}
+
+/// The contents of the first custom section called `name`, in the
+/// component or any module nested in it.
+fn custom_section(bytes: &[u8], name: &str) -> Option<Vec<u8>> {
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .map_while(Result::ok)
+        .find_map(|payload| match payload {
+            wasmparser::Payload::CustomSection(section) if section.name() == name => {
+                Some(section.data().to_vec())
+            }
+            _ => None,
+        })
 }

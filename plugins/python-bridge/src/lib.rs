@@ -95,3 +95,28 @@ impl Adapter for PythonBridge {
 }
 
 snakepen_guest::adapter!(PythonBridge);
+
+snakepen_guest::config_schema!(
+    r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "python-bridge",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "timeout_ms": {"type": "integer", "minimum": 1, "description": "the most one attempt may take, in ms"},
+    "commands": {
+      "type": "object",
+      "description": "policy by command name",
+      "additionalProperties": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "timeout_ms": {"type": "integer", "minimum": 1},
+          "idempotent": {"type": "boolean", "description": "retried when its worker crashes"},
+          "retries": {"type": "integer", "minimum": 0, "description": "attempts after the first (needs idempotent)"}
+        }
+      }
+    }
+  }
+}"#
+);

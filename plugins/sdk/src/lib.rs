@@ -96,6 +96,38 @@ macro_rules! adapter {
     };
 }
 
+/// Declares the JSON Schema of this adapter's configuration, which
+/// `snakepen inspect` shows (it is kept in the component's custom section
+/// `snakepen:config-schema`, so any tool can read it without running the
+/// adapter). Give it a string literal or a `const` `&str`:
+///
+/// ```ignore
+/// snakepen_guest::config_schema!(r#"{"type": "object", "properties": {"limit": {"type": "integer"}}}"#);
+/// ```
+#[macro_export]
+macro_rules! config_schema {
+    ($schema:expr) => {
+        const _: () = {
+            const SCHEMA: &str = $schema;
+            #[unsafe(link_section = "snakepen:config-schema")]
+            #[used]
+            static SECTION: [u8; SCHEMA.len()] = $crate::__section_bytes::<{ SCHEMA.len() }>(SCHEMA);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub const fn __section_bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 impl Request {
     /// A request for `command` with `payload` serialized as JSON.
     pub fn new_json(command: &str, payload: &impl serde::Serialize) -> Request {

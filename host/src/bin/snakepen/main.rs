@@ -417,6 +417,25 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
     Ok(())
 }
 
+/// `123.4 KiB`.
+fn bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1 << 20 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Result<(), Failure> {
     let mut dirs = plugin_dirs.to_vec();
     dirs.extend(snakepen::adapter::default_plugin_dirs());
@@ -427,7 +446,7 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
         .contract
         .as_ref()
         .map(|v| format!("snakepen:adapter@{v}"));
-    let verdict = inspection.refusal.map(|e| e.to_string());
+    let verdict = inspection.refusal.as_ref().map(|e| e.to_string());
     if args.json {
         let shown = serde_json::json!({
             "path": path,
@@ -436,6 +455,10 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
             "exports": info.exports,
             "imports": info.imports,
             "host_contract": format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION),
+            "host_runs": snakepen::adapter::supported_range(),
+            "size_bytes": inspection.size_bytes,
+            "compiled_bytes": inspection.compiled_bytes,
+            "config_schema": inspection.config_schema.as_deref().map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|_| s.into())),
             "limits": runtime.default_limits(),
             "refused": verdict,
         });
@@ -457,8 +480,17 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
         println!("imports:");
         info.imports.iter().for_each(|i| println!("  {i}"));
         println!(
-            "host supports: snakepen:adapter@{} and compatible versions",
-            snakepen::CONTRACT_VERSION
+            "size:      {} ({} compiled for this machine)",
+            bytes(inspection.size_bytes),
+            bytes(inspection.compiled_bytes)
+        );
+        match &inspection.config_schema {
+            Some(schema) => println!("configuration schema:\n{}", indent(schema)),
+            None => println!("configuration schema: none declared"),
+        }
+        println!(
+            "host runs: snakepen:adapter {}",
+            snakepen::adapter::supported_range()
         );
         println!("sandbox (a host's defaults):");
         runtime
