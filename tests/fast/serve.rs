@@ -262,8 +262,7 @@ async fn two_hundred_concurrent_clients_are_all_answered() {
         answered += within(60, c).await.unwrap();
     }
     assert_eq!(answered, 1000);
-    let (_, text) = server.get("/v1/status").await;
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let body = server.status().await;
     assert_eq!(body["adapter"]["counters"]["calls"], 1000);
     assert_eq!(body["in_flight"], 0);
 }
@@ -279,17 +278,7 @@ async fn sigterm_lets_calls_in_flight_finish_and_refuses_new_ones() {
         })
         .collect();
     // Wait until all twenty are in the server.
-    within(30, async {
-        loop {
-            let (_, text) = server.get("/v1/status").await;
-            let body: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if body["in_flight"] == 20 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    server.status_until(|body| body["in_flight"] == 20).await;
     server.terminate();
     // A new call while the twenty drain: refused with 503, not left hanging.
     let refused = within(30, async {

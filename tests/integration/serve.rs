@@ -3,7 +3,7 @@
 //! clients, and a drain that runs out of time.
 
 use crate::support::python_module;
-use crate::support::served::{Served, client, post};
+use crate::support::served::{Served, spawn_post};
 use crate::support::within;
 use serde_json::json;
 use std::io::Write;
@@ -202,25 +202,10 @@ async fn a_slow_or_vanishing_client_does_not_hold_a_worker() {
     // A client that goes away while its call runs: the call is cancelled,
     // the worker drained and reused, not killed.
     let url = server.at("/v1/call");
-    let vanishing = tokio::spawn(async move {
-        post(
-            &client(),
-            &url,
-            &json!({"command": "sleep", "payload": {"ms": 300}}),
-        )
-        .await
-    });
-    within(30, async {
-        loop {
-            let (_, text) = server.get("/v1/status").await;
-            let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if status["pool"]["status"]["busy"] == 1 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let vanishing = spawn_post(&url, json!({"command": "sleep", "payload": {"ms": 300}}));
+    server
+        .status_until(|status| status["pool"]["status"]["busy"] == 1)
+        .await;
     vanishing.abort();
     let (status, body) = server.call(json!({"command": "pid"})).await;
     assert_eq!(
@@ -228,8 +213,7 @@ async fn a_slow_or_vanishing_client_does_not_hold_a_worker() {
         (200, &pid),
         "the same worker serves: {body}"
     );
-    let (_, text) = server.get("/v1/status").await;
-    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let status = server.status().await;
     assert_eq!(status["pool"]["status"]["restarts"], 0, "{status}");
     drop(stalled);
 }
@@ -247,36 +231,9 @@ async fn a_call_still_running_when_the_drain_grace_ends_gets_a_clear_503() {
     ])
     .await;
     let url = server.at("/v1/call");
-    let long = tokio::spawn({
-        let url = url.clone();
-        async move {
-            post(
-                &client(),
-                &url,
-                &json!({"command": "sleep", "payload": {"ms": 60000}}),
-            )
-            .await
-        }
-    });
-    let short = tokio::spawn(async move {
-        post(
-            &client(),
-            &url,
-            &json!({"command": "sleep", "payload": {"ms": 100}}),
-        )
-        .await
-    });
-    within(30, async {
-        loop {
-            let (_, text) = server.get("/v1/status").await;
-            let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if status["in_flight"] == 2 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let long = spawn_post(&url, json!({"command": "sleep", "payload": {"ms": 60000}}));
+    let short = spawn_post(&url, json!({"command": "sleep", "payload": {"ms": 100}}));
+    server.status_until(|status| status["in_flight"] == 2).await;
     server.terminate();
     let (status, body) = within(30, short).await.unwrap();
     assert_eq!(

@@ -95,6 +95,27 @@ impl Served {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// `GET /v1/status`, as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        let (_, text) = self.get("/v1/status").await;
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Asks for `/v1/status` until `ok` holds (up to 30 s): the server is
+    /// another process, so there is no event to await.
+    pub async fn status_until(&self, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        within(30, async {
+            loop {
+                let status = self.status().await;
+                if ok(&status) {
+                    return status;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -136,6 +157,15 @@ impl Drop for Served {
 /// A new HTTP client (its own connections).
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// [`post`] from a new client, in a task of its own.
+pub fn spawn_post(
+    url: &str,
+    body: serde_json::Value,
+) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let url = url.to_string();
+    tokio::spawn(async move { post(&client(), &url, &body).await })
 }
 
 /// POSTs `body` as JSON to `url`: the status and the JSON answer.
