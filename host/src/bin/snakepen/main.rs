@@ -348,7 +348,11 @@ fn main() -> ExitCode {
     match tokio.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Call(e)) => {
-            eprintln!("error: {}: {e}", e.kind());
+            // The kind first, for scripts; the message without saying it twice.
+            let message = e.to_string();
+            let spoken = format!("{}: ", e.kind().replace('-', " "));
+            let message = message.strip_prefix(&spoken).unwrap_or(&message);
+            eprintln!("error: {}: {message}", e.kind());
             ExitCode::from(1)
         }
         Err(Failure::Differs(e)) => {
