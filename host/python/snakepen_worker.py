@@ -69,16 +69,16 @@ def main(argv):
     if sys.version_info < (3, 9):
         sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
         return 2
-    module_name, paths, fork_server = parse_args(argv)
+    module_name, paths, preload, fork_server = parse_args(argv)
     arm_lifeline(LIFELINE_FD)
     if fork_server:
-        return serve_forks(module_name, paths)
+        return serve_forks(module_name, paths, preload)
     sock = socket.socket(fileno=PROTOCOL_FD)
     watch_for_host_exit(sock.fileno())
     reader = sock.makefile("rb", buffering=1 << 16)
     started = time.monotonic()
     try:
-        module, handlers = load_module(module_name, paths)
+        module, handlers = load_module(module_name, paths, preload)
     except BaseException as exc:  # the host reports it; nothing else to do here
         send(sock, {"kind": "failed", "error": import_error(module_name, exc)})
         return 1
@@ -103,13 +103,13 @@ def ready_message(module, handlers, shadowed):
     }
 
 
-def serve_forks(module_name, paths):
+def serve_forks(module_name, paths, preload):
     """The fork server: import once, then fork ready workers on request."""
     control = socket.socket(fileno=PROTOCOL_FD)
     watch_for_host_exit(control.fileno())
     started = time.monotonic()
     try:
-        module, handlers = load_module(module_name, paths)
+        module, handlers = load_module(module_name, paths, preload)
     except BaseException as exc:
         send(control, {"kind": "failed", "error": import_error(module_name, exc)})
         return 1
@@ -216,20 +216,22 @@ def fork_worker(fds, control, children, module, handlers, shadowed, started):
 
 
 def parse_args(argv):
-    module_name, paths, fork_server = None, [], False
+    module_name, paths, preload, fork_server = None, [], [], False
     it = iter(argv)
     for arg in it:
         if arg == "--module":
             module_name = next(it)
         elif arg == "--path":
             paths.append(next(it))
+        elif arg == "--preload":
+            preload.append(next(it))
         elif arg == "--fork-server":
             fork_server = True
         else:
             raise SystemExit("snakepen worker: unknown argument %r" % arg)
     if not module_name:
         raise SystemExit("snakepen worker: --module is required")
-    return module_name, paths, fork_server
+    return module_name, paths, preload, fork_server
 
 
 def arm_lifeline(fd):
@@ -260,10 +262,17 @@ def watch_for_host_exit(fd):
     threading.Thread(target=watch, name="snakepen-hangup", daemon=True).start()
 
 
-def load_module(name, paths):
+def load_module(name, paths, preload=()):
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
+    import importlib
+
+    for extra in preload:
+        try:
+            importlib.import_module(extra)
+        except ImportError as exc:
+            raise ImportError("the preload module %r: %s" % (extra, exc)) from exc
     if name.endswith(".py") or os.sep in name or "/" in name:
         import importlib.util
 

@@ -92,3 +92,49 @@ async fn the_pool_keeps_serving_when_its_fork_server_is_killed_and_restarts_it()
     .await;
     pid_of(&host).await;
 }
+
+#[tokio::test]
+async fn preloaded_modules_are_imported_once_and_in_every_forked_worker() {
+    let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
+        .size(2)
+        .preload("difflib")
+        .preload("fractions");
+    pool.settings.fork_server = true;
+    let host = Host::builder()
+        .adapter(crate::support::plugin("python-bridge"))
+        .pool(pool)
+        .build()
+        .await
+        .unwrap();
+    within(60, host.ready()).await.unwrap();
+    for _ in 0..4 {
+        for (module, expected) in [("difflib", true), ("fractions", true), ("tkinter", false)] {
+            let answer = host
+                .call(Request::json("loaded", &serde_json::json!([module])))
+                .await
+                .unwrap();
+            assert_eq!(answer.json().unwrap(), expected, "{module}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_preload_that_does_not_import_fails_the_start_naming_it() {
+    for fork_server in [true, false] {
+        let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
+            .preload("no_such_preload_module");
+        pool.settings.fork_server = fork_server;
+        let host = Host::builder()
+            .adapter(crate::support::plugin("python-bridge"))
+            .pool(pool)
+            .build()
+            .await
+            .unwrap();
+        let err = within(60, host.ready()).await.unwrap_err().to_string();
+        assert!(
+            err.contains("the preload module 'no_such_preload_module'")
+                && err.contains("Traceback"),
+            "{err}"
+        );
+    }
+}

@@ -85,3 +85,8 @@ def hold_gil(seconds):
 
     ctypes.PyDLL(None).sleep(int(seconds))
     return "woke"
+
+
+def loaded(name):
+    """Whether module `name` is imported in this worker."""
+    return name in sys.modules

@@ -18,6 +18,11 @@ pub struct PoolConfig {
     /// Directories put first on the workers' `sys.path` (default: the
     /// current directory, which `python -I` would otherwise leave out).
     pub python_path: Vec<PathBuf>,
+    /// Modules imported before the user's module (`numpy`, `torch`, …): with
+    /// the fork server, once, and shared by every worker it forks; without
+    /// it, by each worker. One that does not import fails the pool's start
+    /// like the user's module would, with its traceback.
+    pub preload: Vec<String>,
     /// Environment variables the workers get, besides `PATH` and `LANG`.
     /// Nothing else of the host's environment reaches them.
     pub env: Vec<(String, String)>,
@@ -35,6 +40,7 @@ impl PoolConfig {
             size: 1,
             python: PathBuf::from("python3"),
             python_path: std::env::current_dir().into_iter().collect(),
+            preload: Vec::new(),
             env: Vec::new(),
             cwd: None,
             settings: PoolSettings::default(),
@@ -50,6 +56,12 @@ impl PoolConfig {
     /// Sets the Python interpreter.
     pub fn python(mut self, python: impl Into<PathBuf>) -> PoolConfig {
         self.python = python.into();
+        self
+    }
+
+    /// Adds a module to import before the user's module.
+    pub fn preload(mut self, module: impl Into<String>) -> PoolConfig {
+        self.preload.push(module.into());
         self
     }
 

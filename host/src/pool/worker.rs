@@ -570,6 +570,9 @@ pub(crate) fn spawn_process(
     if fork_server {
         cmd.arg("--fork-server");
     }
+    for module in &config.preload {
+        cmd.arg("--preload").arg(module);
+    }
     for dir in &config.python_path {
         cmd.arg("--path").arg(dir);
     }

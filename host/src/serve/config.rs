@@ -95,6 +95,9 @@ pub struct PoolSection {
     /// Directories put first on the workers' `sys.path`.
     #[serde(default)]
     pub python_path: Vec<PathBuf>,
+    /// Modules imported before the handlers (once, by the fork server).
+    #[serde(default)]
+    pub preload: Vec<String>,
     /// Environment variables for the workers.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -292,6 +295,7 @@ impl ServiceConfig {
             .extend(section.python_path.iter().map(|p| self.path(p)));
         pool.env
             .extend(section.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        pool.preload.extend(section.preload.iter().cloned());
         let s = &mut pool.settings;
         if let Some(affinity) = &section.affinity {
             s.affinity = match affinity.get_ref().as_str() {

@@ -117,6 +117,10 @@ struct HostArgs {
     #[arg(long, value_name = "MS")]
     session_ttl_ms: Option<u64>,
 
+    /// A module to import before the handlers (with the fork server, once for every worker), such as numpy. Repeatable.
+    #[arg(long, value_name = "MODULE")]
+    preload: Vec<String>,
+
     /// Start an interpreter for each worker instead of forking workers from one process that imported the module once (for modules that start threads or open connections at import).
     #[arg(long)]
     no_fork_server: bool,
@@ -238,6 +242,7 @@ impl HostArgs {
                 pool.settings.session_ttl = Duration::from_millis(ms);
             }
             pool.settings.fork_server = !self.no_fork_server;
+            pool.preload.extend(self.preload.iter().cloned());
             builder = builder.pool(pool);
         }
         let host = builder.build().await?;

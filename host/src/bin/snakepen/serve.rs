@@ -41,6 +41,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_enum)]
     affinity: Option<AffinityArg>,
 
+    /// A module to import before the handlers (with the fork server, once for every worker). Repeatable.
+    #[arg(long, value_name = "MODULE")]
+    preload: Vec<String>,
+
     /// Start an interpreter for each worker instead of forking them from a fork server.
     #[arg(long)]
     no_fork_server: bool,
@@ -122,6 +126,10 @@ impl ServeArgs {
                 AffinityArg::Strict => "strict",
             };
             set("pool", "affinity", name.into());
+        }
+        if !self.preload.is_empty() {
+            let list: Vec<toml::Value> = self.preload.iter().map(|m| m.clone().into()).collect();
+            set("pool", "preload", toml::Value::Array(list));
         }
         if self.no_fork_server {
             set("pool", "fork_server", false.into());
