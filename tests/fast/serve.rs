@@ -343,3 +343,22 @@ async fn a_configuration_file_is_checked_with_its_lines() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6"));
 }
+
+#[tokio::test]
+async fn a_configuration_file_drives_the_server_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snakepen.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:1\"   # overridden by --listen\nmax_body_bytes = 2048\n\n\
+         [adapter]\nname = \"mock\"\n[adapter.config]\nresponses = [{ command = \"add\", response = 42 }]\n",
+    )
+    .unwrap();
+    let server = Served::start(&["--config", file.to_str().unwrap()]).await;
+    let (status, body) = server.call(json!({"command": "add"})).await;
+    assert_eq!((status, &body["payload"]), (200, &json!(42)), "{body}");
+    let (status, body) = server
+        .call(json!({"command": "echo", "payload": "x".repeat(4096)}))
+        .await;
+    assert_eq!(status, 413, "the file's limit holds: {body}");
+}
