@@ -45,8 +45,9 @@ say "calling it through the host"
 # $SNAKEPEN_BIN: a snakepen already built (the tests pass theirs: cargo is busy running them).
 snakepen=${SNAKEPEN_BIN:-}
 if [ -z "$snakepen" ]; then
-    (cd "$root" && cargo build --quiet -p snakepen --bin snakepen)
-    snakepen="$root/target/debug/snakepen"
+    # The release binary, as `just demo` and `just serve` build it (minutes the first time).
+    (cd "$root" && cargo build --release --quiet -p snakepen --bin snakepen)
+    snakepen="$root/target/release/snakepen"
 fi
 "$snakepen" --plugin-dir "$root/target/plugins" call --adapter "$name" hello '"snakepen"'
 say "done: edit plugins/$name/src/lib.rs, then \`just plugins\` and \`snakepen call --adapter $name ...\`"
