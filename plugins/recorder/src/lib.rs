@@ -59,12 +59,7 @@ fn record(options: &Options, request: Request) -> Result<Response, CallError> {
         return outcome;
     }
     let interaction = cassette::to_record(options, &request, &outcome);
-    if let Err(e) = snakepen_guest::cassette::append(&interaction) {
-        return Err(CallError::AdapterFault(format!(
-            "`{}` ran, but its interaction could not be recorded: {e}",
-            request.command
-        )));
-    }
+    host::record(&interaction)?;
     host::count("recorded", 1);
     outcome
 }

@@ -253,6 +253,25 @@ pub mod host {
     pub fn debug(message: &str) {
         log(Level::Debug, message)
     }
+
+    /// Whether a log line at `level` would be written (skip building one
+    /// that nobody reads).
+    pub fn log_enabled(level: Level) -> bool {
+        super::log::enabled(level)
+    }
+
+    /// The host's cassette, when it has one: its path, record mode and
+    /// how many interactions it held at start.
+    pub fn cassette() -> Option<super::cassette::CassetteInfo> {
+        super::cassette::info()
+    }
+
+    /// Adds `interaction` to the host's recording (written atomically when
+    /// the host shuts down); an `adapter-fault` when the host cannot keep it.
+    pub fn record(interaction: &super::Interaction) -> Result<(), CallError> {
+        super::cassette::append(interaction)
+            .map_err(|e| CallError::AdapterFault(format!("`{}` ran, but its interaction could not be recorded: {e}", interaction.request.command)))
+    }
 }
 
 /// Parses an adapter's JSON configuration into `T`, reporting the path of the
