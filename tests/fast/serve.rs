@@ -362,3 +362,25 @@ async fn a_configuration_file_drives_the_server_and_flags_override_it() {
         .await;
     assert_eq!(status, 413, "the file's limit holds: {body}");
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_too_slowly_gets_408() {
+    use std::io::Read;
+    let (server, _dir) = mock_server(&["--body-timeout-ms", "200"]).await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(address).unwrap();
+    // A generous bound on the read: it only guards against a hang.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /v1/call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"command\": "
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("server.body_timeout_ms"), "{answer}");
+    // Others were served meanwhile, and still are.
+    assert_eq!(server.call(json!({"command": "add"})).await.0, 200);
+}

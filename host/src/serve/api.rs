@@ -6,6 +6,7 @@
 //! | `bad-request`, a body that is not the JSON asked for | 400 |
 //! | `no-such-command`, `cassette-miss` | 404 |
 //! | `session-worker-gone` | 409 (the session's state is lost: rebuild it) |
+//! | a body slower than the body timeout | 408 |
 //! | a body over the size limit | 413 |
 //! | `python-exception`, `adapter-fault` | 500 (the service's code failed; retrying the same request will not help) |
 //! | `worker-crashed` | 502 (its worker died; safe to retry an idempotent call) |

@@ -61,6 +61,8 @@ pub struct ServerSection {
     pub listen: Option<Spanned<String>>,
     /// The largest request body accepted, in bytes (default 16 MiB); larger is 413.
     pub max_body_bytes: Option<usize>,
+    /// How long a client may take to send its request body, in ms (default 30 000); slower is 408.
+    pub body_timeout_ms: Option<u64>,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT, in ms (default 10 000).
     pub drain_grace_ms: Option<u64>,
     /// The most requests one `/v1/batch` may carry (default 1000).
@@ -164,6 +166,8 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
     /// How long in-flight calls may take to finish once a shutdown began.
     pub drain_grace: Duration,
     /// The most requests one batch may carry.
@@ -175,6 +179,7 @@ impl Default for ServeSettings {
         ServeSettings {
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             max_body_bytes: 16 << 20,
+            body_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(10),
             max_batch: 1000,
         }
@@ -249,6 +254,9 @@ impl ServiceConfig {
         Ok(ServeSettings {
             listen,
             max_body_bytes: server.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            body_timeout: server
+                .body_timeout_ms
+                .map_or(defaults.body_timeout, Duration::from_millis),
             drain_grace: server
                 .drain_grace_ms
                 .map_or(defaults.drain_grace, Duration::from_millis),

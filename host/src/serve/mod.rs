@@ -27,8 +27,7 @@ use crate::{CallError, Host, Request, Response};
 use api::{ApiError, BatchBody, CallBody, Order, Outcome};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -99,7 +98,6 @@ impl Server {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .fallback(not_found)
-            .layer(DefaultBodyLimit::max(self.app.settings.max_body_bytes))
             .with_state(Arc::clone(&self.app))
     }
 
@@ -185,20 +183,46 @@ async fn run_call(app: &App, request: Request) -> Result<Response, CallError> {
     result
 }
 
-fn body_of(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "bad-request",
-                format!(
-                    "the body is over the server's limit of {limit} bytes; send less, or raise server.max_body_bytes"
-                ),
-            )
-        } else {
-            ApiError::new(rejection.status(), "bad-request", rejection.body_text())
+/// Reads the whole body, up to `max_body_bytes` and within `body_timeout`:
+/// a client that sends too much gets 413, one that sends too slowly 408.
+/// (No worker is held meanwhile: the call starts once the body is here.)
+async fn body_of(app: &App, body: Body) -> Result<Bytes, ApiError> {
+    let (limit, within) = (app.settings.max_body_bytes, app.settings.body_timeout);
+    match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad-request",
+            format!(
+                "the body is over the server's limit of {limit} bytes; send less, or raise server.max_body_bytes"
+            ),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "bad-request",
+            format!(
+                "the body did not arrive within {within:?}; send it whole, or raise server.body_timeout_ms"
+            ),
+        )),
+    }
+}
+
+/// Whether reading a body failed on the size limit (http-body-util's
+/// `LengthLimitError`, somewhere in the error's chain).
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.to_string() == "length limit exceeded" {
+            return true;
         }
-    })
+        cause = e.source();
+    }
+    false
 }
 
 fn json_response(status: StatusCode, bytes: Vec<u8>) -> axum::response::Response {
@@ -212,9 +236,9 @@ fn json_response(status: StatusCode, bytes: Vec<u8>) -> axum::response::Response
 
 async fn call(
     State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<axum::response::Response, ApiError> {
-    let body = body_of(body, app.settings.max_body_bytes)?;
+    let body = body_of(&app, body).await?;
     let call: CallBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
     let _in_flight = InFlight::enter(&app)?;
@@ -228,9 +252,9 @@ async fn call(
 
 async fn batch(
     State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<axum::response::Response, ApiError> {
-    let body = body_of(body, app.settings.max_body_bytes)?;
+    let body = body_of(&app, body).await?;
     let batch: BatchBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a batch", &e))?;
     if batch.requests.len() > app.settings.max_batch {

@@ -53,6 +53,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
 
+    /// How long a client may take to send its request body, in milliseconds (slower gets 408).
+    #[arg(long, value_name = "MS")]
+    body_timeout_ms: Option<u64>,
+
     /// How long calls in flight may take to finish after SIGTERM or SIGINT, in milliseconds.
     #[arg(long, value_name = "MS")]
     drain_grace_ms: Option<u64>,
@@ -92,6 +96,9 @@ impl ServeArgs {
         }
         if let Some(bytes) = self.max_body_bytes {
             set("server", "max_body_bytes", (bytes as i64).into());
+        }
+        if let Some(ms) = self.body_timeout_ms {
+            set("server", "body_timeout_ms", (ms as i64).into());
         }
         if let Some(ms) = self.drain_grace_ms {
             set("server", "drain_grace_ms", (ms as i64).into());
