@@ -100,12 +100,7 @@ async fn preloaded_modules_are_imported_once_and_in_every_forked_worker() {
         .preload("difflib")
         .preload("fractions");
     pool.settings.fork_server = true;
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let host = crate::support::bridge(pool).await;
     within(60, host.ready()).await.unwrap();
     for _ in 0..4 {
         for (module, expected) in [("difflib", true), ("fractions", true), ("tkinter", false)] {
@@ -124,12 +119,7 @@ async fn a_preload_that_does_not_import_fails_the_start_naming_it() {
         let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
             .preload("no_such_preload_module");
         pool.settings.fork_server = fork_server;
-        let host = Host::builder()
-            .adapter(crate::support::plugin("python-bridge"))
-            .pool(pool)
-            .build()
-            .await
-            .unwrap();
+        let host = crate::support::bridge(pool).await;
         let err = within(60, host.ready()).await.unwrap_err().to_string();
         assert!(
             err.contains("the preload module 'no_such_preload_module'")

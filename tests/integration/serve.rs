@@ -12,6 +12,20 @@ fn handlers() -> String {
     python_module("handlers")
 }
 
+/// Runs `program args…`, failing the test with its stderr unless it succeeds.
+fn succeeds(program: &str, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn examples(file: &str) -> String {
     format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -121,17 +135,18 @@ async fn calls_are_logged_as_json_lines_and_counted_in_metrics() {
 async fn the_python_client_and_the_curl_example_work_against_the_demo_handlers() {
     let module = examples("handlers.py");
     let server = Served::start(&["--module", &module, "--pool-size", "2"]).await;
-    let out = std::process::Command::new("python3")
-        .arg(examples("client.py"))
-        .args(["--url", &server.url, "--session", "u1"])
-        .args(["word_stats", r#"{"text": "the cat and the hat"}"#])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let client = examples("client.py");
+    let words = r#"{"text": "the cat and the hat"}"#;
+    let args = [
+        &client,
+        "--url",
+        &server.url,
+        "--session",
+        "u1",
+        "word_stats",
+        words,
+    ];
+    let out = succeeds("python3", &args);
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["words"], 5);
 
@@ -156,27 +171,10 @@ async fn the_python_client_and_the_curl_example_work_against_the_demo_handlers()
         dir = examples(""),
         url = server.url
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds("python3", &["-c", &script]);
 
-    let out = std::process::Command::new("bash")
-        .arg(examples("curl.sh"))
-        .arg(&server.url)
-        .output()
-        .unwrap();
+    let out = succeeds("bash", &[&examples("curl.sh"), &server.url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["payload"]["words"], 5, "{stdout}");
     assert_eq!(stdout.lines().nth(1), Some("404"), "{stdout}");

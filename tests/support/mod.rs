@@ -64,6 +64,11 @@ pub async fn python_host(
 ) -> Host {
     let mut pool = snakepen::PoolConfig::new(python_module(module)).size(size);
     tune(&mut pool.settings);
+    bridge(pool).await
+}
+
+/// A host running the python-bridge adapter on `pool`. Not yet ready.
+pub async fn bridge(pool: snakepen::PoolConfig) -> Host {
     Host::builder()
         .adapter(plugin("python-bridge"))
         .pool(pool)
