@@ -18,14 +18,7 @@ use std::time::{Duration, Instant};
 const PAYLOADS: [(&str, usize); 3] = [("100B", 100), ("10KB", 10_000), ("1MB", 1_000_000)];
 
 fn main() {
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let calls: usize = match std::env::var("SNAKEPEN_BENCH_CALLS") {
-        _ if !measuring => 20,
-        Ok(v) => v
-            .parse()
-            .expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
-        Err(_) => 2000,
-    };
+    let (measuring, calls) = common::calls_per_row(2000, 20);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -37,14 +37,7 @@ struct Measure {
 }
 
 fn main() {
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let calls: usize = match std::env::var("SNAKEPEN_BENCH_CALLS") {
-        _ if !measuring => 40,
-        Ok(v) => v
-            .parse()
-            .expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
-        Err(_) => 4000,
-    };
+    let (measuring, calls) = common::calls_per_row(4000, 40);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

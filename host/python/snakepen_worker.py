@@ -42,6 +42,8 @@ its socket and serves exactly as a started one.
 
 import fcntl
 import gc
+import importlib
+import importlib.util
 import json
 import os
 import select
@@ -262,20 +264,16 @@ def watch_for_host_exit(fd):
     threading.Thread(target=watch, name="snakepen-hangup", daemon=True).start()
 
 
-def load_module(name, paths, preload=()):
+def load_module(name, paths, preload):
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
-    import importlib
-
     for extra in preload:
         try:
             importlib.import_module(extra)
         except ImportError as exc:
             raise ImportError("the preload module %r: %s" % (extra, exc)) from exc
     if name.endswith(".py") or os.sep in name or "/" in name:
-        import importlib.util
-
         path = os.path.abspath(name)
         if not os.path.isfile(path):
             raise FileNotFoundError("no such file: %s" % path)
@@ -288,8 +286,6 @@ def load_module(name, paths, preload=()):
         sys.modules[mod_name] = module
         spec.loader.exec_module(module)
     else:
-        import importlib
-
         module = importlib.import_module(name)
     return module, public_functions(module)
 

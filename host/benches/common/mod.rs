@@ -12,6 +12,21 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
+/// Whether this is `cargo bench` (`--bench`) rather than a smoke run under
+/// `cargo test`, and the calls per row: `SNAKEPEN_BENCH_CALLS`, else
+/// `default`; `smoke` under `cargo test`.
+pub fn calls_per_row(default: usize, smoke: usize) -> (bool, usize) {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let calls = match std::env::var("SNAKEPEN_BENCH_CALLS") {
+        _ if !measuring => smoke,
+        Ok(v) => v
+            .parse()
+            .expect("SNAKEPEN_BENCH_CALLS is a number of calls"),
+        Err(_) => default,
+    };
+    (measuring, calls)
+}
+
 /// `- date: …\n- commit: …\n- machine: …, N cores\n`.
 pub fn provenance() -> String {
     let commit = std::process::Command::new("git")

@@ -68,6 +68,18 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
     })
 }
 
+impl Inspection {
+    /// `130.3 KiB (449.6 KiB compiled for this machine)`.
+    pub fn sizes(&self) -> String {
+        let bytes = |n: u64| crate::sandbox::bytes(usize::try_from(n).unwrap_or(usize::MAX));
+        format!(
+            "{} ({} compiled for this machine)",
+            bytes(self.size_bytes),
+            bytes(self.compiled_bytes)
+        )
+    }
+}
+
 /// The contents of the first custom section called `name`, in the
 /// component or any module nested in it.
 fn custom_section(bytes: &[u8], name: &str) -> Option<Vec<u8>> {

@@ -153,7 +153,7 @@ pub(crate) fn error_json(error: &CallError) -> serde_json::Value {
 /// for an answer (a payload that is not JSON comes as `payload_base64`,
 /// and an empty one not at all), `{"error": …}` for an error. In a batch
 /// each also has its `status` and, answered by completion, its `index`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize)]
 pub(crate) struct Outcome<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
@@ -172,14 +172,7 @@ pub(crate) struct Outcome<'a> {
 impl<'a> Outcome<'a> {
     /// The outcome of one call (the payload is borrowed, not parsed again).
     pub(crate) fn of(result: &'a Result<Response, CallError>) -> Outcome<'a> {
-        let mut outcome = Outcome {
-            index: None,
-            status: None,
-            payload: None,
-            payload_base64: None,
-            worker_pid: None,
-            error: None,
-        };
+        let mut outcome = Outcome::default();
         match result {
             Ok(response) => {
                 outcome.worker_pid = response.worker_pid;

@@ -19,7 +19,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file.
-    pub file: PathBuf,
+    file: PathBuf,
     /// The line the problem is on, when it is on one.
     pub line: Option<usize>,
     /// What is wrong and how to fix it, naming the key.
@@ -45,10 +45,10 @@ pub struct ServiceConfig {
     pub cassette: Option<CassetteSection>,
     /// The directory relative paths are taken from (the file's own).
     #[serde(skip)]
-    pub base: PathBuf,
+    base: PathBuf,
     /// The file it came from, for error messages.
     #[serde(skip)]
-    pub file: PathBuf,
+    file: PathBuf,
     #[serde(skip)]
     text: String,
 }
@@ -389,44 +389,58 @@ impl ServiceConfig {
         }
     }
 
+    /// The adapter to run, a path in the file taken from the file's folder.
+    pub fn adapter(&self) -> Option<Adapter> {
+        Some(match Adapter::parse(&self.adapter_name()?) {
+            Adapter::Path(path) => Adapter::Path(self.path(&path)),
+            named => named,
+        })
+    }
+
+    /// `adapter.plugin_dirs`, taken from the file's folder.
+    pub fn plugin_dirs(&self) -> Vec<PathBuf> {
+        self.adapter
+            .iter()
+            .flat_map(|a| &a.plugin_dirs)
+            .map(|d| self.path(d))
+            .collect()
+    }
+
+    /// `adapter.config_file`, taken from the file's folder.
+    pub fn adapter_config_file(&self) -> Option<PathBuf> {
+        let file = self.adapter.as_ref()?.config_file.as_ref()?;
+        Some(self.path(file))
+    }
+
     /// A host builder with everything the file says.
     pub fn host_builder(&self) -> Result<HostBuilder, ConfigError> {
         let mut builder = crate::Host::builder();
-        if let Some(name) = self.adapter_name() {
-            let adapter = Adapter::parse(&name);
-            // A path in the file is relative to the file.
-            builder = builder.adapter(match adapter {
-                Adapter::Path(path) => Adapter::Path(self.path(&path)),
-                named => named,
-            });
+        if let Some(adapter) = self.adapter() {
+            builder = builder.adapter(adapter);
         }
-        if let Some(section) = &self.adapter {
-            for dir in &section.plugin_dirs {
-                builder = builder.plugin_dir(self.path(dir));
+        for dir in self.plugin_dirs() {
+            builder = builder.plugin_dir(dir);
+        }
+        let inline = self.adapter.as_ref().and_then(|a| a.config.as_ref());
+        match (inline, self.adapter_config_file()) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    file: self.file.clone(),
+                    line: None,
+                    message: "`adapter.config` and `adapter.config_file` are both set: keep one"
+                        .into(),
+                });
             }
-            match (&section.config, &section.config_file) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError {
-                        file: self.file.clone(),
-                        line: None,
-                        message:
-                            "`adapter.config` and `adapter.config_file` are both set: keep one"
-                                .into(),
-                    });
-                }
-                (Some(table), None) => {
-                    let json = serde_json::to_value(table).map_err(|e| ConfigError {
-                        file: self.file.clone(),
-                        line: None,
-                        message: format!("`adapter.config` cannot be turned into JSON: {e}"),
-                    })?;
-                    builder = builder.config(AdapterConfig::Json(json));
-                }
-                (None, Some(file)) => {
-                    builder = builder.config(AdapterConfig::file(self.path(file)))
-                }
-                (None, None) => {}
+            (Some(table), None) => {
+                let json = serde_json::to_value(table).map_err(|e| ConfigError {
+                    file: self.file.clone(),
+                    line: None,
+                    message: format!("`adapter.config` cannot be turned into JSON: {e}"),
+                })?;
+                builder = builder.config(AdapterConfig::Json(json));
             }
+            (None, Some(file)) => builder = builder.config(AdapterConfig::file(file)),
+            (None, None) => {}
         }
         if let Some(pool) = self.pool_config()? {
             builder = builder.pool(pool);

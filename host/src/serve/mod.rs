@@ -217,7 +217,7 @@ async fn body_of(app: &App, body: Body) -> Result<Bytes, ApiError> {
 fn is_over_limit(error: &axum::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
-        if e.to_string() == "length limit exceeded" {
+        if e.is::<http_body_util::LengthLimitError>() {
             return true;
         }
         cause = e.source();
@@ -243,11 +243,13 @@ async fn call(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
     let _in_flight = InFlight::enter(&app)?;
     let result = run_call(&app, call.into_request()).await;
-    let status = match &result {
-        Ok(_) => StatusCode::OK,
-        Err(e) => return Err(ApiError::from(e)),
-    };
-    Ok(json_response(status, Outcome::of(&result).to_bytes(false)))
+    if let Err(e) = &result {
+        return Err(ApiError::from(e));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        Outcome::of(&result).to_bytes(false),
+    ))
 }
 
 async fn batch(

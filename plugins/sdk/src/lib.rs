@@ -309,8 +309,3 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, C
         ConfigError { field, message }
     })
 }
-
-/// Writes a line to the host's log at `level`.
-pub fn log(level: Level, message: &str) {
-    log::log(level, message);
-}

@@ -320,6 +320,13 @@ impl From<snakepen::Error> for Failure {
     }
 }
 
+impl From<snakepen::serve::ConfigError> for Failure {
+    fn from(e: snakepen::serve::ConfigError) -> Self {
+        // It names the file, the line and the key: the user's to fix.
+        Failure::Usage(e.to_string())
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Setup(e)
@@ -426,17 +433,6 @@ async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Res
     Ok(())
 }
 
-/// `123.4 KiB`.
-fn bytes(n: u64) -> String {
-    if n < 1024 {
-        format!("{n} B")
-    } else if n < 1 << 20 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
-    }
-}
-
 fn indent(text: &str) -> String {
     text.trim_end()
         .lines()
@@ -488,11 +484,7 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
         info.exports.iter().for_each(|e| println!("  {e}"));
         println!("imports:");
         info.imports.iter().for_each(|i| println!("  {i}"));
-        println!(
-            "size:      {} ({} compiled for this machine)",
-            bytes(inspection.size_bytes),
-            bytes(inspection.compiled_bytes)
-        );
+        println!("size:      {}", inspection.sizes());
         match &inspection.config_schema {
             Some(schema) => println!("configuration schema:\n{}", indent(schema)),
             None => println!("configuration schema: none declared"),

@@ -75,7 +75,7 @@ impl ServeArgs {
                     ))
                 })?;
                 // The file as written first, so that its errors name its own lines.
-                ServiceConfig::parse(file, &text).map_err(|e| Failure::Usage(e.to_string()))?;
+                ServiceConfig::parse(file, &text)?;
                 (file.clone(), text)
             }
             None => (cwd.join("(command line)"), String::new()),
@@ -157,20 +157,15 @@ pub(crate) async fn serve(
     args: ServeArgs,
 ) -> Result<(), Failure> {
     let config = args.config()?;
-    let settings = config
-        .serve_settings()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut builder = config
-        .host_builder()
-        .map_err(|e| Failure::Usage(e.to_string()))?
-        .runtime(runtime);
-    for dir in plugin_dirs {
-        builder = builder.plugin_dir(dir);
-    }
     if config.adapter_name().is_none() && config.cassette.is_none() {
         return Err(Failure::Usage(
             "say what to serve: --module FILE (Python handlers), --adapter NAME (such as mock), or a configuration file with [pool] or [adapter]".into(),
         ));
+    }
+    let settings = config.serve_settings()?;
+    let mut builder = config.host_builder()?.runtime(runtime);
+    for dir in plugin_dirs {
+        builder = builder.plugin_dir(dir);
     }
     let host = builder.build().await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -228,21 +223,12 @@ pub(crate) fn check(
     plugin_dirs: &[PathBuf],
     args: ConfigCheckArgs,
 ) -> Result<(), Failure> {
-    let config = ServiceConfig::load(&args.file).map_err(|e| Failure::Usage(e.to_string()))?;
-    let settings = config
-        .serve_settings()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut summary = vec![format!("listens on {}", settings.listen)];
-    if let Some(name) = config.adapter_name() {
+    let config = ServiceConfig::load(&args.file)?;
+    let mut summary = vec![format!("listens on {}", config.serve_settings()?.listen)];
+    if let Some(adapter) = config.adapter() {
         let mut dirs = plugin_dirs.to_vec();
-        if let Some(section) = &config.adapter {
-            dirs.extend(section.plugin_dirs.iter().map(|d| config.base.join(d)));
-        }
+        dirs.extend(config.plugin_dirs());
         dirs.extend(snakepen::adapter::default_plugin_dirs());
-        let adapter = match Adapter::parse(&name) {
-            Adapter::Path(path) if path.is_relative() => Adapter::Path(config.base.join(path)),
-            other => other,
-        };
         let path = adapter
             .resolve(&dirs)
             .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -253,20 +239,15 @@ pub(crate) fn check(
                 args.file.display()
             )));
         }
+        let name = config.adapter_name().unwrap_or_default();
         summary.push(format!("adapter {name} ({})", path.display()));
     }
-    if let Some(section) = &config.adapter
-        && let Some(file) = &section.config_file
-    {
-        let file = config.base.join(file);
-        AdapterConfig::file(&file)
+    if let Some(file) = config.adapter_config_file() {
+        AdapterConfig::file(file)
             .check()
             .map_err(|e| Failure::Usage(e.to_string()))?;
     }
-    if let Some(pool) = config
-        .pool_config()
-        .map_err(|e| Failure::Usage(e.to_string()))?
-    {
+    if let Some(pool) = config.pool_config()? {
         let affinity = match pool.settings.affinity {
             Affinity::Hint => "hint",
             Affinity::Strict => "strict",
@@ -282,11 +263,8 @@ pub(crate) fn check(
             }
         ));
     }
-    if let Some(cassette) = &config.cassette {
-        summary.push(format!(
-            "cassette {}",
-            config.base.join(&cassette.path).display()
-        ));
+    if let Some(cassette) = config.cassette()? {
+        summary.push(format!("cassette {}", cassette.path().display()));
     }
     println!("{}: valid; {}", args.file.display(), summary.join("; "));
     Ok(())
