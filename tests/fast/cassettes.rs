@@ -456,6 +456,22 @@ async fn an_unknown_version_or_a_foreign_file_is_refused() {
         "{err}"
     );
 
+    // Too large for any integer type: still a version, not a missing one.
+    let huge = "{\"format\":\"snakepen-cassette\",\"version\":99999999999999999999999}\n";
+    std::fs::write(&path, huge).unwrap();
+    let err = Host::replaying(&path).await.unwrap_err().to_string();
+    assert!(
+        err.contains("format version 1e+23") && err.contains("reads version 1"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        "{\"format\":\"snakepen-cassette\",\"version\":\"one\"}\n",
+    )
+    .unwrap();
+    let err = Host::replaying(&path).await.unwrap_err().to_string();
+    assert!(err.contains("is \"one\", not a number"), "{err}");
+
     std::fs::write(&path, "{\"interactions\":[]}\n").unwrap();
     let err = Host::replaying(&path).await.unwrap_err().to_string();
     assert!(err.contains("not a snakepen cassette"), "{err}");

@@ -210,9 +210,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
             ),
         ));
     }
-    match header.get("version").and_then(Value::as_u64) {
+    let version = header.get("version");
+    match version.and_then(Value::as_u64) {
         Some(VERSION) => {}
-        Some(other) => {
+        _ if version.is_some_and(Value::is_number) => {
+            let other = version.map(Value::to_string).unwrap_or_default();
             return Err(fail(
                 Some(1),
                 format!(
@@ -221,10 +223,14 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
                 ),
             ));
         }
-        None => {
+        _ => {
+            let found = match version {
+                Some(value) => format!("its `version` is {value}, not a number"),
+                None => "its header has no `version`".into(),
+            };
             return Err(fail(
                 Some(1),
-                "its header has no `version` number; a cassette of this snakepen says \"version\":1".into(),
+                format!("{found}; a cassette of this snakepen says \"version\":{VERSION}"),
             ));
         }
     }
