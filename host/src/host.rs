@@ -584,6 +584,14 @@ impl Host {
                 return CallError::AdapterFault(format!("adapter `{name}` {refused}"));
             }
         }
+        // The only interrupt is the epoch callback's at the deadline, also
+        // when it lands while the instance is still being made (whose store
+        // the caller no longer has).
+        if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+            return CallError::Timeout(format!(
+                "adapter `{name}` was stopped at its call's deadline, before it answered; give the request a longer deadline if it needs one"
+            ));
+        }
         let stderr = store.map(|s| s.data().stderr()).unwrap_or_default();
         let text = format!("{error:#}");
         let panic = sandbox::panic_message(&stderr);

@@ -260,3 +260,33 @@ async fn the_limits_are_reported() {
         "never above the runtime's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_of_a_few_milliseconds_ends_in_timeout_never_an_adapter_fault() {
+    // Many calls at once on 2 threads: an epoch interrupt can land while an
+    // instance is still being made or configured; it is the deadline's.
+    let host = crate::support::mock(serde_json::json!({ "latency_ms": 3 })).await;
+    let calls: Vec<_> = (0..1_000u64)
+        .map(|i| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let deadline = Duration::from_millis(1 + i % 8);
+                host.call(Request::new("echo", b"{}".to_vec()).deadline(deadline))
+                    .await
+            })
+        })
+        .collect();
+    let mut faults = Vec::new();
+    for call in calls {
+        match within(60, call).await.unwrap() {
+            Ok(_) | Err(CallError::Timeout(_)) => {}
+            Err(other) => faults.push(other),
+        }
+    }
+    assert!(
+        faults.is_empty(),
+        "{} calls failed otherwise: {:?}",
+        faults.len(),
+        faults.first()
+    );
+}
