@@ -61,6 +61,10 @@ F_SETSIG = 10  # Linux; the fcntl module does not name it
 FRAME = struct.Struct(">II")
 MAX_FRAME_BYTES = 1 << 30
 BUILTINS = ("ping", "info")
+# Room left in a reply frame for its header, out of the host's frame limit.
+REPLY_HEADER_ROOM = 4096
+# The longest message or traceback an error carries.
+MAX_ERROR_TEXT = 64 << 10
 
 
 class ProtocolError(Exception):
@@ -71,24 +75,24 @@ def main(argv):
     if sys.version_info < (3, 9):
         sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
         return 2
-    module_name, paths, preload, fork_server = parse_args(argv)
+    options = parse_args(argv)
     arm_lifeline(LIFELINE_FD)
-    if fork_server:
-        return serve_forks(module_name, paths, preload)
+    if options.fork_server:
+        return serve_forks(options)
     sock = socket.socket(fileno=PROTOCOL_FD)
     watch_for_host_exit(sock.fileno())
     reader = sock.makefile("rb", buffering=1 << 16)
     started = time.monotonic()
     try:
-        module, handlers = load_module(module_name, paths, preload)
+        module, handlers = load_module(options)
     except BaseException as exc:  # the host reports it; nothing else to do here
-        send(sock, {"kind": "failed", "error": import_error(module_name, exc)})
+        send(sock, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
         handlers.pop(name, None)
     send(sock, ready_message(module, handlers, shadowed))
-    serve(sock, reader, module, handlers, started)
+    serve(sock, reader, module, handlers, started, options.max_reply_bytes)
     return 0
 
 
@@ -105,15 +109,15 @@ def ready_message(module, handlers, shadowed):
     }
 
 
-def serve_forks(module_name, paths, preload):
+def serve_forks(options):
     """The fork server: import once, then fork ready workers on request."""
     control = socket.socket(fileno=PROTOCOL_FD)
     watch_for_host_exit(control.fileno())
     started = time.monotonic()
     try:
-        module, handlers = load_module(module_name, paths, preload)
+        module, handlers = load_module(options)
     except BaseException as exc:
-        send(control, {"kind": "failed", "error": import_error(module_name, exc)})
+        send(control, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
@@ -143,7 +147,7 @@ def serve_forks(module_name, paths, preload):
                     header = json.loads(buffered[FRAME.size:FRAME.size + head_len])
                     buffered = buffered[end:]
                     if header["kind"] == "fork":
-                        pid = fork_worker(fds, control, children, module, handlers, shadowed, started)
+                        pid = fork_worker(fds, control, children, module, handlers, shadowed, options)
                         fds = []
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
@@ -183,7 +187,7 @@ def describe(info):
     return "signal %d (%s)" % (info.si_status, name)
 
 
-def fork_worker(fds, control, children, module, handlers, shadowed, started):
+def fork_worker(fds, control, children, module, handlers, shadowed, options):
     """Forks one worker from this process; returns its pid (in the server)."""
     if len(fds) != 4:
         raise ProtocolError("a fork request needs 4 descriptors, got %d" % len(fds))
@@ -209,7 +213,7 @@ def fork_worker(fds, control, children, module, handlers, shadowed, started):
         watch_for_host_exit(sock.fileno())
         reader = sock.makefile("rb", buffering=1 << 16)
         send(sock, ready_message(module, handlers, shadowed))
-        serve(sock, reader, module, handlers, time.monotonic())
+        serve(sock, reader, module, handlers, time.monotonic(), options.max_reply_bytes)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -217,23 +221,39 @@ def fork_worker(fds, control, children, module, handlers, shadowed, started):
     os._exit(0)
 
 
+class Options:
+    """What the host said on the command line."""
+
+    def __init__(self):
+        self.module = None
+        self.paths = []
+        self.preload = []
+        self.expose = []
+        self.fork_server = False
+        self.max_reply_bytes = MAX_FRAME_BYTES
+
+
 def parse_args(argv):
-    module_name, paths, preload, fork_server = None, [], [], False
+    options = Options()
     it = iter(argv)
     for arg in it:
         if arg == "--module":
-            module_name = next(it)
+            options.module = next(it)
         elif arg == "--path":
-            paths.append(next(it))
+            options.paths.append(next(it))
         elif arg == "--preload":
-            preload.append(next(it))
+            options.preload.append(next(it))
+        elif arg == "--expose":
+            options.expose.append(next(it))
+        elif arg == "--max-reply-bytes":
+            options.max_reply_bytes = int(next(it))
         elif arg == "--fork-server":
-            fork_server = True
+            options.fork_server = True
         else:
             raise SystemExit("snakepen worker: unknown argument %r" % arg)
-    if not module_name:
+    if not options.module:
         raise SystemExit("snakepen worker: --module is required")
-    return module_name, paths, preload, fork_server
+    return options
 
 
 def arm_lifeline(fd):
@@ -264,17 +284,22 @@ def watch_for_host_exit(fd):
     threading.Thread(target=watch, name="snakepen-hangup", daemon=True).start()
 
 
-def load_module(name, paths, preload):
-    for path in reversed(paths):
+def load_module(options):
+    name = options.module
+    for path in reversed(options.paths):
         if path not in sys.path:
             sys.path.insert(0, path)
-    for extra in preload:
+    for extra in options.preload:
         try:
             importlib.import_module(extra)
         except ImportError as exc:
             raise ImportError("the preload module %r: %s" % (extra, exc)) from exc
     if name.endswith(".py") or os.sep in name or "/" in name:
         path = os.path.abspath(name)
+        if os.path.isdir(path):
+            raise IsADirectoryError(
+                "%s is a directory, not a module: name a .py file in it, or its package as a "
+                "dotted name with the package's parent on the python path" % path)
         if not os.path.isfile(path):
             raise FileNotFoundError("no such file: %s" % path)
         directory = os.path.dirname(path)
@@ -287,18 +312,34 @@ def load_module(name, paths, preload):
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(name)
-    return module, public_functions(module)
+    return module, commands(module, options.expose)
 
 
-def public_functions(module):
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [n for n in vars(module) if not n.startswith("_")]
+def commands(module, expose):
+    """The module's commands: the functions defined in it (their __module__
+    is the module), or, when it has __all__, the names listed there; plus
+    the names in `expose`. Nothing else, whatever its name: a function the
+    module imported (`from os import system`) is not a command."""
+    listed = getattr(module, "__all__", None)
+    if listed is not None:
+        names = [n for n in listed if isinstance(n, str)]
+    else:
+        names = [
+            n for n, value in vars(module).items()
+            if not n.startswith("_") and getattr(value, "__module__", None) == module.__name__
+        ]
     found = {}
     for name in names:
         value = getattr(module, name, None)
         if callable(value) and not isinstance(value, type) and not isinstance(value, type(sys)):
             found[name] = value
+    for name in expose:
+        value = getattr(module, name, None)
+        if value is None or not callable(value) or isinstance(value, type):
+            raise LookupError(
+                "expose names %r, but %s has no function of that name (it has: %s)"
+                % (name, module.__name__, ", ".join(sorted(found)) or "none"))
+        found[name] = value
     return found
 
 
@@ -313,7 +354,7 @@ def import_error(module_name, exc):
     }
 
 
-def serve(sock, reader, module, handlers, started):
+def serve(sock, reader, module, handlers, started, max_reply_bytes):
     served = 0
     encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
     while True:
@@ -324,43 +365,108 @@ def serve(sock, reader, module, handlers, started):
         served += 1
         rid = header.get("id")
         command = header.get("command", "")
-        if command == "ping":
-            reply_ok(sock, rid, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served}))
-            continue
-        if command == "info":
-            reply_ok(sock, rid, encode(info(module, handlers, served, started)))
-            continue
-        fn = handlers.get(command)
-        if fn is None:
-            reply_error(sock, rid, {
-                "kind": "no-such-command",
-                "message": "%s has no function %r; it has: %s" % (
-                    module.__name__, command, ", ".join(sorted(handlers)) or "none"),
-            })
-            continue
         try:
-            args, kwargs = arguments(body)
-        except ValueError as exc:
-            reply_error(sock, rid, {"kind": "bad-request", "message": "the payload of %r is not valid JSON: %s" % (command, exc)})
-            continue
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:  # SystemExit too: a handler must not end the worker
-            error = call_error(command, fn, args, kwargs, exc)
-            reply_error(sock, rid, error)
-            continue
-        try:
-            encoded = encode(result)
-        except (TypeError, ValueError) as exc:
-            reply_error(sock, rid, {
-                "kind": "python-exception",
-                "type": "TypeError",
-                "message": "%s returned a value JSON cannot encode (a %s): %s. Return dicts, lists, str, int, float, bool or None" % (
-                    command, type_name(result), exc),
-                "traceback": "",
-            })
-            continue
-        reply_ok(sock, rid, encoded)
+            error, encoded = handle(module, handlers, command, body, encode, served, started)
+            if error is None and len(encoded) > max_reply_bytes - REPLY_HEADER_ROOM:
+                error, encoded = too_large(command, len(encoded), max_reply_bytes), None
+        except BaseException as exc:  # a bug here must cost one call, never the worker
+            error, encoded = internal_error(command, exc), None
+        if error is None:
+            reply_ok(sock, rid, encoded)
+        else:
+            reply_error(sock, rid, bounded(error))
+
+
+def handle(module, handlers, command, body, encode, served, started):
+    """Runs one request: (None, the answer as JSON text), or (an error, None)."""
+    if command == "ping":
+        return None, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served})
+    if command == "info":
+        return None, encode(info(module, handlers, served, started))
+    fn = handlers.get(command)
+    if fn is None:
+        return {
+            "kind": "no-such-command",
+            "message": "%s has no function %s; it has: %s" % (
+                module.__name__, shown(command), ", ".join(sorted(handlers)) or "none"),
+        }, None
+    try:
+        args, kwargs = arguments(body)
+    except ValueError as exc:
+        return {"kind": "bad-request", "message": "the payload of %s is not valid JSON: %s" % (
+            shown(command), exc)}, None
+    except (RecursionError, MemoryError) as exc:
+        # A payload nested deeper than the decoder goes: it is the request
+        # that is bad, not the worker.
+        return {"kind": "bad-request", "message": "the payload of %s cannot be decoded (%s: %s); send it nested less deep" % (
+            shown(command), type_name(exc), exc)}, None
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:  # SystemExit too: a handler must not end the worker
+        return call_error(command, fn, args, kwargs, exc), None
+    try:
+        return None, encode(result)
+    except (TypeError, ValueError, RecursionError, MemoryError) as exc:
+        return {
+            "kind": "python-exception",
+            "type": "TypeError",
+            "message": "%s returned a value JSON cannot encode (a %s): %s: %s. Return dicts, lists, str, int, float, bool or None, nested less than %d deep" % (
+                shown(command), type_name(result), type_name(exc), exc, sys.getrecursionlimit()),
+            "traceback": "",
+        }, None
+
+
+def too_large(command, size, limit):
+    """The error of an answer the host would refuse as an oversized frame:
+    the same call would fail the same way again, so it is not a crash."""
+    return {
+        "kind": "python-exception",
+        "type": "snakepen.ReplyTooLarge",
+        "message": "%s returned %d bytes of JSON, over the pool's limit of %d (max_frame_bytes); return less, or raise max_frame_bytes" % (
+            shown(command), size, limit - REPLY_HEADER_ROOM),
+        "traceback": "",
+    }
+
+
+def internal_error(command, exc):
+    import traceback
+
+    return {
+        "kind": "python-exception",
+        "type": type_name(exc),
+        "message": "the snakepen worker failed while serving %s: %s" % (shown(command), safe_str(exc)),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def shown(name, limit=80):
+    """A command name as messages quote it: cut, so that a megabyte of name
+    is not echoed back."""
+    text = repr(name)
+    if len(text) <= limit:
+        return text
+    return "%s... (%d characters)" % (text[:limit], len(name))
+
+
+def safe_str(exc):
+    try:
+        return str(exc)
+    except BaseException:  # an exception whose __str__ raises
+        return "<%s, whose str() failed>" % type_name(exc)
+
+
+def bounded(error):
+    """The error with its message and traceback cut to what a frame header
+    should carry (a traceback keeps its end, where the cause is)."""
+    for key, keep_end in (("message", False), ("traceback", True)):
+        text = error.get(key)
+        if isinstance(text, str) and len(text) > MAX_ERROR_TEXT:
+            cut = len(text) - MAX_ERROR_TEXT
+            if keep_end:
+                error[key] = "[%d characters cut]\n%s" % (cut, text[-MAX_ERROR_TEXT:])
+            else:
+                error[key] = "%s [%d characters cut]" % (text[:MAX_ERROR_TEXT], cut)
+    return error
 
 
 def arguments(body):
@@ -396,7 +502,7 @@ def call_error(command, fn, args, kwargs, exc):
     return {
         "kind": "python-exception",
         "type": type_name(exc),
-        "message": str(exc),
+        "message": safe_str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
     }
 

@@ -163,6 +163,20 @@ pub enum Error {
     NoAdapter,
 }
 
+/// A name from a request (a command, a session), quoted for a message and
+/// cut to a readable length: a megabyte of name is not echoed back.
+pub(crate) fn quoted(name: &str) -> String {
+    const SHOWN: usize = 80;
+    if name.len() <= SHOWN {
+        return format!("`{name}`");
+    }
+    let mut end = SHOWN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("`{}...` ({} bytes)", &name[..end], name.len())
+}
+
 fn display_dirs(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "no plugin directory (none was configured or found)".into();

@@ -374,8 +374,9 @@ impl Host {
         match tokio::time::timeout(deadline + ADAPTER_SLACK, self.run(&request, due)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(format!(
-                "adapter `{}` did not answer `{}` within {deadline:?}; give the request a longer deadline if it needs one",
-                self.inner.links.name, request.command
+                "adapter `{}` did not answer {} within {deadline:?}; give the request a longer deadline if it needs one",
+                self.inner.links.name,
+                crate::error::quoted(&request.command)
             ))),
         }
     }

@@ -203,3 +203,61 @@ fn inspect_reports_the_sandbox_limits() {
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(value["limits"]["max_memory_bytes"], 64 << 20);
 }
+
+#[test]
+fn a_pool_larger_than_the_ceiling_is_refused_before_any_worker_starts() {
+    let output = snakepen(&[
+        "call",
+        "--module",
+        "handlers.py",
+        "--pool-size",
+        "100000",
+        "ping",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("ceiling of 1024 workers"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"));
+    command
+        .args([
+            "--plugin-dir",
+            crate::support::plugins_dir().to_str().unwrap(),
+        ])
+        .args([
+            "call",
+            "--module",
+            "handlers.py",
+            "--pool-size",
+            "100",
+            "ping",
+        ]);
+    // SAFETY: setrlimit is async-signal-safe and touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("over this process's limit of 256 (RLIMIT_NOFILE)")
+            && message.contains("run at most 32 workers"),
+        "{message}"
+    );
+}

@@ -88,7 +88,7 @@ async fn a_value_json_cannot_encode_is_an_error_that_names_its_type() {
     match call(&host, "not_json", "").await {
         Err(CallError::PythonException { message, .. }) => {
             assert!(
-                message.contains("not_json returned a value JSON cannot encode (a set)"),
+                message.contains("'not_json' returned a value JSON cannot encode (a set)"),
                 "{message}"
             );
         }

@@ -12,9 +12,10 @@ impl Host for CallState {
     async fn call(&mut self, request: wit::Request) -> Result<wit::Response, wit::CallError> {
         let Some(pool) = &self.links.pool else {
             return Err(wit::CallError::Unavailable(format!(
-                "adapter `{}` asked the worker pool to run `{}`, but this host has no worker pool: \
+                "adapter `{}` asked the worker pool to run {}, but this host has no worker pool: \
                  give the host a Python module (HostBuilder::pool, or --module on the command line)",
-                self.links.name, request.command
+                self.links.name,
+                crate::error::quoted(&request.command)
             )));
         };
         let deadline = match request.deadline_ms {

@@ -2,8 +2,22 @@
 //! at each use, so a running pool can be retuned and tests can use
 //! millisecond TTLs).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The most workers one pool may have. Each is a Python process (tens of
+/// megabytes) and holds [`DESCRIPTORS_PER_WORKER`] of the host's file
+/// descriptors; a larger number is a typo far more often than a plan.
+pub const MAX_POOL_SIZE: usize = 1024;
+
+/// File descriptors the host holds per worker: its socket, the lifeline's
+/// write end, its stdout and stderr pipes, its pidfd, and one to spare for
+/// a restart in progress.
+pub const DESCRIPTORS_PER_WORKER: u64 = 6;
+
+/// Descriptors kept free for everything else (the listener, clients, logs).
+const DESCRIPTORS_RESERVED: u64 = 64;
 
 /// What the pool's workers run. Fixed for the life of the pool.
 #[derive(Debug, Clone)]
@@ -15,14 +29,25 @@ pub struct PoolConfig {
     pub size: usize,
     /// The Python interpreter (default `python3`, looked up on `PATH`).
     pub python: PathBuf,
-    /// Directories put first on the workers' `sys.path` (default: the
-    /// current directory, which `python -I` would otherwise leave out).
+    /// Directories put first on the workers' `sys.path` (default: none).
+    /// A module given as a file has its own folder put first, as Python does
+    /// for a script; nothing else is added: not the host's working
+    /// directory, where a stray `statistics.py` would shadow the standard
+    /// library. A dotted module name is found on these paths, then on the
+    /// interpreter's own.
     pub python_path: Vec<PathBuf>,
     /// Modules imported before the user's module (`numpy`, `torch`, …): with
     /// the fork server, once, and shared by every worker it forks; without
     /// it, by each worker. One that does not import fails the pool's start
     /// like the user's module would, with its traceback.
     pub preload: Vec<String>,
+    /// Names the workers serve as commands besides the module's own
+    /// functions. By default a command is a function defined in the module
+    /// (its `__module__` is the module), or, when the module has
+    /// `__all__`, a name listed there; a function it imported (`from os
+    /// import system`) is never a command unless named here. A name the
+    /// module does not have fails the start.
+    pub expose: Vec<String>,
     /// Environment variables the workers get, besides `PATH` and `LANG`.
     /// Nothing else of the host's environment reaches them.
     pub env: Vec<(String, String)>,
@@ -39,8 +64,9 @@ impl PoolConfig {
             module: module.into(),
             size: 1,
             python: PathBuf::from("python3"),
-            python_path: std::env::current_dir().into_iter().collect(),
+            python_path: Vec::new(),
             preload: Vec::new(),
+            expose: Vec::new(),
             env: Vec::new(),
             cwd: None,
             settings: PoolSettings::default(),
@@ -63,6 +89,90 @@ impl PoolConfig {
     pub fn preload(mut self, module: impl Into<String>) -> PoolConfig {
         self.preload.push(module.into());
         self
+    }
+
+    /// Serves `name` as a command too (see [`PoolConfig::expose`]).
+    pub fn expose(mut self, name: impl Into<String>) -> PoolConfig {
+        self.expose.push(name.into());
+        self
+    }
+
+    /// Adds a directory to the workers' `sys.path`.
+    pub fn python_path(mut self, dir: impl Into<PathBuf>) -> PoolConfig {
+        self.python_path.push(dir.into());
+        self
+    }
+
+    /// The worker program's arguments for this pool (the fork server's with
+    /// `fork_server`).
+    pub(crate) fn worker_args(&self, fork_server: bool) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--module".into(), self.module.clone().into()];
+        if fork_server {
+            args.push("--fork-server".into());
+        }
+        for module in &self.preload {
+            args.extend(["--preload".into(), module.into()]);
+        }
+        for dir in &self.python_path {
+            args.extend(["--path".into(), dir.clone().into_os_string()]);
+        }
+        for name in &self.expose {
+            args.extend(["--expose".into(), name.into()]);
+        }
+        let max = self.settings.max_frame_bytes.to_string();
+        args.extend(["--max-reply-bytes".into(), max.into()]);
+        args
+    }
+
+    /// Checks what a pool of this configuration would refuse to start
+    /// with: no module, a size of 0, more than [`MAX_POOL_SIZE`] workers or
+    /// more than this process's file descriptor limit holds, a zero start
+    /// timeout. `(field, what is wrong and the fix)`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.module.trim().is_empty() {
+            return Err((
+                "module",
+                "name the Python module to serve, as a file (handlers.py) or a dotted name (app.handlers)".into(),
+            ));
+        }
+        if self.size == 0 {
+            return Err(("size", "must be at least 1".into()));
+        }
+        if self.size > MAX_POOL_SIZE {
+            return Err((
+                "size",
+                format!(
+                    "{} is over the ceiling of {MAX_POOL_SIZE} workers a pool may have; run fewer workers (several pools or hosts if you need more)",
+                    self.size
+                ),
+            ));
+        }
+        let needed = self.size as u64 * DESCRIPTORS_PER_WORKER + DESCRIPTORS_RESERVED;
+        if let Some(limit) = descriptor_limit()
+            && needed > limit
+        {
+            return Err((
+                "size",
+                format!(
+                    "{} workers need about {needed} file descriptors ({DESCRIPTORS_PER_WORKER} each, {DESCRIPTORS_RESERVED} spare), over this process's limit of {limit} (RLIMIT_NOFILE); raise it (`ulimit -n`) or run at most {} workers",
+                    self.size,
+                    limit.saturating_sub(DESCRIPTORS_RESERVED) / DESCRIPTORS_PER_WORKER
+                ),
+            ));
+        }
+        if self.settings.start_timeout.is_zero() {
+            return Err((
+                "start_timeout",
+                "is 0: no worker could ever start; give it time to import the module (the default is 60 s)".into(),
+            ));
+        }
+        if self.settings.max_sessions == 0 {
+            return Err((
+                "max_sessions",
+                "is 0: no call could carry a session; set at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds an environment variable for the workers.
@@ -90,6 +200,21 @@ pub enum Affinity {
     Strict,
 }
 
+/// This process's soft limit of open file descriptors, if it has one.
+fn descriptor_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
 /// The pool's timeouts and limits. Each is read when it is used, so
 /// [`crate::Pool::update_settings`] takes effect at once.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +223,15 @@ pub struct PoolSettings {
     pub start_timeout: Duration,
     /// How long a session stays bound to its worker after its last call.
     pub session_ttl: Duration,
+    /// The most sessions bound at once. A call that would bind one more
+    /// (once expired ones are forgotten) fails with `unavailable`, which
+    /// names this limit; sessions already bound keep working. Chosen over
+    /// evicting the least recently used session because an evicted session
+    /// would silently lose its worker's state.
+    pub max_sessions: usize,
+    /// The longest session id a call may carry, in bytes; a longer one is
+    /// a `bad-request`.
+    pub max_session_id_bytes: usize,
     /// Hint or strict session affinity.
     pub affinity: Affinity,
     /// An idle worker is pinged this often; `None` turns health checks off.
@@ -137,6 +271,8 @@ impl Default for PoolSettings {
         PoolSettings {
             start_timeout: Duration::from_secs(60),
             session_ttl: Duration::from_secs(300),
+            max_sessions: 100_000,
+            max_session_id_bytes: 256,
             affinity: Affinity::Hint,
             health_interval: Some(Duration::from_secs(10)),
             health_timeout: Duration::from_secs(5),

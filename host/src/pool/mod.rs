@@ -15,7 +15,7 @@ mod status;
 mod waits;
 mod worker;
 
-pub use config::{Affinity, PoolConfig, PoolSettings};
+pub use config::{Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings};
 pub use status::PoolStatus;
 pub use waits::QueueWait;
 
@@ -43,18 +43,12 @@ impl Pool {
     /// Starts every worker at once (they become ready in the background;
     /// [`Pool::ready`] waits for them). Must be called inside a tokio runtime.
     pub fn start(config: PoolConfig) -> Result<Pool, Error> {
-        if config.size == 0 {
-            return Err(Error::PoolConfig {
-                field: "size".into(),
-                message: "must be at least 1".into(),
-            });
-        }
-        if config.module.trim().is_empty() {
-            return Err(Error::PoolConfig {
-                field: "module".into(),
-                message: "name the Python module to serve, as a file (handlers.py) or a dotted name (app.handlers)".into(),
-            });
-        }
+        config
+            .check()
+            .map_err(|(field, message)| Error::PoolConfig {
+                field: field.into(),
+                message,
+            })?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::PoolConfig {
             field: "runtime".into(),
             message: "a pool must be started inside a tokio runtime".into(),

@@ -132,12 +132,15 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         if matches!(end, End::Shutdown) {
             break;
         }
-        // A worker killed from outside (SIGKILL it did not get from us: the
-        // OOM killer, an operator, a chaos test) did nothing wrong: it is
-        // replaced at once. Only a worker that fails by itself soon after its
-        // start makes the next start wait.
+        // Backoff is for workers that fail by themselves: one that died soon
+        // after its start while nobody was calling it (its module crashes on
+        // its own). A worker that crashed while serving a call was killed by
+        // that call's input, and waiting would let a repeated bad request
+        // empty the pool: it is replaced at once. So is one killed from
+        // outside (SIGKILL it did not get from us: the OOM killer, an
+        // operator, a chaos test), which did nothing wrong.
         let died_young = worker.started.elapsed() < HEALTHY_UPTIME
-            && !matches!(end, End::Recycle(_) | End::TimedOut)
+            && matches!(end, End::DiedIdle(_) | End::Unhealthy(_))
             && !end.killed_from_outside();
         failures = if died_young { failures + 1 } else { 0 };
         if failures > 0 && !pause(&settings, failures, &mut closed).await {
@@ -225,8 +228,8 @@ async fn run_job(
         outcome = worker.call(&job.command, &job.payload, job.deadline, settings.kill_grace) => outcome,
         _ = until_closed(closed) => {
             let error = CallError::Unavailable(format!(
-                "the host shut down while `{}` was running, after its grace period; the worker was stopped",
-                job.command
+                "the host shut down while {} was running, after its grace period; the worker was stopped",
+                crate::error::quoted(&job.command)
             ));
             return Err((End::Shutdown, (job.reply, error)));
         }

@@ -219,10 +219,22 @@ impl Core {
     ) -> Result<Lease, CallError> {
         let started = Instant::now();
         let settings = self.settings();
+        if let Some(session) = session
+            && session.len() > settings.max_session_id_bytes
+        {
+            return Err(CallError::BadRequest(format!(
+                "the session id is {} bytes long, over the pool's limit of {} (max_session_id_bytes); use a shorter id, such as a UUID",
+                session.len(),
+                settings.max_session_id_bytes
+            )));
+        }
         let (rx, id) = {
             let mut st = self.lock();
             if st.closing {
                 return Err(shutting_down());
+            }
+            if let Some(session) = session {
+                st.make_room_for(session, started, &settings)?;
             }
             let mut only = None;
             let mut prefer = None;
@@ -525,6 +537,27 @@ impl Core {
 }
 
 impl State {
+    /// Refuses a new session when `max_sessions` are bound and none of them
+    /// has expired (expired ones are forgotten first).
+    fn make_room_for(
+        &mut self,
+        session: &str,
+        now: Instant,
+        settings: &PoolSettings,
+    ) -> Result<(), CallError> {
+        if self.sessions.len() < settings.max_sessions || self.sessions.contains_key(session) {
+            return Ok(());
+        }
+        self.sessions.retain(|_, b| b.expires > now);
+        if self.sessions.len() < settings.max_sessions {
+            return Ok(());
+        }
+        Err(CallError::Unavailable(format!(
+            "the pool already holds its limit of {} live sessions (max_sessions), none of them expired; end sessions sooner (a shorter session_ttl, now {:?}), send this call without a session, or raise max_sessions",
+            settings.max_sessions, settings.session_ttl
+        )))
+    }
+
     fn take_idle(&mut self, want: Option<u64>, strict: bool) -> Option<usize> {
         if let Some(worker) = want
             && let Some(pos) = self

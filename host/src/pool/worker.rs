@@ -284,7 +284,8 @@ impl Worker {
                 self.kill_group(libc::SIGKILL);
                 let _ = self.reap(kill_grace).await;
                 return Err(CallFailure::TimedOut(CallError::Timeout(format!(
-                    "`{command}` ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
+                    "{} ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
+                    crate::error::quoted(command),
                     started.elapsed(),
                     self.pid
                 ))));
@@ -566,16 +567,7 @@ pub(crate) fn spawn_process(
 ) -> Result<Child, StartFailure> {
     let mut cmd = Command::new(python);
     cmd.arg("-I").arg("-u").arg("-c").arg(WORKER_SOURCE);
-    cmd.arg("--module").arg(&config.module);
-    if fork_server {
-        cmd.arg("--fork-server");
-    }
-    for module in &config.preload {
-        cmd.arg("--preload").arg(module);
-    }
-    for dir in &config.python_path {
-        cmd.arg("--path").arg(dir);
-    }
+    cmd.args(config.worker_args(fork_server));
     cmd.env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);

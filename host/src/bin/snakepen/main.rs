@@ -125,6 +125,14 @@ struct HostArgs {
     #[arg(long)]
     no_fork_server: bool,
 
+    /// Serve this name of the module as a command too. By default the commands are the functions defined in the module (or the names in its __all__); an imported function is never one unless named here. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    expose: Vec<String>,
+
+    /// A directory to put first on the workers' sys.path (repeatable). A dotted --module is also looked up in the current directory.
+    #[arg(long, value_name = "DIR")]
+    python_path: Vec<PathBuf>,
+
     #[command(flatten)]
     cassette: CassetteArgs,
 }
@@ -243,6 +251,14 @@ impl HostArgs {
             }
             pool.settings.fork_server = !self.no_fork_server;
             pool.preload.extend(self.preload.iter().cloned());
+            pool.expose.extend(self.expose.iter().cloned());
+            pool.python_path.extend(self.python_path.iter().cloned());
+            if !is_module_file(module)
+                && let Ok(cwd) = std::env::current_dir()
+            {
+                // `--module app.handlers` names a package where the user stands.
+                pool.python_path.push(cwd);
+            }
             builder = builder.pool(pool);
         }
         let host = builder.build().await?;
@@ -259,6 +275,12 @@ impl HostArgs {
         }
         Ok(host)
     }
+}
+
+/// Whether `--module` names a file (`handlers.py`, `dir/handlers`) rather
+/// than a dotted module name.
+fn is_module_file(module: &str) -> bool {
+    module.ends_with(".py") || module.contains('/')
 }
 
 /// Shuts the host down and, for a recording host, saves its cassette and says so.
