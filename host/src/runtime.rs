@@ -57,7 +57,7 @@ impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
             cache_dir: dirs::cache_dir().map(|d| d.join("snakepen").join("compiled")),
-            max_instances: 256,
+            max_instances: 64,
             max_memory_bytes: 64 << 20,
             max_table_elements: 20_000,
             max_stack_bytes: 512 << 10,
@@ -82,7 +82,14 @@ impl RuntimeBuilder {
     }
 
     /// How many adapter instances may be alive at once across all hosts of
-    /// this runtime (default 256). Further calls wait for a free slot.
+    /// this runtime (default 64). Further calls wait for a free slot.
+    ///
+    /// This also bounds the memory the instances keep once a burst is over:
+    /// every slot that ran an instance keeps the first 2 MiB of its linear
+    /// memory resident (resetting it is cheaper than faulting it in again)
+    /// and its call stack, about 2.5 MiB per slot at most, so 160 MiB at
+    /// the default. A call waiting for a Python worker holds its instance,
+    /// so this is also how many calls can wait in the pool's queue at once.
     pub fn max_instances(mut self, n: u32) -> Self {
         self.max_instances = n.max(1);
         self

@@ -17,4 +17,5 @@ mod forkserver;
 mod hostile;
 mod inputs;
 mod lifecycle;
+mod memory;
 mod serve;
