@@ -10,8 +10,10 @@
 //!   `idle_timeout` without a byte (an idle keep-alive, or one that never
 //!   sends anything).
 //!
-//! hyper 1.x's own `header_read_timeout` also runs while a kept-alive
-//! connection waits for its next request, so it cannot tell idle from slow;
+//! hyper's own `header_read_timeout` (1.12, `proto/h1/conn.rs`) starts
+//! whenever the connection is ready to read a request head, which is again
+//! right after a kept-alive response: it also times the wait for the next
+//! request, so it cannot tell idle from slow (and is left unset here);
 //! both timeouts are kept here instead, by a watchdog per connection that
 //! sees the bytes read (through [`Watched`]) and the requests in flight
 //! (a request is in flight until its response body is dropped).
