@@ -1,7 +1,7 @@
 """A tiny client for `snakepen serve`, standard library only (Python 3.9+).
 
     from client import Snakepen, SnakepenError
-    pen = Snakepen("http://127.0.0.1:8787")
+    pen = Snakepen("http://127.0.0.1:8787")  # token: SNAKEPEN_TOKEN, or token="..."
     pen.call("word_stats", {"text": "the cat and the hat"})
     pen.batch([("add", [1, 2]), ("add", [3, 4])])
 
@@ -11,6 +11,7 @@ or from a shell:
 """
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -26,9 +27,11 @@ class SnakepenError(Exception):
 
 
 class Snakepen:
-    def __init__(self, url="http://127.0.0.1:8787", timeout=60):
+    def __init__(self, url="http://127.0.0.1:8787", timeout=60, token=None):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # The server's bearer token, when it has one (see "Running it safely").
+        self.token = token if token is not None else os.environ.get("SNAKEPEN_TOKEN")
 
     def call(self, command, payload=None, session=None, deadline_ms=None):
         """Runs one call; returns its payload, or raises SnakepenError."""
@@ -70,6 +73,8 @@ class Snakepen:
         return self._send(request)
 
     def _send(self, request):
+        if self.token:
+            request.add_header("Authorization", "Bearer " + self.token)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())

@@ -2,7 +2,7 @@
 //! Python): every endpoint, every error's status, 200 concurrent clients,
 //! the body limit, and a SIGTERM drain with calls in flight.
 
-use crate::support::served::{Served, client, post};
+use crate::support::served::{Launch, Served, client, post, refused_to_start};
 use crate::support::{snakepen, within};
 use serde_json::json;
 use std::io::Write;
@@ -374,7 +374,7 @@ async fn a_body_that_trickles_in_too_slowly_gets_408() {
         .unwrap();
     write!(
         slow,
-        "POST /v1/call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"command\": "
+        "POST /v1/call HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"command\": "
     )
     .unwrap();
     let mut answer = String::new();
@@ -383,4 +383,577 @@ async fn a_body_that_trickles_in_too_slowly_gets_408() {
     assert!(answer.contains("server.body_timeout_ms"), "{answer}");
     // Others were served meanwhile, and still are.
     assert_eq!(server.call(json!({"command": "add"})).await.0, 200);
+}
+
+/// Sends `request` as raw bytes and reads the whole answer (the server
+/// closes after it, or the 30 s read bound, a guard against a hang, ends it).
+fn raw_exchange(server: &Served, request: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(server.address()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw answer.
+fn body_of(answer: &str) -> serde_json::Value {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or(("", ""));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+}
+
+/// A token file with mode `mode` in `dir`.
+fn token_file(dir: &std::path::Path, token: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("token");
+    std::fs::write(&path, token).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn with_a_token_every_endpoint_but_the_probes_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mock_config(dir.path());
+    let server = Served::start_with_env(
+        &["--adapter", "mock", "--adapter-config", &config],
+        &[("SNAKEPEN_TOKEN", "s3cret-token")],
+    )
+    .await;
+    let http = client();
+    let call = json!({"command": "add"});
+    for path in ["/v1/call", "/v1/batch"] {
+        let body = if path == "/v1/call" {
+            call.clone()
+        } else {
+            json!({"requests": [call]})
+        };
+        let missing = http.post(server.at(path)).json(&body).send().await.unwrap();
+        assert_eq!(missing.status().as_u16(), 401, "{path} without a token");
+        assert_eq!(
+            missing.headers()["www-authenticate"].to_str().unwrap(),
+            "Bearer",
+            "{path}"
+        );
+        let answer: serde_json::Value = missing.json().await.unwrap();
+        assert_eq!(answer["error"]["kind"], "unauthorized", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization: Bearer"),
+            "{answer}"
+        );
+        let wrong = http
+            .post(server.at(path))
+            .bearer_auth("s3cret-tokeN")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status().as_u16(), 401, "{path} with a wrong token");
+        let right = http
+            .post(server.at(path))
+            .bearer_auth("s3cret-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status().as_u16(), 200, "{path} with the token");
+    }
+    for path in ["/metrics", "/v1/status"] {
+        assert_eq!(server.get(path).await.0, 401, "{path} without a token");
+        let right = http
+            .get(server.at(path))
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status().as_u16(), 200, "{path} with the token");
+    }
+    // The probes stay open: a load balancer has no token.
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(server.get("/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_token_file_is_read_and_a_flag_beats_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mock_config(dir.path());
+    let file = token_file(dir.path(), "from-the-file\n", 0o600);
+    let server = Served::start_with_env(
+        &[
+            "--adapter",
+            "mock",
+            "--adapter-config",
+            &config,
+            "--token-file",
+            &file,
+        ],
+        &[("SNAKEPEN_TOKEN", "from-the-environment")],
+    )
+    .await;
+    let call = |token: &'static str| {
+        client()
+            .post(server.at("/v1/call"))
+            .bearer_auth(token)
+            .json(&json!({"command": "add"}))
+            .send()
+    };
+    assert_eq!(call("from-the-file").await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        call("from-the-environment")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+}
+
+#[test]
+fn a_token_file_that_is_missing_empty_or_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mock_config(dir.path());
+    let serve = |file: &str| {
+        let (code, stderr) = refused_to_start(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--adapter",
+            "mock",
+            "--adapter-config",
+            &config,
+            "--token-file",
+            file,
+        ]);
+        assert_eq!(code, Some(2), "{file}: {stderr}");
+        assert!(stderr.contains(file), "names the file: {stderr}");
+        stderr
+    };
+    let missing = dir.path().join("absent").display().to_string();
+    assert!(serve(&missing).contains("cannot read"));
+    let readable = token_file(dir.path(), "t0ken", 0o644);
+    assert!(serve(&readable).contains("chmod 600"));
+    let empty = token_file(dir.path(), "\n", 0o600);
+    assert!(serve(&empty).contains("empty"));
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mock_config(dir.path());
+    let (code, stderr) = refused_to_start(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--adapter",
+        "mock",
+        "--adapter-config",
+        &config,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("0.0.0.0"), "{stderr}");
+    assert!(stderr.contains("--token-file"), "{stderr}");
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+}
+
+#[tokio::test]
+async fn listening_beyond_loopback_is_allowed_with_a_token_or_insecure_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mock_config(dir.path());
+    let args = ["--adapter", "mock", "--adapter-config", &config];
+    let open = Served::launch(Launch {
+        args: &[&args[..], &["--insecure-no-auth"]].concat(),
+        listen: Some("0.0.0.0:0"),
+        ..Launch::default()
+    })
+    .await;
+    let answer = raw_exchange(
+        &open,
+        "GET /v1/status HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let guarded = Served::launch(Launch {
+        args: &args,
+        env: &[("SNAKEPEN_TOKEN", "t")],
+        listen: Some("0.0.0.0:0"),
+        ..Launch::default()
+    })
+    .await;
+    let answer = raw_exchange(
+        &guarded,
+        "GET /v1/status HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_browsers_cross_site_text_plain_post_is_refused_with_415() {
+    let (server, _dir) = mock_server(&[]).await;
+    let send = |content_type: &'static str| {
+        client()
+            .post(server.at("/v1/call"))
+            .header("content-type", content_type)
+            .body(r#"{"command": "add"}"#)
+            .send()
+    };
+    // What a web page's form or fetch() may send to any site without a preflight.
+    for simple in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let refused = send(simple).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 415, "{simple}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], "unsupported-media-type", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{body}"
+        );
+    }
+    let no_type = client()
+        .post(server.at("/v1/call"))
+        .body(r#"{"command": "add"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_type.status().as_u16(), 415);
+    for json_type in ["application/json", "Application/JSON; charset=utf-8"] {
+        assert_eq!(send(json_type).await.unwrap().status().as_u16(), 200);
+    }
+}
+
+#[tokio::test]
+async fn an_origin_not_allowed_is_refused_with_403() {
+    let (server, _dir) = mock_server(&["--allowed-origin", "http://localhost:3000"]).await;
+    let from = |origin: &'static str| {
+        client()
+            .post(server.at("/v1/call"))
+            .header("origin", origin)
+            .json(&json!({"command": "add"}))
+            .send()
+    };
+    let refused = from("http://evil.example").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "forbidden", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.allowed_origins"),
+        "{body}"
+    );
+    assert_eq!(from("null").await.unwrap().status().as_u16(), 403);
+    assert_eq!(
+        from("http://localhost:3000")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // A client that sends no Origin (curl, a program) is not a browser.
+    assert_eq!(server.call(json!({"command": "add"})).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_forged_host_is_refused_as_dns_rebinding() {
+    let (server, _dir) = mock_server(&["--allowed-host", "snakepen.internal"]).await;
+    let port = server.address().rsplit_once(':').unwrap().1.to_string();
+    let status_with = |host: &str| {
+        raw_exchange(
+            &server,
+            &format!("GET /v1/status HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"),
+        )
+    };
+    for forged in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        let answer = status_with(&forged);
+        assert!(answer.starts_with("HTTP/1.1 403"), "{forged}: {answer}");
+        let body = body_of(&answer);
+        assert_eq!(body["error"]["kind"], "forbidden", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("server.allowed_hosts"),
+            "{body}"
+        );
+    }
+    for allowed in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        format!("[::1]:{port}"),
+        "snakepen.internal:80".to_string(),
+    ] {
+        let answer = status_with(&allowed);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{allowed}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_with_a_typed_body_and_allow() {
+    let (server, _dir) = mock_server(&[]).await;
+    let response = client().get(server.at("/v1/call")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"].to_str().unwrap(), "POST");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "bad-request", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("POST"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_limit_gets_413_before_the_body() {
+    let (server, _dir) =
+        mock_server(&["--max-body-bytes", "1024", "--body-timeout-ms", "60000"]).await;
+    // The body never comes: the answer must not wait for it.
+    let answer = raw_exchange(
+        &server,
+        "POST /v1/call HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = body_of(&answer);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn listen_localhost_means_loopback_and_a_bad_flag_is_named() {
+    let (_, dir) = mock_server(&[]).await;
+    let config = dir.path().join("mock.json").display().to_string();
+    let server = Served::launch(Launch {
+        args: &["--adapter", "mock", "--adapter-config", &config],
+        listen: Some("localhost:0"),
+        ..Launch::default()
+    })
+    .await;
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert_eq!(server.call(json!({"command": "add"})).await.0, 200);
+
+    let out = snakepen(&[
+        "serve",
+        "--listen",
+        "no-such-host-at-all:80:90",
+        "--adapter",
+        "mock",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(!stderr.contains("(command line)"), "{stderr}");
+}
+
+#[test]
+fn config_check_refuses_what_serve_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("handlers.py"), "def f():\n    pass\n").unwrap();
+    for (section, key, value) in [
+        ("pool", "start_timeout_ms", "0"),
+        ("pool", "max_frame_bytes", "0"),
+        ("pool", "max_requests", "0"),
+        ("pool", "max_age_ms", "0"),
+        ("pool", "max_rss_bytes", "0"),
+        ("limits", "call_timeout_ms", "0"),
+        ("limits", "max_memory_bytes", "0"),
+        ("limits", "max_response_bytes", "0"),
+        ("server", "max_body_bytes", "0"),
+        ("server", "body_timeout_ms", "0"),
+        ("server", "max_batch", "0"),
+        ("server", "header_timeout_ms", "0"),
+        ("server", "idle_timeout_ms", "0"),
+        ("server", "max_connections", "0"),
+    ] {
+        let file = dir.path().join("snakepen.toml");
+        let mut text = String::from(
+            "[server]\nlisten = \"127.0.0.1:8787\"\n\n[pool]\nmodule = \"handlers.py\"\n\n[limits]\n",
+        );
+        let at = text.find(&format!("[{section}]\n")).unwrap() + section.len() + 3;
+        text.insert_str(at, &format!("{key} = {value}\n"));
+        let line = text[..at].matches('\n').count() + 1;
+        std::fs::write(&file, &text).unwrap();
+        let out = snakepen(&["config", "check", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key} = {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("snakepen.toml:{line}: ")),
+            "{key}: line {line}: {stderr}"
+        );
+        assert!(stderr.contains(&format!("{section}.{key}")), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn hide_internals_keeps_tracebacks_and_paths_from_callers_and_logs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mock.json");
+    let config = json!({"responses": [
+        {"command": "py", "error": {"kind": "python-exception", "type": "KeyError", "message": "'k'",
+            "traceback": "Traceback (most recent call last):\n  File \"/srv/secret/app.py\", line 3"}},
+        {"command": "wc", "error": {"kind": "worker-crashed", "pid": 7, "exit_status": "signal 11 (SIGSEGV)",
+            "stderr_tail": "reading /srv/secret/keys.pem"}},
+        {"command": "nsc", "error": {"kind": "no-such-command", "message": "x; the module has: admin_reset, a, b"}},
+        {"command": "af", "error": {"kind": "adapter-fault", "message": "wasm trap at /srv/secret/plugins/x.wasm"}},
+        {"command": "un", "error": {"kind": "unavailable", "message": "cannot import /srv/secret/app.py"}},
+    ]});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let path = path.display().to_string();
+    let args = ["--adapter", "mock", "--adapter-config", &path];
+    let developer = Served::start(&args).await;
+    let (_, body) = developer.call(json!({"command": "py"})).await;
+    assert!(
+        body.to_string().contains("/srv/secret"),
+        "shown by default: {body}"
+    );
+
+    let server = Served::start(&[&args[..], &["--hide-internals"]].concat()).await;
+    for (command, kind) in [
+        ("py", "python-exception"),
+        ("wc", "worker-crashed"),
+        ("nsc", "no-such-command"),
+        ("af", "adapter-fault"),
+        ("un", "unavailable"),
+    ] {
+        let (_, body) = server.call(json!({"command": command})).await;
+        let text = body.to_string();
+        assert_eq!(body["error"]["kind"], kind, "{body}");
+        assert!(!text.contains("/srv/secret"), "{command}: {body}");
+        assert!(!text.contains("Traceback"), "{command}: {body}");
+        assert!(!text.contains("SIGSEGV"), "{command}: {body}");
+        assert!(!text.contains("admin_reset"), "{command}: {body}");
+        let id = body["error"]["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{command}: no request id: {body}"))
+            .to_string();
+        // The operator finds it all in the log, by the id.
+        let log = within(30, async {
+            loop {
+                let log = server.log_text();
+                if log.contains(&id) {
+                    return log;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let line = log.lines().find(|l| l.contains(&id)).unwrap();
+        assert!(line.contains("WARN"), "{line}");
+        if command != "nsc" {
+            assert!(
+                line.contains("secret") || line.contains("SIGSEGV"),
+                "{line}"
+            );
+        }
+    }
+    let (_, body) = server.call(json!({"command": "py"})).await;
+    assert_eq!(body["error"]["detail"]["type_name"], "KeyError", "{body}");
+}
+
+#[tokio::test]
+async fn thousands_of_junk_command_names_leave_metrics_small_and_unforged() {
+    let (server, _dir) = mock_server(&[]).await;
+    let url = server.at("/v1/call");
+    let clients: Vec<_> = (0..8)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = client();
+                for i in 0..400 {
+                    let command = match i % 4 {
+                        0 => format!("junk-{n}-{i}-{}", "x".repeat(200)),
+                        1 => format!("q\"uote{n}-{i}"),
+                        2 => format!("new\nline{n}-{i}"),
+                        _ => format!("x{n}-{i}\"}} 1\nsnakepen_fake_total 1\n"),
+                    };
+                    post(&http, &url, &json!({"command": command})).await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        within(120, c).await.unwrap();
+    }
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.len() < 100_000,
+        "/metrics is {} bytes after 3,200 junk names",
+        metrics.len()
+    );
+    for line in metrics.lines() {
+        assert!(!line.starts_with("snakepen_fake"), "a forged line: {line}");
+        if !line.starts_with('#') {
+            let quotes = line.matches('"').count() - line.matches("\\\"").count();
+            assert_eq!(quotes % 2, 0, "unbalanced quotes: {line}");
+        }
+    }
+    assert!(metrics.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn a_batch_keeps_a_sessions_calls_in_order_and_others_concurrent() {
+    let (server, _dir) = mock_server(&[]).await;
+    let requests = json!([
+        {"command": "slow", "session": "a"},
+        {"command": "add", "session": "a"},
+        {"command": "add", "session": "b"},
+        {"command": "add"},
+    ]);
+    let response = client()
+        .post(server.at("/v1/batch"))
+        .json(&json!({"requests": requests, "order": "completion"}))
+        .send()
+        .await
+        .unwrap();
+    let text = within(60, response.text()).await.unwrap();
+    let indexes: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(indexes.len(), 4, "{text}");
+    let at = |index: u64| indexes.iter().position(|&i| i == index).unwrap();
+    assert!(
+        at(0) < at(1),
+        "session a's second call finished before its first: {text}"
+    );
+    // Session b and the call without a session did not wait for session a's slow call.
+    assert!(at(2) < at(0) && at(3) < at(0), "{text}");
+}
+
+#[test]
+fn session_ttl_ms_is_a_flag_of_the_pool() {
+    let (code, stderr) =
+        refused_to_start(&["serve", "--adapter", "mock", "--session-ttl-ms", "1000"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--session-ttl-ms"), "{stderr}");
+    assert!(stderr.contains("--module"), "{stderr}");
 }

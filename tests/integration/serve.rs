@@ -244,3 +244,65 @@ async fn a_call_still_running_when_the_drain_grace_ends_gets_a_clear_503() {
     let (exit, _) = server.exit().await;
     assert!(exit.success(), "{exit:?}: {}", server.log_text());
 }
+
+#[tokio::test]
+async fn a_batch_runs_each_sessions_calls_in_request_order() {
+    let module = python_module("sessions");
+    let server = Served::start(&[
+        "--module",
+        &module,
+        "--pool-size",
+        "2",
+        "--affinity",
+        "strict",
+    ])
+    .await;
+    let mut requests = Vec::new();
+    for s in 0..20 {
+        let name = format!("s{s}");
+        requests.push(json!({"command": "start", "payload": [name], "session": name}));
+        for n in 0..5 {
+            requests.push(json!({"command": "step", "payload": [name, n], "session": name}));
+        }
+    }
+    // A call without a session is not held back by any session.
+    requests.push(json!({"command": "ping"}));
+    for order in ["request", "completion"] {
+        let response = crate::support::served::client()
+            .post(server.at("/v1/batch"))
+            .json(&json!({"requests": requests, "order": order}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{order}");
+        let text = within(120, response.text()).await.unwrap();
+        let mut results: Vec<serde_json::Value> = if order == "request" {
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+            body["results"].as_array().unwrap().clone()
+        } else {
+            let mut lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            lines.sort_by_key(|l| l["index"].as_u64().unwrap());
+            lines
+        };
+        assert_eq!(results.len(), 121, "{order}");
+        results.pop();
+        let failed: Vec<_> = results.iter().filter(|r| r["status"] != 200).collect();
+        assert!(
+            failed.is_empty(),
+            "{order}: {} of 120 calls overtook their session's start: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        for (i, result) in results.iter().enumerate() {
+            let n = i % 6;
+            if n > 0 {
+                let expected: Vec<usize> = (0..n).collect();
+                // Each order run builds its sessions anew.
+                assert_eq!(result["payload"], json!(expected), "{order}: call {i}");
+            }
+        }
+    }
+}

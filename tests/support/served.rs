@@ -27,18 +27,47 @@ impl Served {
 
     /// [`Served::start`] with environment variables.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        Served::launch(Launch {
+            args,
+            env,
+            ..Launch::default()
+        })
+        .await
+    }
+
+    /// Starts `snakepen serve` as `launch` says and waits as [`Served::start`] does.
+    pub async fn launch(launch: Launch<'_>) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+        command
             .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(env.iter().copied())
+            .args(["serve", "--listen", launch.listen.unwrap_or("127.0.0.1:0")])
+            .args(launch.args)
+            // The tests' own environment must not set a token behind their back.
+            .env_remove("SNAKEPEN_TOKEN")
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("snakepen serve starts");
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(limit) = launch.max_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("snakepen serve starts");
+        let args = launch.args;
         let stdout = child.stdout.take().unwrap();
         let (tx, mut lines) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -77,6 +106,12 @@ impl Served {
             log,
             _dir: dir,
         }
+    }
+
+    /// `host:port`, for a raw TCP connection.
+    pub fn address(&self) -> String {
+        let address = self.url.trim_start_matches("http://");
+        address.replace("0.0.0.0", "127.0.0.1")
     }
 
     /// `url` + `path`.
@@ -154,6 +189,16 @@ impl Drop for Served {
     }
 }
 
+/// How to start a [`Served`]: its arguments, environment, listen address
+/// (default `127.0.0.1:0`) and descriptor limit (`RLIMIT_NOFILE`).
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    pub listen: Option<&'a str>,
+    pub max_open_files: Option<u64>,
+}
+
 /// A new HTTP client (its own connections).
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -180,4 +225,37 @@ pub async fn post(
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {text}"));
     (status, value)
+}
+
+/// Runs `snakepen ARGS…`, which must refuse to start: its exit status and
+/// stderr. A server that starts instead is killed after 30 s (a bound
+/// against a hang) and fails the test.
+pub fn refused_to_start(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        .args(args)
+        .env_remove("SNAKEPEN_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("snakepen runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("snakepen {args:?} started instead of refusing to");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (
+        status.code(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
 }

@@ -183,6 +183,13 @@ impl Pool {
         &self.inner.core.config.module
     }
 
+    /// The commands the workers serve, as the latest worker to become
+    /// ready reported them in its handshake (without the built-ins `ping`
+    /// and `info`); empty until a worker is ready.
+    pub fn functions(&self) -> Vec<String> {
+        self.inner.core.functions()
+    }
+
     /// The process ids of the workers running now.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.inner.core.live_pids()

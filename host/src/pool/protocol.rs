@@ -83,6 +83,9 @@ pub(crate) struct Hello {
     /// Module functions hidden by the built-ins `ping` and `info`.
     #[serde(default)]
     pub shadowed: Vec<String>,
+    /// The module's commands (without the built-ins).
+    #[serde(default)]
+    pub functions: Vec<String>,
 }
 
 /// The header of a reply.

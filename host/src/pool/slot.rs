@@ -89,7 +89,7 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
                 continue;
             }
         };
-        core.ready(index, worker.id, worker.pid());
+        core.ready(index, worker.id, worker.pid(), &worker.functions);
         let (end, owed) = serve(&core, index, &mut worker, &mut jobs, &mut closed).await;
         let counted = match &end {
             End::Shutdown => Ended::Shutdown,

@@ -73,6 +73,8 @@ pub(crate) struct State {
     recycles: u64,
     start_failures: u64,
     start_failure: Option<StartFailure>,
+    /// The commands the latest ready worker reported.
+    functions: Vec<String>,
     closing: bool,
     next_waiter: u64,
 }
@@ -131,6 +133,7 @@ impl Core {
                 recycles: 0,
                 start_failures: 0,
                 start_failure: None,
+                functions: Vec::new(),
                 closing: false,
                 next_waiter: 0,
             }),
@@ -395,8 +398,17 @@ impl Core {
         self.changed();
     }
 
-    pub(crate) fn ready(self: &Arc<Self>, slot: usize, worker: u64, pid: u32) {
+    pub(crate) fn ready(
+        self: &Arc<Self>,
+        slot: usize,
+        worker: u64,
+        pid: u32,
+        functions: &[String],
+    ) {
         let mut st = self.lock();
+        if st.functions != functions {
+            st.functions = functions.to_vec();
+        }
         let s = &mut st.slots[slot];
         s.worker = worker;
         s.pid = pid;
@@ -405,6 +417,11 @@ impl Core {
         self.make_idle(&mut st, slot);
         drop(st);
         self.changed();
+    }
+
+    /// The commands the latest ready worker reported.
+    pub(crate) fn functions(&self) -> Vec<String> {
+        self.lock().functions.clone()
     }
 
     pub(crate) fn job_done(self: &Arc<Self>, slot: usize) {

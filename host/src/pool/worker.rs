@@ -101,6 +101,8 @@ pub(crate) struct Worker {
     pub(crate) id: u64,
     pub(crate) started: Instant,
     pub(crate) served: u64,
+    /// The commands it reported in its handshake.
+    pub(crate) functions: Vec<String>,
     /// The process, when the pool started it (a forked worker is the fork server's child).
     child: Option<Child>,
     /// The fork server that forked this worker, and its exit status to come.
@@ -184,6 +186,7 @@ impl Worker {
             id,
             started: Instant::now(),
             served: 0,
+            functions: Vec::new(),
             child,
             forked,
             pid,
@@ -221,6 +224,7 @@ impl Worker {
                         tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
                     }
                     worker.started = Instant::now();
+                    worker.functions = hello.functions;
                     return Ok(worker);
                 }
                 Ok(Handshake::Failed { error }) => StartFailure::Import(error),

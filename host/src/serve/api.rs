@@ -7,7 +7,12 @@
 //! | `no-such-command`, `cassette-miss` | 404 |
 //! | `session-worker-gone` | 409 (the session's state is lost: rebuild it) |
 //! | a body slower than the body timeout | 408 |
-//! | a body over the size limit | 413 |
+//! | a body over the size limit, declared or sent | 413 |
+//! | no token, or a wrong one (`unauthorized`) | 401 with `WWW-Authenticate: Bearer` |
+//! | a `Host` or an `Origin` not allowed (`forbidden`) | 403 |
+//! | a wrong method | 405 with `Allow` |
+//! | a POST body that is not `application/json` (`unsupported-media-type`) | 415 |
+//! | more connections than `max_connections` | 503, and the connection closes |
 //! | `python-exception`, `adapter-fault` | 500 (the service's code failed; retrying the same request will not help) |
 //! | `worker-crashed` | 502 (its worker died; safe to retry an idempotent call) |
 //! | `pool-exhausted`, `unavailable`, the server draining | 503 with `Retry-After` |
@@ -91,6 +96,16 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad-request",
+            format!(
+                "the body is over the server's limit of {limit} bytes; send less, or raise server.max_body_bytes"
+            ),
+        )
+    }
+
     pub(crate) fn draining() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -100,12 +115,71 @@ impl ApiError {
     }
 }
 
-impl From<&CallError> for ApiError {
-    fn from(error: &CallError) -> ApiError {
+/// A call's error as its caller gets it: the error, or, when the server
+/// hides internals, a version without them and the id of the log line
+/// that has them all.
+#[derive(Debug)]
+pub(crate) struct CallFailure {
+    pub error: CallError,
+    pub request_id: Option<String>,
+}
+
+impl From<&CallFailure> for ApiError {
+    fn from(failure: &CallFailure) -> ApiError {
         ApiError {
-            status: status_of(error),
-            body: serde_json::json!({ "error": error_json(error) }),
+            status: status_of(&failure.error),
+            body: serde_json::json!({ "error": failure_json(failure) }),
         }
+    }
+}
+
+/// What is left of `error` for a caller who must not see the service's
+/// internals: the kind, the fields a caller acts on (a timeout, the pool's
+/// counts, a bad request's reason, an exception's type and message), and
+/// no traceback, stderr, exit status, path or list of functions.
+pub(crate) fn without_internals(error: &CallError, command: &str) -> CallError {
+    const SEE_LOG: &str = "(hidden by the server; its log has it under the request id)";
+    match error {
+        CallError::Timeout(_) | CallError::PoolExhausted { .. } | CallError::BadRequest(_) => {
+            error.clone()
+        }
+        CallError::WorkerCrashed { pid, .. } => CallError::WorkerCrashed {
+            pid: *pid,
+            exit_status: SEE_LOG.into(),
+            stderr_tail: String::new(),
+        },
+        CallError::PythonException {
+            type_name, message, ..
+        } => CallError::PythonException {
+            type_name: type_name.clone(),
+            message: message.clone(),
+            traceback: SEE_LOG.into(),
+        },
+        CallError::NoSuchCommand(_) => {
+            let mut name: String = command.chars().take(64).collect();
+            if name.len() < command.len() {
+                name.push('…');
+            }
+            CallError::NoSuchCommand(format!("{name:?} {SEE_LOG}"))
+        }
+        CallError::SessionWorkerGone(_) => CallError::SessionWorkerGone(format!(
+            "the session's worker is gone; start the session again {SEE_LOG}"
+        )),
+        CallError::Unavailable(_) => {
+            CallError::Unavailable(format!("the service cannot serve this now {SEE_LOG}"))
+        }
+        CallError::AdapterFault(_) => {
+            CallError::AdapterFault(format!("the service failed {SEE_LOG}"))
+        }
+        CallError::CassetteMiss(miss) => CallError::CassetteMiss(Box::new(crate::CassetteMiss {
+            cassette: String::new(),
+            mode: miss.mode.clone(),
+            request: String::new(),
+            used_up: miss.used_up,
+            closest: None,
+            differences: Vec::new(),
+            hint: SEE_LOG.into(),
+        })),
     }
 }
 
@@ -136,6 +210,15 @@ pub(crate) fn status_of(error: &CallError) -> StatusCode {
         CallError::NoSuchCommand(_) | CallError::CassetteMiss(_) => StatusCode::NOT_FOUND,
         CallError::SessionWorkerGone(_) => StatusCode::CONFLICT,
     }
+}
+
+/// [`error_json`], with the request id when there is one.
+pub(crate) fn failure_json(failure: &CallFailure) -> serde_json::Value {
+    let mut value = error_json(&failure.error);
+    if let (Some(object), Some(id)) = (value.as_object_mut(), &failure.request_id) {
+        object.insert("request_id".into(), id.clone().into());
+    }
+    value
 }
 
 /// `{"kind": …, "message": …, "detail": …}`: the contract's case, a
@@ -171,7 +254,7 @@ pub(crate) struct Outcome<'a> {
 
 impl<'a> Outcome<'a> {
     /// The outcome of one call (the payload is borrowed, not parsed again).
-    pub(crate) fn of(result: &'a Result<Response, CallError>) -> Outcome<'a> {
+    pub(crate) fn of(result: &'a Result<Response, CallFailure>) -> Outcome<'a> {
         let mut outcome = Outcome::default();
         match result {
             Ok(response) => {
@@ -187,7 +270,7 @@ impl<'a> Outcome<'a> {
                     }
                 }
             }
-            Err(error) => outcome.error = Some(error_json(error)),
+            Err(failure) => outcome.error = Some(failure_json(failure)),
         }
         outcome
     }

@@ -3,6 +3,7 @@
 //! errors that name the file, the line and the key. See
 //! `snakepen.example.toml` for every key, annotated.
 
+use super::token::Token;
 use crate::{Adapter, AdapterConfig, Affinity, Cassette, HostBuilder, PoolConfig, RecordMode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -57,16 +58,41 @@ pub struct ServiceConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// `listen = "127.0.0.1:8787"`.
+    /// `listen = "127.0.0.1:8787"` (`localhost:P` means `127.0.0.1:P`).
     pub listen: Option<Spanned<String>>,
     /// The largest request body accepted, in bytes (default 16 MiB); larger is 413.
-    pub max_body_bytes: Option<usize>,
+    pub max_body_bytes: Option<Spanned<usize>>,
     /// How long a client may take to send its request body, in ms (default 30 000); slower is 408.
-    pub body_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<Spanned<u64>>,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT, in ms (default 10 000).
     pub drain_grace_ms: Option<u64>,
     /// The most requests one `/v1/batch` may carry (default 1000).
-    pub max_batch: Option<usize>,
+    pub max_batch: Option<Spanned<usize>>,
+    /// A file holding the bearer token every request but `/healthz` and
+    /// `/readyz` must carry; it must be readable by its owner only.
+    pub token_file: Option<Spanned<PathBuf>>,
+    /// Serve a non-loopback address without a token (something else guards it).
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+    /// Origins (such as `http://localhost:3000`) a browser may call from;
+    /// a request with any other `Origin` header gets 403.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Host names, besides the listen address and loopback, that requests
+    /// may name in their `Host` header; any other gets 403.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers once it began, in ms (default 10 000).
+    pub header_timeout_ms: Option<Spanned<u64>>,
+    /// How long a connection may sit with no request before it is closed, in ms (default 60 000).
+    pub idle_timeout_ms: Option<Spanned<u64>>,
+    /// The most connections open at once (default 512); more get 503 and are closed.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Keep tracebacks, stderr tails, exit details, paths and the module's
+    /// functions out of error bodies (they are logged, with the request id
+    /// the body carries).
+    #[serde(default)]
+    pub hide_internals: bool,
 }
 
 /// `[adapter]`.
@@ -110,19 +136,19 @@ pub struct PoolSection {
     /// Fork workers from a fork server (default true).
     pub fork_server: Option<bool>,
     /// How long a worker may take to start, in ms.
-    pub start_timeout_ms: Option<u64>,
+    pub start_timeout_ms: Option<Spanned<u64>>,
     /// Recycle a worker after this many requests.
-    pub max_requests: Option<u64>,
+    pub max_requests: Option<Spanned<u64>>,
     /// Recycle a worker after this age, in ms.
-    pub max_age_ms: Option<u64>,
+    pub max_age_ms: Option<Spanned<u64>>,
     /// Recycle a worker whose resident memory passes this, in bytes.
-    pub max_rss_bytes: Option<u64>,
+    pub max_rss_bytes: Option<Spanned<u64>>,
     /// Ping idle workers this often, in ms (0: never).
     pub health_interval_ms: Option<u64>,
     /// On shutdown, how long calls in flight may take, in ms.
     pub shutdown_grace_ms: Option<u64>,
     /// The largest frame a worker may send, in bytes.
-    pub max_frame_bytes: Option<usize>,
+    pub max_frame_bytes: Option<Spanned<usize>>,
 }
 
 /// `[limits]`.
@@ -130,11 +156,11 @@ pub struct PoolSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// The deadline of a call that names none, in ms (default 30 000).
-    pub call_timeout_ms: Option<u64>,
+    pub call_timeout_ms: Option<Spanned<u64>>,
     /// Linear memory of one adapter instance, in bytes.
-    pub max_memory_bytes: Option<usize>,
+    pub max_memory_bytes: Option<Spanned<usize>>,
     /// The largest answer an adapter may return, in bytes.
-    pub max_response_bytes: Option<usize>,
+    pub max_response_bytes: Option<Spanned<usize>>,
 }
 
 /// `[cassette]`.
@@ -172,6 +198,22 @@ pub struct ServeSettings {
     pub drain_grace: Duration,
     /// The most requests one batch may carry.
     pub max_batch: usize,
+    /// The bearer token requests must carry, if any.
+    pub token: Option<Token>,
+    /// Whether a non-loopback address may be served without a token.
+    pub insecure_no_auth: bool,
+    /// Origins a browser may call from.
+    pub allowed_origins: Vec<String>,
+    /// Host names requests may name besides the listen address and loopback.
+    pub allowed_hosts: Vec<String>,
+    /// How long a request's headers may take once their first byte came.
+    pub header_timeout: Duration,
+    /// How long a connection may sit without a request.
+    pub idle_timeout: Duration,
+    /// The most connections open at once.
+    pub max_connections: usize,
+    /// Whether error bodies leave out internals (logged instead).
+    pub hide_internals: bool,
 }
 
 impl Default for ServeSettings {
@@ -182,8 +224,60 @@ impl Default for ServeSettings {
             body_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(10),
             max_batch: 1000,
+            token: None,
+            insecure_no_auth: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            // Any real client sends its headers in one go; 10 s is plenty
+            // even over a slow link, and bounds a slowloris connection.
+            header_timeout: Duration::from_secs(10),
+            // Longer than clients' usual pause between calls, shorter than
+            // load balancers' idle timeouts (60 s and up) would make sense to exceed.
+            idle_timeout: Duration::from_secs(60),
+            // Half the usual default descriptor limit (1024), leaving room
+            // for the workers' pipes, sockets and the adapters' files.
+            max_connections: 512,
+            hide_internals: false,
         }
     }
+}
+
+/// Why a server may not start with its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExposureError {
+    /// A non-loopback address without a token.
+    #[error(
+        "{listen} is reachable from other machines, and no token is set: anyone who can reach it could run the service's code"
+    )]
+    Unguarded {
+        /// The address.
+        listen: SocketAddr,
+    },
+}
+
+impl ServeSettings {
+    /// Refuses a non-loopback listen address without a token, unless
+    /// `insecure_no_auth` says something else guards it.
+    pub fn check_exposure(&self) -> Result<(), ExposureError> {
+        if self.token.is_none() && !self.insecure_no_auth && !self.listen.ip().is_loopback() {
+            return Err(ExposureError::Unguarded {
+                listen: self.listen,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses a listen address: `IP:PORT`, or `localhost:PORT` for `127.0.0.1:PORT`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("{port:?} is not a port ({e})"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|e: std::net::AddrParseError| e.to_string())
 }
 
 impl ServiceConfig {
@@ -215,6 +309,7 @@ impl ServiceConfig {
         config.text = text.to_string();
         config.serve_settings()?;
         config.pool_config()?;
+        config.limits()?;
         config.cassette()?;
         Ok(config)
     }
@@ -235,32 +330,72 @@ impl ServiceConfig {
         }
     }
 
-    /// `[server]` with its defaults.
+    /// A value that must not be 0, or the error naming its key and line.
+    fn positive<T: Copy + Default + PartialEq>(
+        &self,
+        key: &str,
+        value: &Option<Spanned<T>>,
+    ) -> Result<Option<T>, ConfigError> {
+        match value {
+            Some(v) if *v.get_ref() == T::default() => Err(self.error_at(
+                v,
+                format!("`{key}` is 0, which nothing can meet: give it at least 1, or leave it out for the default"),
+            )),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        }
+    }
+
+    /// `[server]` with its defaults (the token file is read and checked).
     pub fn serve_settings(&self) -> Result<ServeSettings, ConfigError> {
         let defaults = ServeSettings::default();
         let server = &self.server;
         let listen = match &server.listen {
             None => defaults.listen,
-            Some(listen) => listen.get_ref().parse().map_err(|e| {
+            Some(listen) => parse_listen(listen.get_ref()).map_err(|e| {
                 self.error_at(
                     listen,
                     format!(
-                        "`server.listen` = {:?} is not an address ({e}); write it as \"127.0.0.1:8787\"",
+                        "`server.listen` = {:?} is not an address ({e}); write it as \"127.0.0.1:8787\" or \"localhost:8787\"",
                         listen.get_ref()
                     ),
                 )
             })?,
         };
+        let token = match &server.token_file {
+            None => None,
+            Some(file) => Some(
+                Token::from_file(&self.path(file.get_ref()))
+                    .map_err(|e| self.error_at(file, format!("`server.token_file`: {e}")))?,
+            ),
+        };
+        let ms = Duration::from_millis;
         Ok(ServeSettings {
             listen,
-            max_body_bytes: server.max_body_bytes.unwrap_or(defaults.max_body_bytes),
-            body_timeout: server
-                .body_timeout_ms
-                .map_or(defaults.body_timeout, Duration::from_millis),
-            drain_grace: server
-                .drain_grace_ms
-                .map_or(defaults.drain_grace, Duration::from_millis),
-            max_batch: server.max_batch.unwrap_or(defaults.max_batch),
+            max_body_bytes: self
+                .positive("server.max_body_bytes", &server.max_body_bytes)?
+                .unwrap_or(defaults.max_body_bytes),
+            body_timeout: self
+                .positive("server.body_timeout_ms", &server.body_timeout_ms)?
+                .map_or(defaults.body_timeout, ms),
+            drain_grace: server.drain_grace_ms.map_or(defaults.drain_grace, ms),
+            max_batch: self
+                .positive("server.max_batch", &server.max_batch)?
+                .unwrap_or(defaults.max_batch),
+            token,
+            insecure_no_auth: server.insecure_no_auth,
+            allowed_origins: server.allowed_origins.clone(),
+            allowed_hosts: server.allowed_hosts.clone(),
+            header_timeout: self
+                .positive("server.header_timeout_ms", &server.header_timeout_ms)?
+                .map_or(defaults.header_timeout, ms),
+            idle_timeout: self
+                .positive("server.idle_timeout_ms", &server.idle_timeout_ms)?
+                .map_or(defaults.idle_timeout, ms),
+            max_connections: self
+                .positive("server.max_connections", &server.max_connections)?
+                .unwrap_or(defaults.max_connections),
+            hide_internals: server.hide_internals,
         })
     }
 
@@ -324,16 +459,17 @@ impl ServiceConfig {
         if let Some(v) = section.fork_server {
             s.fork_server = v;
         }
-        if let Some(v) = section.start_timeout_ms {
+        if let Some(v) = self.positive("pool.start_timeout_ms", &section.start_timeout_ms)? {
             s.start_timeout = ms(v);
         }
-        if let Some(v) = section.max_requests {
+        // 0 would recycle every worker as soon as it starts, forever.
+        if let Some(v) = self.positive("pool.max_requests", &section.max_requests)? {
             s.max_requests = Some(v);
         }
-        if let Some(v) = section.max_age_ms {
+        if let Some(v) = self.positive("pool.max_age_ms", &section.max_age_ms)? {
             s.max_age = Some(ms(v));
         }
-        if let Some(v) = section.max_rss_bytes {
+        if let Some(v) = self.positive("pool.max_rss_bytes", &section.max_rss_bytes)? {
             s.max_rss_bytes = Some(v);
         }
         if let Some(v) = section.health_interval_ms {
@@ -342,7 +478,7 @@ impl ServiceConfig {
         if let Some(v) = section.shutdown_grace_ms {
             s.shutdown_grace = ms(v);
         }
-        if let Some(v) = section.max_frame_bytes {
+        if let Some(v) = self.positive("pool.max_frame_bytes", &section.max_frame_bytes)? {
             s.max_frame_bytes = v;
         }
         Ok(Some(pool))
@@ -448,7 +584,7 @@ impl ServiceConfig {
         if let Some(cassette) = self.cassette()? {
             builder = builder.cassette(cassette);
         }
-        let limits = &self.limits;
+        let limits = self.limits()?;
         if let Some(ms) = limits.call_timeout_ms {
             builder = builder.call_timeout(Duration::from_millis(ms));
         }
@@ -460,6 +596,24 @@ impl ServiceConfig {
         }
         Ok(builder)
     }
+
+    /// `[limits]`, checked: none may be 0.
+    fn limits(&self) -> Result<Limits, ConfigError> {
+        let limits = &self.limits;
+        Ok(Limits {
+            call_timeout_ms: self.positive("limits.call_timeout_ms", &limits.call_timeout_ms)?,
+            max_memory_bytes: self.positive("limits.max_memory_bytes", &limits.max_memory_bytes)?,
+            max_response_bytes: self
+                .positive("limits.max_response_bytes", &limits.max_response_bytes)?,
+        })
+    }
+}
+
+/// `[limits]`'s values, checked.
+struct Limits {
+    call_timeout_ms: Option<u64>,
+    max_memory_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
 }
 
 /// The 1-based line of byte `offset` in `text`.

@@ -2,6 +2,16 @@
 //! Calls by command and outcome, call latency, adapter faults; and, read
 //! from the pool at each scrape, workers by state, queued calls, restarts,
 //! recycles and how long calls waited for a worker.
+//!
+//! A command label is never just what a caller sent, which would let any
+//! caller mint time series without end or forge lines: with a pool, only
+//! the commands its workers reported in their handshake (and the built-ins
+//! `ping` and `info`) are labels, every other name is `(unknown)`. A host
+//! without a pool (the mock, a replayer) has no handshake: there the first
+//! [`FIRST_SEEN`] distinct names of at most [`MAX_SEEN_LEN`] bytes that did
+//! not fail as `no-such-command` are labels, every later one `(other)`.
+//! prometheus-client 0.24 writes label values as given, so [`Label`]
+//! escapes them by the exposition rules.
 
 use crate::{CallError, Host};
 use prometheus_client::collector::Collector;
@@ -12,21 +22,56 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// The command label of a call whose command does not exist: user input
-/// must not mint a new time series per misspelling.
+/// The command label of a call whose command the workers do not have.
 const UNKNOWN_COMMAND: &str = "(unknown)";
+
+/// The command label, without a pool, of a name past the first [`FIRST_SEEN`].
+const OTHER_COMMAND: &str = "(other)";
+
+/// Without a pool: how many distinct command names become labels.
+pub(crate) const FIRST_SEEN: usize = 16;
+
+/// Without a pool: the longest name that becomes a label, in bytes.
+pub(crate) const MAX_SEEN_LEN: usize = 64;
+
+/// The commands every worker has besides its module's.
+const BUILT_INS: [&str; 2] = ["ping", "info"];
+
+/// A label value, written escaped: `\` as `\\`, `"` as `\"`, a newline as `\n`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct Label(String);
+
+impl prometheus_client::encoding::EncodeLabelValue for Label {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    command: String,
+    command: Label,
     outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
-    command: String,
+    command: Label,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +87,9 @@ pub(crate) struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: HistogramFamily,
     adapter_faults: Counter,
+    host: Host,
+    /// Without a pool: the names that became labels.
+    seen: Mutex<HashSet<String>>,
 }
 
 impl Metrics {
@@ -72,7 +120,30 @@ impl Metrics {
             calls,
             latency,
             adapter_faults,
+            host: host.clone(),
+            seen: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The label `command` is counted under (see the module's doc).
+    fn label(&self, command: &str, outcome: Result<(), &CallError>) -> Label {
+        if let Err(CallError::NoSuchCommand(_)) = outcome {
+            return Label(UNKNOWN_COMMAND.into());
+        }
+        if let Some(pool) = self.host.pool() {
+            let known =
+                BUILT_INS.contains(&command) || pool.functions().iter().any(|f| f == command);
+            return Label(if known { command } else { UNKNOWN_COMMAND }.into());
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(command) {
+            return Label(command.into());
+        }
+        if seen.len() < FIRST_SEEN && command.len() <= MAX_SEEN_LEN {
+            seen.insert(command.to_string());
+            return Label(command.into());
+        }
+        Label(OTHER_COMMAND.into())
     }
 
     /// Counts one call of `command` that took `elapsed`.
@@ -82,24 +153,19 @@ impl Metrics {
         outcome: Result<(), &CallError>,
         elapsed: Duration,
     ) {
-        let command = match outcome {
-            Err(CallError::NoSuchCommand(_)) => UNKNOWN_COMMAND,
-            _ => command,
-        };
+        let command = self.label(command, outcome);
         let outcome_name = match outcome {
             Ok(()) => "ok",
             Err(e) => e.kind(),
         };
         self.calls
             .get_or_create(&CallLabels {
-                command: command.to_string(),
+                command: command.clone(),
                 outcome: outcome_name.to_string(),
             })
             .inc();
         self.latency
-            .get_or_create(&CommandLabels {
-                command: command.to_string(),
-            })
+            .get_or_create(&CommandLabels { command })
             .observe(elapsed.as_secs_f64());
         if let Err(CallError::AdapterFault(_)) = outcome {
             self.adapter_faults.inc();

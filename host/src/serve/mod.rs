@@ -10,6 +10,14 @@
 //! | `GET /readyz` | 200 when every worker is ready and the server is not draining, else 503 |
 //! | `GET /metrics` | Prometheus text |
 //!
+//! Every request but `/healthz` and `/readyz` passes [`guard`]'s rules
+//! first (Host, Origin, token, Content-Type, declared size), and every
+//! connection [`connections`]' limits. A batch runs the calls of one
+//! session one after another, in request order, and everything else at
+//! once. With `hide_internals`, a failed call's body leaves out what only
+//! an operator should see and carries a request id instead, under which
+//! the whole error is logged at `warn`.
+//!
 //! Status codes are in [`api`]'s table. On shutdown ([`Server::run`]'s
 //! signal) the server drains: new calls get 503, calls in flight have
 //! `drain_grace` to finish, then the listener closes and the host shuts down
@@ -19,12 +27,18 @@
 
 mod api;
 pub mod config;
+mod connections;
+mod guard;
 mod metrics;
+mod token;
 
-pub use config::{ConfigError, DEFAULT_LISTEN, ServeSettings, ServiceConfig};
+pub use config::{
+    ConfigError, DEFAULT_LISTEN, ExposureError, ServeSettings, ServiceConfig, parse_listen,
+};
+pub use token::{Token, TokenError};
 
-use crate::{CallError, Host, Request, Response};
-use api::{ApiError, BatchBody, CallBody, Order, Outcome};
+use crate::{Host, Request, Response};
+use api::{ApiError, BatchBody, CallBody, CallFailure, Order, Outcome};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -32,11 +46,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::BoxStream;
 use metrics::Metrics;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -52,6 +66,9 @@ struct App {
     draining: AtomicBool,
     /// Calls (and batches) being served.
     in_flight: watch::Sender<usize>,
+    /// For request ids: this server's start, and a count.
+    started: u64,
+    requests: AtomicU64,
 }
 
 /// Counts one call in flight for as long as it lives.
@@ -84,12 +101,19 @@ impl Server {
                 metrics,
                 draining: AtomicBool::new(false),
                 in_flight: watch::channel(0).0,
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                requests: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The routes, for embedding in a larger axum application.
+    /// The routes with their guard (Host, Origin, token, Content-Type,
+    /// declared size) and typed 405s, for embedding in a larger axum
+    /// application (the connection limits are [`Server::run`]'s).
     pub fn router(&self) -> Router {
+        let guard = Arc::new(guard::Guard::new(&self.app.settings));
         Router::new()
             .route("/v1/call", post(call))
             .route("/v1/batch", post(batch))
@@ -98,13 +122,15 @@ impl Server {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(guard::typed_405))
+            .layer(axum::middleware::from_fn_with_state(guard, guard::check))
             .with_state(Arc::clone(&self.app))
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains: new
-    /// calls get 503 while calls in flight have `drain_grace` to finish;
-    /// then the listener closes and the host shuts down. Fails only if
-    /// the listener does.
+    /// Serves on `listener` until `shutdown` resolves, within the
+    /// settings' connection limits, then drains: new calls get 503 while
+    /// calls in flight have `drain_grace` to finish; then the listener
+    /// closes and the host shuts down. Fails only if the serving task does.
     pub async fn run(
         self,
         listener: tokio::net::TcpListener,
@@ -112,15 +138,18 @@ impl Server {
     ) -> std::io::Result<()> {
         let app = Arc::clone(&self.app);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future();
+        let limits = connections::Limits {
+            header_timeout: app.settings.header_timeout,
+            idle_timeout: app.settings.idle_timeout,
+            max_connections: app.settings.max_connections,
+        };
+        let serving = connections::serve(listener, self.router(), limits, async {
+            let _ = stopped.await;
+        });
         let mut serving = tokio::spawn(serving);
         tokio::select! {
             result = &mut serving => {
-                return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                return result.map_err(std::io::Error::other);
             }
             () = shutdown => {}
         }
@@ -150,15 +179,13 @@ impl Server {
         if let Err(e) = app.host.close().await {
             tracing::error!("{e}");
         }
-        match serving.await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        serving.await.map_err(std::io::Error::other)
     }
 }
 
-/// Runs one call, counting it and logging it.
-async fn run_call(app: &App, request: Request) -> Result<Response, CallError> {
+/// Runs one call, counting it and logging it; with `hide_internals`, a
+/// failure is logged whole at `warn` and its caller gets it without internals.
+async fn run_call(app: &App, request: Request) -> Result<Response, CallFailure> {
     let started = Instant::now();
     let command = request.command.clone();
     let session = request.session.clone();
@@ -180,7 +207,27 @@ async fn run_call(app: &App, request: Request) -> Result<Response, CallError> {
         latency_ms = elapsed.as_secs_f64() * 1e3,
         "call"
     );
-    result
+    result.map_err(|error| {
+        if !app.settings.hide_internals {
+            return CallFailure {
+                error,
+                request_id: None,
+            };
+        }
+        let n = app.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{:x}-{n}", app.started);
+        tracing::warn!(
+            target: "snakepen::serve",
+            request_id,
+            command = %command,
+            error = ?error,
+            "call failed (its caller got it without internals)"
+        );
+        CallFailure {
+            error: api::without_internals(&error, &command),
+            request_id: Some(request_id),
+        }
+    })
 }
 
 /// Reads the whole body, up to `max_body_bytes` and within `body_timeout`:
@@ -190,13 +237,7 @@ async fn body_of(app: &App, body: Body) -> Result<Bytes, ApiError> {
     let (limit, within) = (app.settings.max_body_bytes, app.settings.body_timeout);
     match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "bad-request",
-            format!(
-                "the body is over the server's limit of {limit} bytes; send less, or raise server.max_body_bytes"
-            ),
-        )),
+        Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::body_too_large(limit)),
         Ok(Err(e)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad-request",
@@ -271,18 +312,10 @@ async fn batch(
         ));
     }
     let in_flight = InFlight::enter(&app)?;
-    let calls: FuturesUnordered<_> = batch
-        .requests
-        .into_iter()
-        .enumerate()
-        .map(|(index, call)| {
-            let app = Arc::clone(&app);
-            async move { (index, run_call(&app, call.into_request()).await) }
-        })
-        .collect();
-    let status = |result: &Result<Response, CallError>| match result {
+    let calls = batch_calls(&app, batch.requests);
+    let status = |result: &Result<Response, CallFailure>| match result {
         Ok(_) => 200,
-        Err(e) => api::status_of(e).as_u16(),
+        Err(e) => api::status_of(&e.error).as_u16(),
     };
     match batch.order {
         Order::Request => {
@@ -319,6 +352,41 @@ async fn batch(
                 .into_response())
         }
     }
+}
+
+/// A batch's calls as they finish, each with its index: the calls of one
+/// session one after another in request order (a session's state is
+/// built by its earlier calls), everything else at once.
+fn batch_calls(
+    app: &Arc<App>,
+    requests: Vec<CallBody>,
+) -> futures_util::stream::SelectAll<BoxStream<'static, (usize, Result<Response, CallFailure>)>> {
+    let mut sessions: Vec<Vec<(usize, Request)>> = Vec::new();
+    let mut session_of: std::collections::HashMap<String, usize> = Default::default();
+    let mut alone = Vec::new();
+    for (index, call) in requests.into_iter().enumerate() {
+        let request = call.into_request();
+        match request.session.clone() {
+            Some(session) => {
+                let at = *session_of.entry(session).or_insert_with(|| {
+                    sessions.push(Vec::new());
+                    sessions.len() - 1
+                });
+                sessions[at].push((index, request));
+            }
+            None => alone.push(vec![(index, request)]),
+        }
+    }
+    let streams = sessions.into_iter().chain(alone).map(|calls| {
+        let app = Arc::clone(app);
+        futures_util::stream::iter(calls)
+            .then(move |(index, request)| {
+                let app = Arc::clone(&app);
+                async move { (index, run_call(&app, request).await) }
+            })
+            .boxed()
+    });
+    futures_util::stream::select_all(streams)
 }
 
 async fn status(State(app): State<Arc<App>>) -> axum::response::Response {

@@ -2,7 +2,7 @@
 
 use crate::{AffinityArg, Failure};
 use clap::Args;
-use snakepen::serve::{Server, ServiceConfig};
+use snakepen::serve::{ServeSettings, Server, ServiceConfig, Token};
 use snakepen::{Adapter, AdapterConfig, Affinity, Runtime};
 use std::path::{Path, PathBuf};
 
@@ -12,9 +12,46 @@ pub(crate) struct ServeArgs {
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// The address to listen on (default 127.0.0.1:8787; port 0 picks a free one).
+    /// The address to listen on (default 127.0.0.1:8787; localhost:PORT means 127.0.0.1:PORT; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+
+    /// A file holding the bearer token every request but /healthz and /readyz must carry
+    /// (readable by its owner only). Overrides SNAKEPEN_TOKEN, which overrides server.token_file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Serve an address other machines can reach without a token (something else guards it).
+    #[arg(long)]
+    insecure_no_auth: bool,
+
+    /// An origin (such as http://localhost:3000) whose web pages may call the server. Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    allowed_origin: Vec<String>,
+
+    /// A host name, besides the listen address and localhost, that requests may name in Host. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    allowed_host: Vec<String>,
+
+    /// How long a request's headers may take to arrive once begun, in milliseconds (default 10000).
+    #[arg(long, value_name = "MS")]
+    header_timeout_ms: Option<u64>,
+
+    /// How long a connection may sit without a request before it is closed, in milliseconds (default 60000).
+    #[arg(long, value_name = "MS")]
+    idle_timeout_ms: Option<u64>,
+
+    /// The most connections open at once (default 512); more get 503.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Keep tracebacks, stderr, exit details, paths and function lists out of error bodies (logged with a request id).
+    #[arg(long)]
+    hide_internals: bool,
+
+    /// How long a session stays bound to its worker after its last call, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    session_ttl_ms: Option<u64>,
 
     /// The adapter: a short name (such as mock) or a path to a .wasm component.
     /// Default: python-bridge when there is a module.
@@ -82,7 +119,11 @@ impl ServeArgs {
         };
         let mut doc: toml::Table = toml::from_str(&text).unwrap_or_default();
         let before = doc.clone();
+        let has_pool = doc.contains_key("pool") || self.module.is_some();
+        // The keys a flag set, with the flag: an error about one names the flag.
+        let mut flags: Vec<(String, &str)> = Vec::new();
         let mut set = |section: &str, key: &str, value: toml::Value| {
+            flags.push((format!("{section}.{key}"), flag_of(section, key)));
             let table = doc
                 .entry(section)
                 .or_insert_with(|| toml::Value::Table(Default::default()));
@@ -92,7 +133,38 @@ impl ServeArgs {
         };
         let absolute = |p: &Path| cwd.join(p).display().to_string();
         if let Some(listen) = &self.listen {
+            snakepen::serve::parse_listen(listen).map_err(|e| {
+                Failure::Usage(format!(
+                    "--listen {listen:?} is not an address ({e}); write it as 127.0.0.1:8787 or localhost:8787"
+                ))
+            })?;
             set("server", "listen", listen.clone().into());
+        }
+        if let Some(file) = &self.token_file {
+            set("server", "token_file", absolute(file).into());
+        }
+        if self.insecure_no_auth {
+            set("server", "insecure_no_auth", true.into());
+        }
+        let list =
+            |items: &[String]| toml::Value::Array(items.iter().map(|i| i.clone().into()).collect());
+        if !self.allowed_origin.is_empty() {
+            set("server", "allowed_origins", list(&self.allowed_origin));
+        }
+        if !self.allowed_host.is_empty() {
+            set("server", "allowed_hosts", list(&self.allowed_host));
+        }
+        if let Some(ms) = self.header_timeout_ms {
+            set("server", "header_timeout_ms", (ms as i64).into());
+        }
+        if let Some(ms) = self.idle_timeout_ms {
+            set("server", "idle_timeout_ms", (ms as i64).into());
+        }
+        if let Some(n) = self.max_connections {
+            set("server", "max_connections", (n as i64).into());
+        }
+        if self.hide_internals {
+            set("server", "hide_internals", true.into());
         }
         if let Some(bytes) = self.max_body_bytes {
             set("server", "max_body_bytes", (bytes as i64).into());
@@ -141,14 +213,93 @@ impl ServeArgs {
         if self.no_fork_server {
             set("pool", "fork_server", false.into());
         }
+        if let Some(ms) = self.session_ttl_ms {
+            if !has_pool {
+                return Err(Failure::Usage(
+                    "--session-ttl-ms is a setting of the pool: give the handlers with --module (or [pool] in the configuration file)".into(),
+                ));
+            }
+            set("pool", "session_ttl_ms", (ms as i64).into());
+        }
         let text = if doc == before {
             text
         } else {
             toml::to_string(&doc).expect("a TOML table serializes")
         };
-        ServiceConfig::parse(&path, &text)
-            .map_err(|e| Failure::Usage(format!("{e} (with the command line's flags applied)")))
+        ServiceConfig::parse(&path, &text).map_err(|e| {
+            // A flag's value is the flag's to fix, not a line of a file the user never wrote.
+            match flags
+                .iter()
+                .find(|(key, _)| e.message.contains(&format!("`{key}`")))
+            {
+                Some((key, flag)) => {
+                    Failure::Usage(e.message.replace(&format!("`{key}`"), &format!("`{flag}`")))
+                }
+                None => Failure::Usage(format!("{e} (with the command line's flags applied)")),
+            }
+        })
     }
+
+    /// The server's settings: the file's and the flags', with the token
+    /// from (first found) --token-file, SNAKEPEN_TOKEN, server.token_file.
+    fn settings(&self, config: &ServiceConfig) -> Result<ServeSettings, Failure> {
+        let mut settings = config.serve_settings()?;
+        if self.token_file.is_none() {
+            apply_environment_token(&mut settings)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// The flag that sets `section.key`.
+fn flag_of(section: &str, key: &str) -> &'static str {
+    match (section, key) {
+        ("server", "listen") => "--listen",
+        ("server", "token_file") => "--token-file",
+        ("server", "max_body_bytes") => "--max-body-bytes",
+        ("server", "body_timeout_ms") => "--body-timeout-ms",
+        ("server", "drain_grace_ms") => "--drain-grace-ms",
+        ("server", "header_timeout_ms") => "--header-timeout-ms",
+        ("server", "idle_timeout_ms") => "--idle-timeout-ms",
+        ("server", "max_connections") => "--max-connections",
+        ("server", "insecure_no_auth") => "--insecure-no-auth",
+        ("server", "allowed_origins") => "--allowed-origin",
+        ("server", "allowed_hosts") => "--allowed-host",
+        ("server", "hide_internals") => "--hide-internals",
+        ("pool", "python") => "--python",
+        ("pool", "affinity") => "--affinity",
+        ("pool", "preload") => "--preload",
+        ("pool", "fork_server") => "--no-fork-server",
+        ("pool", "module") => "--module",
+        ("pool", "size") => "--pool-size",
+        ("pool", "session_ttl_ms") => "--session-ttl-ms",
+        ("adapter", "name") => "--adapter",
+        ("adapter", "config_file") => "--adapter-config",
+        _ => "a flag",
+    }
+}
+
+/// Takes the token from SNAKEPEN_TOKEN when it is set.
+fn apply_environment_token(settings: &mut ServeSettings) -> Result<(), Failure> {
+    if let Some(value) = std::env::var_os("SNAKEPEN_TOKEN") {
+        let value = value.into_string().map_err(|_| {
+            Failure::Usage(
+                "SNAKEPEN_TOKEN is not valid UTF-8; use a token of plain characters".into(),
+            )
+        })?;
+        settings.token =
+            Some(Token::new(&value, "SNAKEPEN_TOKEN").map_err(|e| Failure::Usage(e.to_string()))?);
+    }
+    Ok(())
+}
+
+/// Refuses to serve other machines without a token, naming the ways out.
+fn check_exposure(settings: &ServeSettings) -> Result<(), Failure> {
+    settings.check_exposure().map_err(|e| {
+        Failure::Usage(format!(
+            "{e}. Give a token with --token-file FILE, SNAKEPEN_TOKEN or server.token_file; listen on 127.0.0.1 or localhost; or, if something else guards the port, pass --insecure-no-auth (server.insecure_no_auth = true)"
+        ))
+    })
 }
 
 pub(crate) async fn serve(
@@ -162,7 +313,8 @@ pub(crate) async fn serve(
             "say what to serve: --module FILE (Python handlers), --adapter NAME (such as mock), or a configuration file with [pool] or [adapter]".into(),
         ));
     }
-    let settings = config.serve_settings()?;
+    let settings = args.settings(&config)?;
+    check_exposure(&settings)?;
     let mut builder = config.host_builder()?.runtime(runtime);
     for dir in plugin_dirs {
         builder = builder.plugin_dir(dir);
@@ -224,7 +376,11 @@ pub(crate) fn check(
     args: ConfigCheckArgs,
 ) -> Result<(), Failure> {
     let config = ServiceConfig::load(&args.file)?;
-    let mut summary = vec![format!("listens on {}", config.serve_settings()?.listen)];
+    // As serve would run it: SNAKEPEN_TOKEN, when set, is the token.
+    let mut settings = config.serve_settings()?;
+    apply_environment_token(&mut settings)?;
+    check_exposure(&settings)?;
+    let mut summary = vec![format!("listens on {}", settings.listen)];
     if let Some(adapter) = config.adapter() {
         let mut dirs = plugin_dirs.to_vec();
         dirs.extend(config.plugin_dirs());
