@@ -126,6 +126,9 @@ pub struct PoolSection {
     /// Modules imported before the handlers (once, by the fork server).
     #[serde(default)]
     pub preload: Vec<String>,
+    /// Names served as commands besides the module's own functions.
+    #[serde(default)]
+    pub expose: Vec<String>,
     /// Environment variables for the workers.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -133,6 +136,10 @@ pub struct PoolSection {
     pub affinity: Option<Spanned<String>>,
     /// How long a session stays bound after its last call, in ms.
     pub session_ttl_ms: Option<u64>,
+    /// The most sessions bound at once (default 100 000).
+    pub max_sessions: Option<Spanned<usize>>,
+    /// The longest session id, in bytes (default 256).
+    pub max_session_id_bytes: Option<Spanned<usize>>,
     /// Fork workers from a fork server (default true).
     pub fork_server: Option<bool>,
     /// How long a worker may take to start, in ms.
@@ -408,6 +415,15 @@ impl ServiceConfig {
         let is_file = module.ends_with(".py") || module.contains('/');
         let module = if is_file {
             let file = self.path(Path::new(module));
+            if file.is_dir() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `pool.python_path`",
+                        file.display()
+                    ),
+                ));
+            }
             if !file.is_file() {
                 return Err(self.error_at(
                     &section.module,
@@ -439,6 +455,7 @@ impl ServiceConfig {
         pool.env
             .extend(section.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         pool.preload.extend(section.preload.iter().cloned());
+        pool.expose.extend(section.expose.iter().cloned());
         let s = &mut pool.settings;
         if let Some(affinity) = &section.affinity {
             s.affinity = match affinity.get_ref().as_str() {
@@ -480,6 +497,23 @@ impl ServiceConfig {
         }
         if let Some(v) = self.positive("pool.max_frame_bytes", &section.max_frame_bytes)? {
             s.max_frame_bytes = v;
+        }
+        if let Some(v) = self.positive("pool.max_sessions", &section.max_sessions)? {
+            s.max_sessions = v;
+        }
+        if let Some(v) =
+            self.positive("pool.max_session_id_bytes", &section.max_session_id_bytes)?
+        {
+            s.max_session_id_bytes = v;
+        }
+        // What the pool itself would refuse at start (its size against the
+        // ceiling and this process's descriptor limit), refused here too.
+        if let Err((field, message)) = pool.check() {
+            let message = format!("`pool.{field}` {message}");
+            return Err(match (field, &section.size) {
+                ("size", Some(size)) => self.error_at(size, message),
+                _ => self.error_at(&section.module, message),
+            });
         }
         Ok(Some(pool))
     }

@@ -86,6 +86,10 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     no_fork_server: bool,
 
+    /// Serve this name of the module as a command too (by default only the functions defined in the module, or the names in its __all__). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    expose: Vec<String>,
+
     /// The largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
@@ -189,6 +193,9 @@ impl ServeArgs {
             let module = if module.ends_with(".py") || module.contains('/') {
                 absolute(Path::new(module))
             } else {
+                // `--module app.handlers` names a package where the user stands.
+                let here = toml::Value::Array(vec![cwd.display().to_string().into()]);
+                set("pool", "python_path", here);
                 module.clone()
             };
             set("pool", "module", module.into());
@@ -212,6 +219,10 @@ impl ServeArgs {
         }
         if self.no_fork_server {
             set("pool", "fork_server", false.into());
+        }
+        if !self.expose.is_empty() {
+            let list: Vec<toml::Value> = self.expose.iter().map(|m| m.clone().into()).collect();
+            set("pool", "expose", toml::Value::Array(list));
         }
         if let Some(ms) = self.session_ttl_ms {
             if !has_pool {
@@ -269,6 +280,7 @@ fn flag_of(section: &str, key: &str) -> &'static str {
         ("pool", "python") => "--python",
         ("pool", "affinity") => "--affinity",
         ("pool", "preload") => "--preload",
+        ("pool", "expose") => "--expose",
         ("pool", "fork_server") => "--no-fork-server",
         ("pool", "module") => "--module",
         ("pool", "size") => "--pool-size",
