@@ -5,4 +5,5 @@
 mod support;
 
 mod host_death;
+mod orphans;
 mod storms;
