@@ -15,4 +15,5 @@ mod failures;
 mod forkserver;
 mod hostile;
 mod lifecycle;
+mod output;
 mod serve;
