@@ -14,6 +14,7 @@ mod concurrency;
 mod failures;
 mod forkserver;
 mod hostile;
+mod interpreter;
 mod lifecycle;
 mod output;
 mod serve;
