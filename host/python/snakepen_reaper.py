@@ -141,8 +141,14 @@ def serve(control, wake):
                                 os.close(pidfd)
             else:
                 pidfd = key.fd
+                # An event of this same batch may have reaped the process
+                # already, and its descriptor may be a newer process's now.
+                if pidfd not in spawned:
+                    continue
+                info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+                if info is None:
+                    continue
                 selector.unregister(pidfd)
-                info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
                 send(control, {"kind": "exited", "pid": spawned[pidfd], "status": describe(info)})
 
 
