@@ -69,10 +69,17 @@ async fn python_under(host: &Child, size: usize, fork_server: bool) -> Vec<u32> 
 }
 
 /// Whether `pid` runs snakepen's worker program (as a worker or a fork
-/// server), not some passing helper such as a pyenv shim.
+/// server) in a Python interpreter, not some passing helper such as a pyenv
+/// shim: the pool runs the interpreter as named, so a shim script that
+/// will exec Python has the worker's arguments too, but not its executable.
 fn is_worker_program(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"--module"))
+    let python = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+        exe.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("python"))
+    });
+    python
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"--module"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,10 +282,17 @@ async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
         tokio::time::timeout(std::time::Duration::from_secs(5), until_dead(&python))
             .await
             .unwrap_or_else(|_| panic!("round {round}: {python:?} outlived their host"));
-        // Each worker leads its own process group: nothing it started is left either.
+        // Each worker leads its own process group: nothing it started is left
+        // either, once the pool's reaper has swept (it kills, then looks again).
+        let swept = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !members_of(&python).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
         let left = members_of(&python);
         assert!(
-            left.is_empty(),
+            swept.is_ok(),
             "round {round}: processes {left:?} left in the workers' groups"
         );
     }

@@ -7,4 +7,5 @@ mod support;
 
 mod host_death;
 mod hostile_clients;
+mod orphans;
 mod storms;

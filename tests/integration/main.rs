@@ -16,6 +16,8 @@ mod failures;
 mod forkserver;
 mod hostile;
 mod inputs;
+mod interpreter;
 mod lifecycle;
 mod memory;
+mod output;
 mod serve;

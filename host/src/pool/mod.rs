@@ -1,14 +1,19 @@
 //! The pool of long-lived Python workers behind a host's `workers` import.
 //!
 //! `config` says what runs, `worker` is one process and its protocol,
-//! `slot` keeps one worker alive, `state` moves workers between callers and
-//! `status` reports it. Dropping the last handle of a pool kills its
-//! workers; [`Pool::shutdown`] drains them first.
+//! `reaper` starts every process and outlives none of them, `output`
+//! drains their stdout and stderr within bounds, `slot` keeps one worker
+//! alive, `state` moves workers between callers and `status` reports it.
+//! Dropping the last handle of a pool kills its workers (and whatever they
+//! started); [`Pool::shutdown`] drains them first.
 
 mod config;
+mod control;
 mod forkserver;
 mod lifeline;
+mod output;
 mod protocol;
+mod reaper;
 mod slot;
 mod state;
 mod status;
@@ -219,6 +224,10 @@ impl Pool {
         for task in tasks {
             let _ = task.await;
         }
+        // Last, what the workers left: the reaper kills it all, then exits.
+        core.launcher
+            .close_and_wait(core.settings().kill_grace)
+            .await;
     }
 }
 
@@ -229,6 +238,8 @@ impl Drop for Owner {
         for pid in self.core.live_pids() {
             worker::kill_group(pid, libc::SIGKILL);
         }
+        // The reaper kills whatever they left, once its lifeline closes.
+        drop(self.core.launcher.close());
         for task in self
             .tasks
             .get_mut()

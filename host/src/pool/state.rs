@@ -96,8 +96,8 @@ pub(crate) struct Core {
     /// Set when the workers must stop now (after any drain).
     closed: watch::Sender<bool>,
     next_worker: AtomicU64,
-    /// The interpreter, resolved once by the first slot that starts a worker.
-    python: tokio::sync::OnceCell<std::path::PathBuf>,
+    /// How the pool starts processes: the interpreter as named, under the pool's reaper.
+    pub(crate) launcher: super::reaper::Launcher,
     /// The fork server new workers come from: starting, ready, or down.
     fork_server: watch::Sender<ForkState>,
     /// How long checkouts waited.
@@ -121,6 +121,7 @@ impl Core {
                 }
             })
             .collect();
+        let launcher = super::reaper::Launcher::new(config.python.clone());
         let core = Core {
             settings: RwLock::new(config.settings.clone()),
             config,
@@ -140,7 +141,7 @@ impl Core {
             changes: watch::channel(0).0,
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
-            python: tokio::sync::OnceCell::new(),
+            launcher,
             fork_server: watch::channel(ForkState::Starting).0,
             waits: super::waits::WaitHistogram::new(),
         };
@@ -164,10 +165,10 @@ impl Core {
         self.changed();
     }
 
-    pub(crate) async fn python(&self) -> &std::path::Path {
-        self.python
-            .get_or_init(|| super::worker::resolve_python(&self.config.python))
-            .await
+    /// How workers are started: the interpreter as the user named it (no
+    /// probe: a wrapper script must run for every worker), under the reaper.
+    pub(crate) async fn python(&self) -> &super::reaper::Launcher {
+        &self.launcher
     }
 
     /// The fork server, when the pool uses one and it is ready.

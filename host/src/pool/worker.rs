@@ -1,32 +1,28 @@
-//! One Python worker process: how it is started (socket on fd 3, its own
-//! process group, a lifeline on fd 4), its handshake, one call at a time,
-//! and how it is stopped. This is the pool's only transport: a worker on
-//! another machine would be another implementation of this module's API.
+//! One Python worker process: how it is started (by the pool's reaper or
+//! forked by its fork server; socket on fd 3, its own process group, a
+//! lifeline on fd 4), its handshake, one call at a time, and how it is
+//! stopped. This is the pool's only transport: a worker on another machine
+//! would be another implementation of this module's API.
 
-use super::config::{PoolConfig, PoolSettings};
+use super::config::{DESCRIPTORS_PER_WORKER, PoolConfig, PoolSettings};
+use super::control::Control;
 use super::forkserver::ForkServer;
-use super::lifeline::{self, LIFELINE_FD, Lifeline};
+use super::lifeline::{self, Lifeline};
+use super::output::{self, Tail};
 use super::protocol::{self, ErrorBody, FrameError, Handshake, ReplyHeader};
+use super::reaper::{LaunchError, Launcher, Program};
 use crate::{CallError, Response};
-use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 /// The worker program, embedded so that an installed `snakepen` needs no files beside it.
 const WORKER_SOURCE: &str = include_str!("../../python/snakepen_worker.py");
-/// The file descriptor the worker finds its protocol socket on.
-const PROTOCOL_FD: i32 = 3;
-/// Lines of a worker's stderr kept for crash reports.
-const STDERR_TAIL_LINES: usize = 20;
 
 /// Why a worker did not become ready.
 #[derive(Debug, Clone)]
@@ -41,6 +37,14 @@ pub(crate) enum StartFailure {
     Timeout { after: Duration },
     /// It wrote something that is not the protocol.
     Protocol(String),
+    /// The host (EMFILE) or the system (ENFILE) ran out of file descriptors.
+    OutOfDescriptors {
+        /// What the host was doing.
+        during: String,
+        errno: i32,
+        /// The host's RLIMIT_NOFILE (soft), when it could be read.
+        limit: Option<u64>,
+    },
 }
 
 impl StartFailure {
@@ -68,6 +72,52 @@ impl StartFailure {
             StartFailure::Protocol(message) => {
                 format!("a worker for `{module}` broke the protocol while starting: {message}")
             }
+            StartFailure::OutOfDescriptors {
+                during,
+                errno: libc::ENFILE,
+                ..
+            } => format!(
+                "cannot start a worker for `{module}`: the system is out of file descriptors (ENFILE while {during}). Raise the system's limit (fs.file-max) or lower the pool size"
+            ),
+            StartFailure::OutOfDescriptors { during, limit, .. } => {
+                let limit = limit.map_or("unknown".to_string(), |l| l.to_string());
+                format!(
+                    "cannot start a worker for `{module}`: the host process is out of file descriptors (EMFILE while {during}; its limit, RLIMIT_NOFILE, is {limit}, and each worker holds about {DESCRIPTORS_PER_WORKER}). Raise the limit (`ulimit -n`) or lower the pool size"
+                )
+            }
+        }
+    }
+
+    /// The failure of an OS call that failed with `error` while `during`:
+    /// out of descriptors when its errno says so (never judged by its
+    /// text), else the interpreter `python` could not be run.
+    pub(crate) fn os(
+        python: &std::path::Path,
+        during: &str,
+        errno: Option<i32>,
+        message: impl std::fmt::Display,
+    ) -> StartFailure {
+        match errno {
+            Some(errno @ (libc::EMFILE | libc::ENFILE)) => StartFailure::OutOfDescriptors {
+                during: during.to_string(),
+                errno,
+                limit: open_files_limit(),
+            },
+            _ => StartFailure::Spawn {
+                python: python.display().to_string(),
+                message: format!("{during}: {message}"),
+            },
+        }
+    }
+
+    fn launch(python: &std::path::Path, during: &str, error: LaunchError) -> StartFailure {
+        match error {
+            LaunchError::Timeout(after) => StartFailure::Timeout { after },
+            LaunchError::Reaper { why, stderr_tail } => StartFailure::Exited {
+                status: format!("the pool's reaper: {why}"),
+                stderr_tail,
+            },
+            other => StartFailure::os(python, during, other.os_error(), other),
         }
     }
 
@@ -96,6 +146,19 @@ pub(crate) enum CallFailure {
     TimedOut(CallError),
 }
 
+/// The soft RLIMIT_NOFILE of this process.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
 /// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
 pub(crate) struct Worker {
     pub(crate) id: u64,
@@ -103,20 +166,23 @@ pub(crate) struct Worker {
     pub(crate) served: u64,
     /// The commands it reported in its handshake.
     pub(crate) functions: Vec<String>,
-    /// The process, when the pool started it (a forked worker is the fork server's child).
-    child: Option<Child>,
-    /// The fork server that forked this worker, and its exit status to come.
-    forked: Option<(Arc<ForkServer>, Option<oneshot::Receiver<String>>)>,
+    /// Its parent: the pool's reaper, or the fork server that forked it. It
+    /// reports the exit and keeps the process a zombie until told to reap.
+    parent: Arc<Control>,
+    /// The exit status to come from `parent`, until it came.
+    exit: Option<oneshot::Receiver<String>>,
+    /// The exit status, once `parent` reported it.
+    status: Option<String>,
     pid: u32,
     /// Readable once the process has ended, without reaping it: while it is
     /// a zombie its pid (and so its process group's id) cannot be reused, so
     /// the group can be killed safely after the leader's death.
     pidfd: Option<AsyncFd<OwnedFd>>,
-    /// Whether the process was reaped (its group id may then belong to another).
+    /// Whether its parent was told to reap it (its group id may then belong to another).
     reaped: bool,
     reader: BufReader<OwnedReadHalf>,
     writer: Option<OwnedWriteHalf>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_tail: Arc<Mutex<Tail>>,
     stderr_task: tokio::task::JoinHandle<()>,
     next_request: u64,
     max_frame_bytes: usize,
@@ -125,70 +191,73 @@ pub(crate) struct Worker {
     _lifeline: Lifeline,
 }
 
+/// How a worker came to be: its pid, its parent, and its output pipes.
+type Started = (
+    u32,
+    Arc<Control>,
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Receiver,
+);
+
 impl Worker {
     /// Starts a worker (forked from `fork_server` when one is given and
-    /// answers, else as a new process) and waits for its handshake.
+    /// answers, else as a new process through the pool's reaper) and waits
+    /// for its handshake.
     pub(crate) async fn start(
         config: &PoolConfig,
-        python: &Path,
+        launcher: &Launcher,
         settings: &PoolSettings,
         id: u64,
         fork_server: Option<Arc<ForkServer>>,
     ) -> Result<Worker, StartFailure> {
-        let cannot = |message: String| StartFailure::Spawn {
-            python: config.python.display().to_string(),
-            message,
-        };
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| cannot(format!("cannot create the protocol socket: {e}")))?;
-        let (lifeline, line) =
-            Lifeline::new().map_err(|e| cannot(format!("cannot create the lifeline pipe: {e}")))?;
-        // The worker's ends go to exactly one place: the fork server or the child.
-        let mut theirs = Some((OwnedFd::from(theirs), line));
-        let take = |theirs: &mut Option<(OwnedFd, OwnedFd)>| {
-            theirs.take().expect("the socket is handed over once")
-        };
-        let forked = match fork_server {
-            Some(server) => match fork_from(&server, take(&mut theirs), settings).await {
-                Ok((pid, stdout, stderr)) => Some((server, pid, stdout, stderr)),
-                Err(e) => {
-                    tracing::warn!(
-                        worker = id,
-                        "the fork server could not fork a worker ({e}); starting one the usual way"
-                    );
-                    return Box::pin(Worker::start(config, python, settings, id, None)).await;
+        let python = launcher.python();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| {
+            StartFailure::os(python, "creating the protocol socket", e.raw_os_error(), e)
+        })?;
+        let (lifeline, line) = Lifeline::new().map_err(|e| {
+            StartFailure::os(python, "creating the lifeline pipe", e.raw_os_error(), e)
+        })?;
+        let (socket, line) = (OwnedFd::from(theirs), line);
+        let (pid, parent, stdout, stderr): Started = match fork_server {
+            Some(server) => {
+                // The fork server may fail to fork; then the worker is
+                // started the usual way, on descriptors of its own.
+                match fork_from(&server, (socket, line), settings).await {
+                    Ok((pid, stdout, stderr)) => (pid, server.control(), stdout, stderr),
+                    Err(e) => {
+                        tracing::warn!(
+                            worker = id,
+                            "the fork server could not fork a worker ({e}); starting one the usual way"
+                        );
+                        return Box::pin(Worker::start(config, launcher, settings, id, None)).await;
+                    }
                 }
-            },
-            None => None,
-        };
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (child, forked, pid, stderr_task) = match forked {
-            Some((server, pid, stdout, stderr)) => {
-                let task = forward_output(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
-                let exit = server.exit_of(pid);
-                (None, Some((server, Some(exit))), pid, task)
             }
-            None => {
-                let (socket, line) = take(&mut theirs);
-                let mut child = spawn_process(config, python, socket, line, false)?;
-                let pid = child.id().unwrap_or(0);
-                let stdout = child.stdout.take().expect("stdout is piped");
-                let stderr = child.stderr.take().expect("stderr is piped");
-                let task = forward_output(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
-                (Some(child), None, pid, task)
-            }
+            None => spawn_process(config, launcher, settings, socket, line, false).await?,
         };
-        ours.set_nonblocking(true)
-            .map_err(|e| cannot(e.to_string()))?;
-        let stream = UnixStream::from_std(ours).map_err(|e| cannot(e.to_string()))?;
+        let stderr_tail = Arc::new(Mutex::new(Tail::default()));
+        let stderr_task = output::forward(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
+        let exit = Some(parent.exit_of(pid));
+        let cannot = |e: std::io::Error| {
+            kill_group(pid, libc::SIGKILL);
+            StartFailure::os(
+                python,
+                "setting up the protocol socket",
+                e.raw_os_error(),
+                e,
+            )
+        };
+        ours.set_nonblocking(true).map_err(cannot)?;
+        let stream = UnixStream::from_std(ours).map_err(cannot)?;
         let (read, write) = stream.into_split();
         let mut worker = Worker {
             id,
             started: Instant::now(),
             served: 0,
             functions: Vec::new(),
-            child,
-            forked,
+            parent,
+            exit,
+            status: None,
             pid,
             pidfd: open_pidfd(pid),
             reaped: false,
@@ -240,8 +309,6 @@ impl Worker {
         self.pid
     }
 
-    /// Runs one request and waits for its reply until `deadline`. A worker
-    /// that dies, breaks the protocol or outlives the deadline is killed.
     pub(crate) async fn call(
         &mut self,
         command: &str,
@@ -254,7 +321,7 @@ impl Worker {
         let frame = protocol::encode_request(id, command, payload);
         let started = Instant::now();
         let (writer, reader, max) = (&mut self.writer, &mut self.reader, self.max_frame_bytes);
-        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
         let exchange = async {
             let writer = writer.as_mut().ok_or(FrameError::Closed)?;
             writer.write_all(&frame).await?;
@@ -266,7 +333,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 frame = exchange => frame,
-                () = leader_exit(pidfd, child, reaped) => Err(FrameError::Closed),
+                () = leader_exit(pidfd, exit, status) => Err(FrameError::Closed),
             }
         };
         let reply = tokio::time::timeout_at(deadline.into(), exchange).await;
@@ -334,33 +401,28 @@ impl Worker {
     /// Waits for the process to end, kills what is left of its process
     /// group (anything it forked), and reaps it: its exit status.
     pub(crate) async fn exited(&mut self) -> String {
-        leader_exit(&self.pidfd, &mut self.child, &mut self.reaped).await;
+        leader_exit(&self.pidfd, &mut self.exit, &mut self.status).await;
         self.kill_group(libc::SIGKILL);
         self.reap_now().await
     }
 
+    /// Its exit status from its parent, and tells the parent to reap it.
     async fn reap_now(&mut self) -> String {
-        self.reaped = true;
-        if let Some(child) = &mut self.child {
-            return match child.wait().await {
-                Ok(status) => describe_status(status),
-                Err(e) => format!("unknown ({e})"),
-            };
-        }
-        let Some((server, exit)) = &mut self.forked else {
-            return "unknown".into();
-        };
-        // The server reports at once; the bound only guards against a server
-        // that hangs.
-        let status = match exit.take() {
-            Some(exit) => match tokio::time::timeout(Duration::from_secs(5), exit).await {
+        let status = match (self.status.take(), self.exit.take()) {
+            (Some(status), _) => status,
+            // The parent reports at once; the bound only guards against a
+            // parent that hangs.
+            (None, Some(exit)) => match tokio::time::timeout(Duration::from_secs(5), exit).await {
                 Ok(Ok(status)) => status,
-                Ok(Err(_)) => "unknown (its fork server is gone)".into(),
-                Err(_) => "unknown (its fork server did not say)".into(),
+                Ok(Err(_)) => "unknown (its parent process is gone)".into(),
+                Err(_) => "unknown (its parent process did not say)".into(),
             },
-            None => "unknown".into(),
+            (None, None) => "unknown".into(),
         };
-        server.reap(self.pid).await;
+        if !self.reaped {
+            self.reaped = true;
+            self.parent.reap(self.pid).await;
+        }
         status
     }
 
@@ -368,14 +430,14 @@ impl Worker {
     /// then SIGTERM, then SIGKILL of its whole process group.
     pub(crate) async fn stop(&mut self, kill_grace: Duration) {
         self.writer = None;
-        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
-        if tokio::time::timeout(kill_grace / 2, leader_exit(pidfd, child, reaped))
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        if tokio::time::timeout(kill_grace / 2, leader_exit(pidfd, exit, status))
             .await
             .is_err()
         {
             self.kill_group(libc::SIGTERM);
-            let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
-            if tokio::time::timeout(kill_grace, leader_exit(pidfd, child, reaped))
+            let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+            if tokio::time::timeout(kill_grace, leader_exit(pidfd, exit, status))
                 .await
                 .is_err()
             {
@@ -411,8 +473,8 @@ impl Worker {
     /// Waits for the process to end, killing it if it does not end in
     /// `grace`, then kills its group and reaps it: its exit status.
     async fn reap(&mut self, grace: Duration) -> String {
-        let (pidfd, child, reaped) = (&self.pidfd, &mut self.child, &mut self.reaped);
-        match tokio::time::timeout(grace, leader_exit(pidfd, child, reaped)).await {
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        match tokio::time::timeout(grace, leader_exit(pidfd, exit, status)).await {
             Ok(()) => self.exited().await,
             Err(_) => {
                 self.kill_group(libc::SIGKILL);
@@ -428,7 +490,7 @@ impl Worker {
     async fn stderr_tail(&mut self, grace: Duration) -> String {
         let _ = tokio::time::timeout(grace, &mut self.stderr_task).await;
         let tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
-        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+        tail.text()
     }
 }
 
@@ -437,32 +499,39 @@ impl Drop for Worker {
         // A worker dropped without `stop` (its pool was dropped), or whose
         // process ended: leave nothing running, not even what it forked.
         self.kill_group(libc::SIGKILL);
-        if let (false, Some((server, _))) = (self.reaped, &self.forked)
+        if !self.reaped
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            // Its fork server keeps it as a zombie until told; tell it.
-            let (server, pid) = (Arc::clone(server), self.pid);
-            runtime.spawn(async move { server.reap(pid).await });
+            // Its parent keeps it as a zombie until told; tell it.
+            let (parent, pid) = (Arc::clone(&self.parent), self.pid);
+            runtime.spawn(async move { parent.reap(pid).await });
         }
     }
 }
 
 /// Resolves when the worker's process has ended: through its pidfd, which
-/// leaves it unreaped, or (on a kernel without pidfds) by reaping it.
+/// leaves it unreaped, or (on a kernel without pidfds) when its parent
+/// reports the exit (keeping the status in `status`).
 async fn leader_exit(
     pidfd: &Option<AsyncFd<OwnedFd>>,
-    child: &mut Option<Child>,
-    reaped: &mut bool,
+    exit: &mut Option<oneshot::Receiver<String>>,
+    status: &mut Option<String>,
 ) {
-    match (pidfd, child) {
-        (Some(fd), _) => {
-            let _ = fd.readable().await;
+    if let Some(fd) = pidfd {
+        let _ = fd.readable().await;
+        return;
+    }
+    if status.is_some() {
+        return;
+    }
+    match exit {
+        Some(rx) => {
+            let reported = rx.await;
+            *exit = None;
+            *status =
+                Some(reported.unwrap_or_else(|_| "unknown (its parent process is gone)".into()));
         }
-        (None, Some(child)) => {
-            let _ = child.wait().await;
-            *reaped = true;
-        }
-        (None, None) => std::future::pending().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -472,11 +541,14 @@ async fn fork_from(
     server: &ForkServer,
     (socket, lifeline): (OwnedFd, OwnedFd),
     settings: &PoolSettings,
-) -> std::io::Result<(
-    u32,
-    tokio::net::unix::pipe::Receiver,
-    tokio::net::unix::pipe::Receiver,
-)> {
+) -> Result<
+    (
+        u32,
+        tokio::net::unix::pipe::Receiver,
+        tokio::net::unix::pipe::Receiver,
+    ),
+    super::control::RequestError,
+> {
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
     let pid = server
@@ -514,180 +586,123 @@ pub(crate) fn kill_group(pid: u32, signal: i32) {
         return;
     }
     // SAFETY: killpg has no memory-safety preconditions. The group id is the
-    // pid of a child we spawned as a group leader and have not reaped, or
-    // whose group may still hold its children.
+    // pid of a process started as a group leader that has not been reaped,
+    // or whose group may still hold its children.
     unsafe {
         libc::killpg(pid as libc::pid_t, signal);
     }
 }
 
-/// The interpreter to run. A `python3` that is a script (a pyenv or asdf
-/// shim) costs ~100 ms on every start; it is asked once for the real
-/// executable instead. A binary is used as it is.
-pub(crate) async fn resolve_python(python: &Path) -> PathBuf {
-    let found = if python.components().count() > 1 {
-        Some(python.to_path_buf())
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(python))
-                .find(|candidate| candidate.is_file())
-        })
-    };
-    let Some(found) = found else {
-        return python.to_path_buf(); // spawning it reports the error
-    };
-    let mut head = [0u8; 2];
-    let is_script = std::fs::File::open(&found)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok_and(|()| &head == b"#!");
-    if !is_script {
-        return found;
-    }
-    let asked = Command::new(&found)
-        .args(["-I", "-c", "import sys; print(sys.executable)"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await;
-    match asked {
-        Ok(out) if out.status.success() => {
-            let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if real.is_file() { real } else { found }
-        }
-        _ => found,
-    }
-}
-
-/// Starts the interpreter with `socket` on fd 3 and the read end of its
-/// `lifeline` on fd 4.
-pub(crate) fn spawn_process(
+/// Starts the worker program (the fork server when `fork_server`) through
+/// the pool's reaper, with `socket` on fd 3, the read end of its `lifeline`
+/// on fd 4, and pipes for its output: its pid, its parent (the reaper) and
+/// the read ends of its stdout and stderr. The interpreter runs as the user
+/// named it (a wrapper script runs too, and applies).
+pub(crate) async fn spawn_process(
     config: &PoolConfig,
-    python: &Path,
+    launcher: &Launcher,
+    settings: &PoolSettings,
     socket: OwnedFd,
     lifeline: OwnedFd,
     fork_server: bool,
-) -> Result<Child, StartFailure> {
-    let mut cmd = Command::new(python);
-    cmd.arg("-I").arg("-u").arg("-c").arg(WORKER_SOURCE);
-    cmd.args(config.worker_args(fork_server));
-    cmd.env_clear();
+) -> Result<Started, StartFailure> {
+    let python = launcher.python();
+    let mut argv = vec![
+        python.to_string_lossy().into_owned(),
+        "-I".into(),
+        "-u".into(),
+        "-c".into(),
+        WORKER_SOURCE.into(),
+    ];
+    argv.extend(
+        config
+            .worker_args(fork_server)
+            .into_iter()
+            .map(|arg| arg.to_string_lossy().into_owned()),
+    );
+    let mut env: Vec<(String, String)> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
+        env.push(("PATH".into(), path.to_string_lossy().into_owned()));
     }
-    cmd.env("LANG", "C.UTF-8").env("LC_ALL", "C.UTF-8");
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    env.push(("LC_ALL".into(), "C.UTF-8".into()));
     for (key, value) in &config.env {
-        cmd.env(key, value);
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
     }
-    if let Some(dir) = &config.cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let (fd, line) = (socket.as_raw_fd(), lifeline.as_raw_fd());
-    // SAFETY: between fork and exec the closure calls only async-signal-safe
-    // functions (fcntl, dup2) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move the socket to fd 3 and the lifeline to fd 4, both first to
-            // high fds, so that neither dup2 overwrites the other's source
-            // and none sees equal numbers (which would leave close-on-exec set).
-            let high_socket = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
-            let high_line = libc::fcntl(line, libc::F_DUPFD_CLOEXEC, 64);
-            if high_socket < 0
-                || high_line < 0
-                || libc::dup2(high_socket, PROTOCOL_FD) < 0
-                || libc::dup2(high_line, LIFELINE_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| StartFailure::Spawn {
-        python: config.python.display().to_string(),
-        message: e.to_string(),
-    });
-    // The child has its copies; EOF must come when the child ends.
-    drop((socket, lifeline));
-    child
+    let program = Program {
+        argv,
+        env,
+        cwd: config.cwd.clone(),
+    };
+    let failed =
+        |during: &str, e: std::io::Error| StartFailure::os(python, during, e.raw_os_error(), e);
+    let (stdout_read, stdout_write) = pipe().map_err(|e| failed("creating a stdout pipe", e))?;
+    let (stderr_read, stderr_write) = pipe().map_err(|e| failed("creating a stderr pipe", e))?;
+    let (pid, reaper) = launcher
+        .spawn(
+            &program,
+            [socket, stdout_write, stderr_write, lifeline],
+            settings.start_timeout,
+            settings.max_frame_bytes,
+        )
+        .await
+        .map_err(|e| StartFailure::launch(python, "starting it", e))?;
+    let receiver = |fd| {
+        tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| {
+            kill_group(pid, libc::SIGKILL);
+            failed("reading its output", e)
+        })
+    };
+    Ok((pid, reaper, receiver(stdout_read)?, receiver(stderr_read)?))
 }
 
-/// Forwards a process's stdout and stderr to the log (keeping stderr's last
-/// lines in `tail`); the handle ends when stderr is drained.
-pub(crate) fn forward_output(
-    stdout: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    worker: u64,
-    pid: u32,
-    tail: Option<Arc<Mutex<VecDeque<String>>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(forward_lines(stdout, worker, pid, "stdout", None));
-    tokio::spawn(forward_lines(stderr, worker, pid, "stderr", tail))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
 
-/// Sends each line of a worker's stdout or stderr to the log, keeping the
-/// last lines of stderr for crash reports.
-async fn forward_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
-    worker: u64,
-    pid: u32,
-    name: &'static str,
-    tail: Option<Arc<Mutex<VecDeque<String>>>>,
-) {
-    // Bytes, decoded lossily: output that is not UTF-8 must still be drained,
-    // or the worker would block on a full pipe.
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']);
-                tracing::info!(target: "snakepen::worker", worker, pid, stream = name, "{line}");
-                if let Some(tail) = &tail {
-                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    if tail.len() == STDERR_TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target: "snakepen::worker", worker, pid, stream = name, error = %e, "cannot read the worker's output");
-                break;
-            }
-        }
+    #[test]
+    fn running_out_of_descriptors_names_the_limit_and_the_fix() {
+        let error = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let failure = StartFailure::os(
+            Path::new("python3"),
+            "creating the protocol socket",
+            error.raw_os_error(),
+            error,
+        );
+        let limit = open_files_limit().expect("this process has a descriptor limit");
+        let message = failure.describe("handlers.py");
+        assert!(
+            message.contains("out of file descriptors")
+                && message.contains("creating the protocol socket")
+                && message.contains(&format!("RLIMIT_NOFILE, is {limit}"))
+                && message.contains("ulimit -n")
+                && message.contains("lower the pool size"),
+            "{message}"
+        );
+        assert!(!message.contains("Install Python"), "{message}");
     }
-}
 
-/// `exit status 1`, `signal 9 (SIGKILL)`.
-pub(crate) fn describe_status(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(code) = status.code() {
-        return format!("exit status {code}");
+    #[test]
+    fn the_system_running_out_of_descriptors_is_told_apart() {
+        let failure = StartFailure::os(Path::new("python3"), "fork", Some(libc::ENFILE), "");
+        let message = failure.describe("handlers.py");
+        assert!(
+            message.contains("the system is out of file descriptors"),
+            "{message}"
+        );
     }
-    match status.signal() {
-        Some(signal) => format!("signal {signal} ({})", signal_name(signal)),
-        None => "unknown".into(),
-    }
-}
 
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGINT => "SIGINT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "signal",
+    #[test]
+    fn other_os_errors_still_point_at_the_interpreter() {
+        let error = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let failure = StartFailure::os(
+            Path::new("python9"),
+            "starting it",
+            error.raw_os_error(),
+            error,
+        );
+        assert!(failure.describe("m").contains("Install Python"));
     }
 }
