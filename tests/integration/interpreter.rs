@@ -83,17 +83,25 @@ fn a_host_out_of_file_descriptors_says_so_and_names_the_fix() {
     command
         .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
         .args(["call", "--module", &python_module("output")])
-        .args(["--pool-size", "64", "--no-fork-server"])
+        .args(["--pool-size", "10", "--no-fork-server"])
         .args(["environment", r#"{"name": "PATH"}"#]);
-    // SAFETY: setrlimit is async-signal-safe and allocates nothing.
+    // 10 workers fit the limit of 160 (the pool checks that at start), but
+    // the host inherits 130 open descriptors, so it runs out while starting
+    // them, as a host whose clients hold descriptors would.
+    // SAFETY: setrlimit and dup2 are async-signal-safe and allocate nothing.
     unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: 96,
-                rlim_max: 96,
+                rlim_cur: 160,
+                rlim_max: 160,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            for fd in 20..150 {
+                if libc::dup2(2, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -102,11 +110,11 @@ fn a_host_out_of_file_descriptors_says_so_and_names_the_fix() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
-        "it cannot start 64 workers on 96 descriptors"
+        "it cannot start 10 workers on 10 free descriptors"
     );
     assert!(
         stderr.contains("out of file descriptors")
-            && stderr.contains("96")
+            && stderr.contains("160")
             && stderr.contains("ulimit -n"),
         "the error names the limit and the fix: {stderr}"
     );
