@@ -43,7 +43,6 @@ import signal
 import socket
 import struct
 import sys
-import time
 
 CONTROL_FD = 3
 LIFELINE_FD = 4
@@ -232,7 +231,8 @@ def reap_orphans(spawned):
 
 def kill_everything():
     """SIGKILLs every descendant and reaps them, again and again, until no
-    child is left: each one that dies hands its own children to this one."""
+    child is left: each one that dies hands its own children to this one,
+    and the next round kills those."""
     me = os.getpid()
     while True:
         for pid in descendants(me):
@@ -240,19 +240,10 @@ def kill_everything():
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        reaped = False
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                break
-            reaped = True
-        if not reaped:
-            # A killed process takes a moment to die, and the kernel
-            # announces it only by SIGCHLD, which this loop polls for.
-            time.sleep(0.002)
+        try:
+            os.waitpid(-1, 0)  # until one of them has died
+        except ChildProcessError:
+            return
 
 
 def children(parent):
