@@ -277,6 +277,7 @@ async fn junk_command_names_leave_metrics_small_and_unforged() {
     }
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
+    eprintln!("/metrics: {} bytes after 3,000 junk names", metrics.len());
     assert!(
         metrics.len() < 100_000,
         "/metrics is {} bytes after 3,000 junk names",
@@ -334,7 +335,11 @@ async fn deeply_nested_payloads_leave_good_traffic_above_ninety_percent() {
             let body = format!(r#"{{"command": "echo", "payload": {nested}}}"#);
             let http = client();
             let mut sent = 0u64;
+            // Twenty a second: before the fix each one killed a worker, whose
+            // replacement then waited out the restart backoff.
+            let mut pace = tokio::time::interval(Duration::from_millis(50));
             while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
                 let _ = http
                     .post(&url)
                     .header("content-type", "application/json")
@@ -350,6 +355,9 @@ async fn deeply_nested_payloads_leave_good_traffic_above_ninety_percent() {
     stop.store(true, Ordering::Relaxed);
     let sent = within(30, attacker).await.unwrap();
     assert!(sent > 0);
+    eprintln!(
+        "good traffic: {calm} answers unattacked, {attacked} under {sent} nested payloads, in {period:?} each"
+    );
     assert!(
         attacked * 10 >= calm * 9,
         "good traffic fell from {calm} to {attacked} answers in {period:?} under {sent} nested payloads"
