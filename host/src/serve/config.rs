@@ -702,6 +702,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_the_machine_cannot_hold_is_refused_where_its_size_is() {
+        let err = parse("[pool]\nmodule = \"app.handlers\"\n\nsize = 100000\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.message.contains("ceiling of 1024 workers"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_given_as_the_module_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snakepen.toml");
+        std::fs::create_dir(dir.path().join("handlers.py")).unwrap();
+        let err = ServiceConfig::parse(&file, "[pool]\nmodule = \"handlers.py\"\n").unwrap_err();
+        assert!(
+            err.message.contains("is a directory, not a module"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_empty_file_means_every_default() {
         let config = parse("").unwrap();
         assert_eq!(config.serve_settings().unwrap(), ServeSettings::default());
