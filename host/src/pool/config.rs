@@ -2,7 +2,6 @@
 //! at each use, so a running pool can be retuned and tests can use
 //! millisecond TTLs).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +17,13 @@ pub const DESCRIPTORS_PER_WORKER: u64 = 6;
 
 /// Descriptors kept free for everything else (the listener, clients, logs).
 const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// Whether `module` names a file (`handlers.py`, `dir/handlers`) rather
+/// than a dotted module name (`app.handlers`), as [`PoolConfig::module`]
+/// reads it.
+pub fn is_module_file(module: &str) -> bool {
+    module.ends_with(".py") || module.contains('/')
+}
 
 /// What the pool's workers run. Fixed for the life of the pool.
 #[derive(Debug, Clone)]
@@ -105,22 +111,24 @@ impl PoolConfig {
 
     /// The worker program's arguments for this pool (the fork server's with
     /// `fork_server`).
-    pub(crate) fn worker_args(&self, fork_server: bool) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--module".into(), self.module.clone().into()];
+    pub(crate) fn worker_args(&self, fork_server: bool) -> Vec<String> {
+        let mut args = vec!["--module".to_string(), self.module.clone()];
         if fork_server {
             args.push("--fork-server".into());
         }
         for module in &self.preload {
-            args.extend(["--preload".into(), module.into()]);
+            args.extend(["--preload".into(), module.clone()]);
         }
         for dir in &self.python_path {
-            args.extend(["--path".into(), dir.clone().into_os_string()]);
+            args.extend(["--path".into(), dir.to_string_lossy().into_owned()]);
         }
         for name in &self.expose {
-            args.extend(["--expose".into(), name.into()]);
+            args.extend(["--expose".into(), name.clone()]);
         }
-        let max = self.settings.max_frame_bytes.to_string();
-        args.extend(["--max-reply-bytes".into(), max.into()]);
+        args.extend([
+            "--max-reply-bytes".into(),
+            self.settings.max_frame_bytes.to_string(),
+        ]);
         args
     }
 
@@ -201,7 +209,7 @@ pub enum Affinity {
 }
 
 /// This process's soft limit of open file descriptors, if it has one.
-fn descriptor_limit() -> Option<u64> {
+pub(crate) fn descriptor_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

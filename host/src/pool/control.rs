@@ -236,13 +236,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A frame with `header` and no body.
-pub(crate) fn json_frame(header: &serde_json::Value) -> Vec<u8> {
-    let header = serde_json::to_vec(header).expect("a JSON value serializes");
-    let mut frame = Vec::with_capacity(8 + header.len());
-    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&0u32.to_be_bytes());
-    frame.extend_from_slice(&header);
-    frame
+fn json_frame(header: &serde_json::Value) -> Vec<u8> {
+    protocol::frame(
+        &serde_json::to_vec(header).expect("a JSON value serializes"),
+        &[],
+    )
 }
 
 /// Why a helper's handshake did not come.

@@ -120,7 +120,7 @@ type Started = (
 async fn start(core: &Core, settings: &super::PoolSettings) -> Result<Started, String> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
     let (lifeline, line) = Lifeline::new().map_err(|e| e.to_string())?;
-    let launcher = core.python().await;
+    let launcher = &core.launcher;
     let (pid, reaper, stdout, stderr) = worker::spawn_process(
         &core.config,
         launcher,

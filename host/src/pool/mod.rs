@@ -20,7 +20,9 @@ mod status;
 mod waits;
 mod worker;
 
-pub use config::{Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings};
+pub use config::{
+    Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings, is_module_file,
+};
 pub use status::PoolStatus;
 pub use waits::QueueWait;
 
@@ -191,7 +193,7 @@ impl Pool {
     /// The commands the workers serve, as the latest worker to become
     /// ready reported them in its handshake (without the built-ins `ping`
     /// and `info`); empty until a worker is ready.
-    pub fn functions(&self) -> Vec<String> {
+    pub fn functions(&self) -> Arc<[String]> {
         self.inner.core.functions()
     }
 

@@ -34,11 +34,16 @@ pub(crate) fn encode_request(id: u64, command: &str, payload: &[u8]) -> Vec<u8> 
         command: &'a str,
     }
     let header = serde_json::to_vec(&Header { id, command }).expect("the header serializes");
-    let mut frame = Vec::with_capacity(8 + header.len() + payload.len());
+    frame(&header, payload)
+}
+
+/// A frame of `header` (JSON text) and `body`.
+pub(crate) fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + header.len() + body.len());
     frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&header);
-    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(body);
     frame
 }
 

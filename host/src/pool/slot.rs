@@ -63,12 +63,12 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         let id = core.next_worker_id();
         let started = tokio::select! {
             started = async {
-                let python = core.python().await;
+                let launcher = &core.launcher;
                 if settings.fork_server {
                     // One interpreter imports the module, the workers are forked from it.
                     core.fork_server_started(settings.start_timeout).await;
                 }
-                Worker::start(&core.config, python, &settings, id, core.fork_server()).await
+                Worker::start(&core.config, launcher, &settings, id, core.fork_server()).await
             } => started,
             _ = until_closed(&mut closed) => break,
         };

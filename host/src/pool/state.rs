@@ -73,8 +73,6 @@ pub(crate) struct State {
     recycles: u64,
     start_failures: u64,
     start_failure: Option<StartFailure>,
-    /// The commands the latest ready worker reported.
-    functions: Vec<String>,
     closing: bool,
     next_waiter: u64,
 }
@@ -96,6 +94,10 @@ pub(crate) struct Core {
     /// Set when the workers must stop now (after any drain).
     closed: watch::Sender<bool>,
     next_worker: AtomicU64,
+    /// The commands the latest ready worker reported: read on every call
+    /// (for the metrics' labels), so apart from the state's mutex and
+    /// shared without a copy.
+    functions: RwLock<Arc<[String]>>,
     /// How the pool starts processes: the interpreter as named, under the pool's reaper.
     pub(crate) launcher: super::reaper::Launcher,
     /// The fork server new workers come from: starting, ready, or down.
@@ -134,13 +136,13 @@ impl Core {
                 recycles: 0,
                 start_failures: 0,
                 start_failure: None,
-                functions: Vec::new(),
                 closing: false,
                 next_waiter: 0,
             }),
             changes: watch::channel(0).0,
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
+            functions: RwLock::new(Arc::from([])),
             launcher,
             fork_server: watch::channel(ForkState::Starting).0,
             waits: super::waits::WaitHistogram::new(),
@@ -163,12 +165,6 @@ impl Core {
     pub(crate) fn update_settings(&self, f: impl FnOnce(&mut PoolSettings)) {
         f(&mut self.settings.write().unwrap_or_else(|p| p.into_inner()));
         self.changed();
-    }
-
-    /// How workers are started: the interpreter as the user named it (no
-    /// probe: a wrapper script must run for every worker), under the reaper.
-    pub(crate) async fn python(&self) -> &super::reaper::Launcher {
-        &self.launcher
     }
 
     /// The fork server, when the pool uses one and it is ready.
@@ -406,10 +402,10 @@ impl Core {
         pid: u32,
         functions: &[String],
     ) {
-        let mut st = self.lock();
-        if st.functions != functions {
-            st.functions = functions.to_vec();
+        if **self.functions.read().unwrap_or_else(|p| p.into_inner()) != *functions {
+            *self.functions.write().unwrap_or_else(|p| p.into_inner()) = functions.into();
         }
+        let mut st = self.lock();
         let s = &mut st.slots[slot];
         s.worker = worker;
         s.pid = pid;
@@ -421,8 +417,8 @@ impl Core {
     }
 
     /// The commands the latest ready worker reported.
-    pub(crate) fn functions(&self) -> Vec<String> {
-        self.lock().functions.clone()
+    pub(crate) fn functions(&self) -> Arc<[String]> {
+        Arc::clone(&self.functions.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub(crate) fn job_done(self: &Arc<Self>, slot: usize) {

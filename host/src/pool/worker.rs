@@ -4,7 +4,7 @@
 //! stopped. This is the pool's only transport: a worker on another machine
 //! would be another implementation of this module's API.
 
-use super::config::{DESCRIPTORS_PER_WORKER, PoolConfig, PoolSettings};
+use super::config::{DESCRIPTORS_PER_WORKER, PoolConfig, PoolSettings, descriptor_limit};
 use super::control::Control;
 use super::forkserver::ForkServer;
 use super::lifeline::{self, Lifeline};
@@ -101,7 +101,7 @@ impl StartFailure {
             Some(errno @ (libc::EMFILE | libc::ENFILE)) => StartFailure::OutOfDescriptors {
                 during: during.to_string(),
                 errno,
-                limit: open_files_limit(),
+                limit: descriptor_limit(),
             },
             _ => StartFailure::Spawn {
                 python: python.display().to_string(),
@@ -144,19 +144,6 @@ pub(crate) enum CallFailure {
     Died(CallError),
     /// The deadline passed; the worker was killed.
     TimedOut(CallError),
-}
-
-/// The soft RLIMIT_NOFILE of this process.
-fn open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    Some(limit.rlim_cur)
 }
 
 /// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
@@ -309,6 +296,8 @@ impl Worker {
         self.pid
     }
 
+    /// Runs one request and waits for its reply until `deadline`. A worker
+    /// that dies, breaks the protocol or outlives the deadline is killed.
     pub(crate) async fn call(
         &mut self,
         command: &str,
@@ -614,12 +603,7 @@ pub(crate) async fn spawn_process(
         "-c".into(),
         WORKER_SOURCE.into(),
     ];
-    argv.extend(
-        config
-            .worker_args(fork_server)
-            .into_iter()
-            .map(|arg| arg.to_string_lossy().into_owned()),
-    );
+    argv.extend(config.worker_args(fork_server));
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         env.push(("PATH".into(), path.to_string_lossy().into_owned()));
@@ -671,7 +655,7 @@ mod tests {
             error.raw_os_error(),
             error,
         );
-        let limit = open_files_limit().expect("this process has a descriptor limit");
+        let limit = descriptor_limit().expect("this process has a descriptor limit");
         let message = failure.describe("handlers.py");
         assert!(
             message.contains("out of file descriptors")

@@ -156,11 +156,7 @@ pub(crate) fn without_internals(error: &CallError, command: &str) -> CallError {
             traceback: SEE_LOG.into(),
         },
         CallError::NoSuchCommand(_) => {
-            let mut name: String = command.chars().take(64).collect();
-            if name.len() < command.len() {
-                name.push('…');
-            }
-            CallError::NoSuchCommand(format!("{name:?} {SEE_LOG}"))
+            CallError::NoSuchCommand(format!("{} {SEE_LOG}", crate::error::quoted(command)))
         }
         CallError::SessionWorkerGone(_) => CallError::SessionWorkerGone(format!(
             "the session's worker is gone; start the session again {SEE_LOG}"

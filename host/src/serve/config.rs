@@ -412,7 +412,7 @@ impl ServiceConfig {
             return Ok(None);
         };
         let module = section.module.get_ref();
-        let is_file = module.ends_with(".py") || module.contains('/');
+        let is_file = crate::pool::is_module_file(module);
         let module = if is_file {
             let file = self.path(Path::new(module));
             if file.is_dir() {

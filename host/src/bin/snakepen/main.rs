@@ -253,7 +253,7 @@ impl HostArgs {
             pool.preload.extend(self.preload.iter().cloned());
             pool.expose.extend(self.expose.iter().cloned());
             pool.python_path.extend(self.python_path.iter().cloned());
-            if !is_module_file(module)
+            if !snakepen::pool::is_module_file(module)
                 && let Ok(cwd) = std::env::current_dir()
             {
                 // `--module app.handlers` names a package where the user stands.
@@ -275,12 +275,6 @@ impl HostArgs {
         }
         Ok(host)
     }
-}
-
-/// Whether `--module` names a file (`handlers.py`, `dir/handlers`) rather
-/// than a dotted module name.
-fn is_module_file(module: &str) -> bool {
-    module.ends_with(".py") || module.contains('/')
 }
 
 /// Shuts the host down and, for a recording host, saves its cassette and says so.

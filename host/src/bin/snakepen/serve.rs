@@ -190,7 +190,7 @@ impl ServeArgs {
             set("adapter", "config_file", absolute(file).into());
         }
         if let Some(module) = &self.module {
-            let module = if module.ends_with(".py") || module.contains('/') {
+            let module = if snakepen::pool::is_module_file(module) {
                 absolute(Path::new(module))
             } else {
                 // `--module app.handlers` names a package where the user stands.
@@ -214,15 +214,13 @@ impl ServeArgs {
             set("pool", "affinity", name.into());
         }
         if !self.preload.is_empty() {
-            let list: Vec<toml::Value> = self.preload.iter().map(|m| m.clone().into()).collect();
-            set("pool", "preload", toml::Value::Array(list));
+            set("pool", "preload", list(&self.preload));
         }
         if self.no_fork_server {
             set("pool", "fork_server", false.into());
         }
         if !self.expose.is_empty() {
-            let list: Vec<toml::Value> = self.expose.iter().map(|m| m.clone().into()).collect();
-            set("pool", "expose", toml::Value::Array(list));
+            set("pool", "expose", list(&self.expose));
         }
         if let Some(ms) = self.session_ttl_ms {
             if !has_pool {
