@@ -25,8 +25,10 @@ pub fn is_module_file(module: &str) -> bool {
     module.ends_with(".py") || module.contains('/')
 }
 
-/// What the pool's workers run. Fixed for the life of the pool.
+/// What the pool's workers run. Fixed for the life of the pool. Build one
+/// with [`PoolConfig::new`], then set its fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// The user's handlers: a file (`handlers.py`, `path/to/handlers.py`) or
     /// a dotted module name (`myapp.handlers`) found on `python_path`.
@@ -208,6 +210,43 @@ pub enum Affinity {
     Strict,
 }
 
+impl Affinity {
+    /// Every mode, by the name [`Affinity::from_str`](std::str::FromStr) reads.
+    pub const ALL: [Affinity; 2] = [Affinity::Hint, Affinity::Strict];
+
+    /// The mode's name: `hint` or `strict`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Affinity::Hint => "hint",
+            Affinity::Strict => "strict",
+        }
+    }
+}
+
+impl std::fmt::Display for Affinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not an affinity mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an affinity mode: use `hint` (prefer the session's worker) or `strict` (only the session's worker)"
+)]
+pub struct UnknownAffinity(pub String);
+
+impl std::str::FromStr for Affinity {
+    type Err = UnknownAffinity;
+
+    fn from_str(name: &str) -> Result<Affinity, UnknownAffinity> {
+        Affinity::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| UnknownAffinity(name.to_string()))
+    }
+}
+
 /// This process's soft limit of open file descriptors, if it has one.
 pub(crate) fn descriptor_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
@@ -224,8 +263,10 @@ pub(crate) fn descriptor_limit() -> Option<u64> {
 }
 
 /// The pool's timeouts and limits. Each is read when it is used, so
-/// [`crate::Pool::update_settings`] takes effect at once.
+/// [`crate::Pool::update_settings`] takes effect at once. Build one with
+/// `PoolSettings::default()`, then set its fields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PoolSettings {
     /// How long a worker may take from spawn to its readiness handshake.
     pub start_timeout: Duration,
@@ -294,5 +335,20 @@ impl Default for PoolSettings {
             max_frame_bytes: 64 << 20,
             fork_server: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_reads_back_what_it_prints() {
+        for affinity in Affinity::ALL {
+            assert_eq!(affinity.to_string().parse(), Ok(affinity));
+        }
+        let error = "sticky".parse::<Affinity>().unwrap_err();
+        assert!(error.to_string().contains("`sticky`"), "{error}");
+        assert!(error.to_string().contains("hint"), "{error}");
     }
 }
