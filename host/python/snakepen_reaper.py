@@ -28,7 +28,7 @@ reaper -> host: {"kind": "ready", "pid": p} first;
                 {"kind": "spawned", "id": n, "pid": p}, or
                 {"kind": "failed", "id": n, "errno": e, "message": m} when
                 the process could not be started (e is the OS error number);
-                {"kind": "exited", "pid": p, "status": "exit status 1"} when
+                {"kind": "exited", "pid": p, "code": 1} (or "signal": 9) when
                 a process it spawned ends (it stays a zombie, so its pid and
                 process group cannot be reused, until the host says reap).
 Any other child it gains (an orphan) is reaped as soon as it ends.
@@ -148,7 +148,7 @@ def serve(control, wake):
                 if info is None:
                     continue
                 selector.unregister(pidfd)
-                send(control, {"kind": "exited", "pid": spawned[pidfd], "status": describe(info)})
+                send(control, exited(spawned[pidfd], info))
 
 
 def failed(rid, code, where):
@@ -278,13 +278,12 @@ def processes():
     return found
 
 
-def describe(info):
-    if info is None:
-        return "unknown"
-    if info.si_code == os.CLD_EXITED:
-        return "exit status %d" % info.si_status
-    name = signal.Signals(info.si_status).name if info.si_status in signal.valid_signals() else "?"
-    return "signal %d (%s)" % (info.si_status, name)
+def exited(pid, info):
+    """The exit report of `pid`: its exit code, or the signal that ended it."""
+    report = {"kind": "exited", "pid": pid}
+    if info is not None:
+        report["code" if info.si_code == os.CLD_EXITED else "signal"] = info.si_status
+    return report
 
 
 def recv_with_fds(sock):

@@ -33,7 +33,7 @@ host -> server: {"kind": "fork", "id": n}, sent with four descriptors
                 {"kind": "reap", "pid": p} once the host has cleaned up
                 after worker p.
 server -> host: the handshake, then {"kind": "forked", "id": n, "pid": p};
-                {"kind": "exited", "pid": p, "status": "exit status 1"}
+                {"kind": "exited", "pid": p, "code": 1} (or "signal": 9)
                 when a worker ends (it stays a zombie, so its pid and
                 process group cannot be reused, until the host says reap).
 A forked worker leads its own process group, sends its own handshake on
@@ -165,7 +165,7 @@ def serve_forks(options):
                 pidfd = key.fd
                 selector.unregister(pidfd)
                 info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
-                send(control, {"kind": "exited", "pid": children[pidfd], "status": describe(info)})
+                send(control, exited(children[pidfd], info))
 
 
 def recv_with_fds(sock):
@@ -178,13 +178,12 @@ def recv_with_fds(sock):
     return data, fds
 
 
-def describe(info):
-    if info is None:
-        return "unknown"
-    if info.si_code == os.CLD_EXITED:
-        return "exit status %d" % info.si_status
-    name = signal.Signals(info.si_status).name if info.si_status in signal.valid_signals() else "?"
-    return "signal %d (%s)" % (info.si_status, name)
+def exited(pid, info):
+    """The exit report of `pid`: its exit code, or the signal that ended it."""
+    report = {"kind": "exited", "pid": pid}
+    if info is not None:
+        report["code" if info.si_code == os.CLD_EXITED else "signal"] = info.si_status
+    return report
 
 
 def fork_worker(fds, control, children, module, handlers, shadowed, options):

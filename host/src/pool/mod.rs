@@ -1,37 +1,42 @@
 //! The pool of long-lived Python workers behind a host's `workers` import.
 //!
-//! `config` says what runs, `worker` is one process and its protocol,
-//! `reaper` starts every process and outlives none of them, `output`
-//! drains their stdout and stderr within bounds, `slot` keeps one worker
-//! alive, `state` moves workers between callers and `status` reports it.
-//! Dropping the last handle of a pool kills its workers (and whatever they
-//! started); [`Pool::shutdown`] drains them first.
+//! `config` says what runs. `transport` is the seam between the pool and
+//! its workers: `process/` is the transport of Python processes on this
+//! machine (started through the pool's reaper or forked by its fork
+//! server). In front of the seam, written once: `state` is the slot table,
+//! `core` what slot tasks, leases and this handle share, `checkout` how
+//! callers get a worker, `slot` keeps one worker alive, and `status` and
+//! `waits` report. Dropping the last handle of a pool kills its workers
+//! (and whatever they started); [`Pool::shutdown`] drains them first.
 
+mod checkout;
 mod config;
-mod control;
-mod forkserver;
-mod lifeline;
-mod output;
-mod protocol;
-mod reaper;
+mod process;
+mod shared;
 mod slot;
 mod state;
 mod status;
+mod transport;
 mod waits;
-mod worker;
 
 pub use config::{
-    Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings, is_module_file,
+    Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings, UnknownAffinity,
+    is_module_file,
 };
 pub use status::PoolStatus;
+pub use transport::{WorkerId, WorkerInfo};
 pub use waits::QueueWait;
 
 use crate::{CallError, Error, Response};
-use state::{Core, Job};
+use shared::Core;
+use state::Job;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use transport::Transport;
 
 /// A running pool of Python workers. Clones share the pool; when the last
 /// clone is dropped, every worker is killed.
@@ -40,39 +45,63 @@ pub struct Pool {
     inner: Arc<Owner>,
 }
 
-/// Owns the pool's tasks and processes; its drop is the pool's end.
+/// Owns the pool's tasks and its transport; its drop is the pool's end.
 struct Owner {
     core: Arc<Core>,
+    transport: Arc<dyn Ends>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the pool's handle needs of its transport, whatever its type.
+trait Ends: Send + Sync {
+    fn abort(&self, workers: &[WorkerInfo]);
+    fn close(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn fork_server_pid(&self) -> Option<u32>;
+}
+
+impl<T: Transport> Ends for T {
+    fn abort(&self, workers: &[WorkerInfo]) {
+        Transport::abort(self, workers)
+    }
+    fn close(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(Transport::close(self, grace))
+    }
+    fn fork_server_pid(&self) -> Option<u32> {
+        Transport::fork_server_pid(self)
+    }
 }
 
 impl Pool {
     /// Starts every worker at once (they become ready in the background;
     /// [`Pool::ready`] waits for them). Must be called inside a tokio runtime.
     pub fn start(config: PoolConfig) -> Result<Pool, Error> {
-        config
-            .check()
-            .map_err(|(field, message)| Error::PoolConfig {
-                field: field.into(),
-                message,
-            })?;
+        check(&config)?;
+        let transport = process::Processes::new(&config);
+        Pool::with_transport(config, transport)
+    }
+
+    /// Starts a pool whose workers come from `transport`.
+    fn with_transport<T: Transport>(config: PoolConfig, transport: T) -> Result<Pool, Error> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::PoolConfig {
             field: "runtime".into(),
             message: "a pool must be started inside a tokio runtime".into(),
         })?;
+        let transport = Arc::new(transport);
         let (core, receivers) = Core::new(config);
         let mut tasks: Vec<JoinHandle<()>> = receivers
             .into_iter()
             .enumerate()
-            .map(|(index, jobs)| handle.spawn(slot::run(Arc::clone(&core), index, jobs)))
+            .map(|(index, jobs)| {
+                let run = slot::run(Arc::clone(&core), Arc::clone(&transport), index, jobs);
+                handle.spawn(run)
+            })
             .collect();
         tasks.push(handle.spawn(sweep_sessions(Arc::clone(&core))));
-        if core.settings().fork_server {
-            tasks.push(handle.spawn(forkserver::supervise(Arc::clone(&core))));
-        }
+        tasks.push(handle.spawn(transport.run(core.closed_signal(), core.watch_settings())));
         Ok(Pool {
             inner: Arc::new(Owner {
                 core,
+                transport,
                 tasks: Mutex::new(tasks),
             }),
         })
@@ -80,7 +109,7 @@ impl Pool {
 
     /// The fork server's process id, while the pool has one ready.
     pub fn fork_server_pid(&self) -> Option<u32> {
-        self.inner.core.fork_server().map(|s| s.pid())
+        self.inner.transport.fork_server_pid()
     }
 
     /// Runs `command` with `payload` on a worker (the session's first, by
@@ -95,6 +124,7 @@ impl Pool {
         payload: Vec<u8>,
         deadline: Instant,
     ) -> Result<Response, CallError> {
+        let deadline = tokio::time::Instant::from_std(deadline);
         let core = &self.inner.core;
         let mut job_payload = payload;
         loop {
@@ -197,9 +227,15 @@ impl Pool {
         self.inner.core.functions()
     }
 
+    /// The workers running now (ready, or serving a call), by id and,
+    /// for a process on this machine, pid.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.core.workers()
+    }
+
     /// The process ids of the workers running now.
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.inner.core.live_pids()
+        self.workers().iter().filter_map(|w| w.pid).collect()
     }
 
     /// Stops taking calls, lets calls in flight finish within the
@@ -226,10 +262,9 @@ impl Pool {
         for task in tasks {
             let _ = task.await;
         }
-        // Last, what the workers left: the reaper kills it all, then exits.
-        core.launcher
-            .close_and_wait(core.settings().kill_grace)
-            .await;
+        // Last, whatever else the transport runs (for processes: the reaper
+        // kills what the workers left, then exits).
+        self.inner.transport.close(core.settings().kill_grace).await;
     }
 }
 
@@ -237,11 +272,7 @@ impl Drop for Owner {
     fn drop(&mut self) {
         // No await here: kill what runs now, and let the tasks end their own way.
         self.core.close();
-        for pid in self.core.live_pids() {
-            worker::kill_group(pid, libc::SIGKILL);
-        }
-        // The reaper kills whatever they left, once its lifeline closes.
-        drop(self.core.launcher.close());
+        self.transport.abort(&self.core.workers());
         for task in self
             .tasks
             .get_mut()
@@ -273,4 +304,14 @@ async fn sweep_sessions(core: Arc<Core>) {
             _ = closed.wait_for(|c| *c) => return,
         }
     }
+}
+
+/// Refuses a configuration the pool cannot run, naming the field.
+fn check(config: &PoolConfig) -> Result<(), Error> {
+    config
+        .check()
+        .map_err(|(field, message)| Error::PoolConfig {
+            field: field.into(),
+            message,
+        })
 }

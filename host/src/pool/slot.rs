@@ -1,60 +1,64 @@
 //! One slot of the pool: a task that keeps one worker alive. It starts the
-//! worker, serves the requests leased to it, pings it when idle, recycles
-//! it, replaces it when it dies (with backoff when it dies young), and stops
-//! it when the pool closes.
+//! worker through the pool's transport, serves the requests leased to it,
+//! pings it when idle, recycles it, replaces it when it dies (with backoff
+//! when it dies young), and stops it when the pool closes.
 
 use super::config::PoolSettings;
-use super::state::{Core, Ended, Job};
-use super::worker::{CallFailure, Worker};
+use super::shared::Core;
+use super::state::{Ended, Job};
+use super::transport::{Connection, Exit, Fatal, Transport};
 use crate::{CallError, Response};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// A worker that dies sooner than this after its start counts as a failed
 /// start for the restart backoff: a module that crashes at once must not
 /// turn into a respawn storm.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
 
-/// How the exit status of a worker killed by SIGKILL begins.
-const KILLED: &str = "signal 9 ";
-
 /// Why a worker's service ended.
 #[derive(Debug)]
 enum End {
     Shutdown,
-    /// The worker's exit status, as the call's error reports it.
-    Crashed(String),
+    /// It ended during a call.
+    Crashed(Exit),
+    /// It broke the protocol during a call and was killed.
+    Broke,
     TimedOut,
-    DiedIdle(String),
+    DiedIdle(Exit),
     Unhealthy(String),
     Recycle(String),
 }
 
 impl End {
     fn killed_from_outside(&self) -> bool {
-        let status = match self {
-            End::Crashed(status) | End::DiedIdle(status) => status,
-            _ => return false,
-        };
-        status.starts_with(KILLED)
+        match self {
+            End::Crashed(exit) | End::DiedIdle(exit) => exit.is_sigkill(),
+            _ => false,
+        }
     }
 
     fn describe(&self) -> String {
         match self {
             End::Shutdown => "the pool shut down".into(),
-            End::Crashed(status) => {
-                format!("it died or broke the protocol during a call ({status})")
-            }
+            End::Crashed(exit) => format!("it died during a call ({exit})"),
+            End::Broke => "it broke the protocol during a call".into(),
             End::TimedOut => "a call ran past its deadline".into(),
-            End::DiedIdle(status) => format!("it died while idle ({status})"),
+            End::DiedIdle(exit) => format!("it died while idle ({exit})"),
             End::Unhealthy(why) => format!("it is unhealthy: {why}"),
             End::Recycle(why) => format!("recycled: it {why}"),
         }
     }
 }
 
-pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<Job>) {
+pub(crate) async fn run<T: Transport>(
+    core: Arc<Core>,
+    transport: Arc<T>,
+    index: usize,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut closed = core.closed_signal();
     let mut failures: u32 = 0;
     while !core.is_closed() {
@@ -62,14 +66,7 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         let settings = core.settings();
         let id = core.next_worker_id();
         let started = tokio::select! {
-            started = async {
-                let launcher = &core.launcher;
-                if settings.fork_server {
-                    // One interpreter imports the module, the workers are forked from it.
-                    core.fork_server_started(settings.start_timeout).await;
-                }
-                Worker::start(&core.config, launcher, &settings, id, core.fork_server()).await
-            } => started,
+            started = transport.start(id, &settings) => started,
             _ = until_closed(&mut closed) => break,
         };
         let mut worker = match started {
@@ -89,8 +86,10 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
                 continue;
             }
         };
-        core.ready(index, worker.id, worker.pid(), &worker.functions);
-        let (end, owed) = serve(&core, index, &mut worker, &mut jobs, &mut closed).await;
+        let started = Instant::now();
+        let info = worker.info();
+        core.ready(index, info, worker.functions());
+        let (end, owed) = serve(&core, index, &mut worker, started, &mut jobs, &mut closed).await;
         let counted = match &end {
             End::Shutdown => Ended::Shutdown,
             End::Recycle(_) => Ended::Recycle,
@@ -101,20 +100,22 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
             End::Recycle(why) => {
                 tracing::info!(
                     slot = index,
-                    pid = worker.pid(),
+                    worker = info.id,
+                    pid = info.pid,
                     "recycling worker: it {why}"
                 )
             }
             other => {
                 tracing::warn!(
                     slot = index,
-                    pid = worker.pid(),
+                    worker = info.id,
+                    pid = info.pid,
                     "replacing worker: {}",
                     other.describe()
                 )
             }
         }
-        core.ended(index, worker.id, counted);
+        core.ended(index, info.id, counted);
         // The caller hears of the end only once the pool's status shows it.
         if let Some((reply, error)) = owed {
             let _ = reply.send(Err(error));
@@ -122,7 +123,7 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         // Anything still queued was sent to the worker that just ended.
         while let Ok(job) = jobs.try_recv() {
             let _ = job.reply.send(Err(CallError::WorkerCrashed {
-                pid: worker.pid(),
+                pid: info.pid.unwrap_or(0),
                 exit_status: format!("it ended before the call reached it: {}", end.describe()),
                 stderr_tail: String::new(),
             }));
@@ -139,7 +140,7 @@ pub(crate) async fn run(core: Arc<Core>, index: usize, mut jobs: mpsc::Receiver<
         // empty the pool: it is replaced at once. So is one killed from
         // outside (SIGKILL it did not get from us: the OOM killer, an
         // operator, a chaos test), which did nothing wrong.
-        let died_young = worker.started.elapsed() < HEALTHY_UPTIME
+        let died_young = started.elapsed() < HEALTHY_UPTIME
             && matches!(end, End::DiedIdle(_) | End::Unhealthy(_))
             && !end.killed_from_outside();
         failures = if died_young { failures + 1 } else { 0 };
@@ -165,10 +166,11 @@ async fn pause(settings: &PoolSettings, failures: u32, closed: &mut watch::Recei
 
 /// Serves the slot's jobs until the worker must go. Returns why, and the
 /// error owed to the call the worker was serving when it ended, if any.
-async fn serve(
+async fn serve<C: Connection>(
     core: &Arc<Core>,
     index: usize,
-    worker: &mut Worker,
+    worker: &mut C,
+    started: Instant,
     jobs: &mut mpsc::Receiver<Job>,
     closed: &mut watch::Receiver<bool>,
 ) -> (End, Option<Owed>) {
@@ -186,7 +188,7 @@ async fn serve(
                 };
                 // Back in the queue before the caller hears back, so that its
                 // next call (same session, or just sequential) finds this worker idle.
-                let recycle = recycle_reason(worker, &settings);
+                let recycle = recycle_reason(worker, started, &settings);
                 if recycle.is_none() {
                     core.job_done(index);
                 }
@@ -195,19 +197,21 @@ async fn serve(
                     return (End::Recycle(reason), None);
                 }
             }
-            status = worker.exited() => return (End::DiedIdle(status), None),
+            exit = worker.ended() => return (End::DiedIdle(exit), None),
             _ = tokio::time::sleep(idle_for) => {
-                if !core.try_check(index, worker.id) {
+                if !core.try_check(index, worker.info().id) {
                     continue;
                 }
                 let deadline = Instant::now() + settings.health_timeout;
-                match worker.call("ping", b"", deadline, settings.kill_grace).await {
+                match worker.ping(deadline, settings.kill_grace).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) | Err(CallFailure::Died(e) | CallFailure::TimedOut(e)) => {
+                    Ok(Err(e)) => return (End::Unhealthy(format!("its ping failed: {e}")), None),
+                    Err(fatal) => {
+                        let e = fatal.into_error();
                         return (End::Unhealthy(format!("its ping failed: {e}")), None);
                     }
                 }
-                if let Some(reason) = recycle_reason(worker, &settings) {
+                if let Some(reason) = recycle_reason(worker, started, &settings) {
                     return (End::Recycle(reason), None);
                 }
                 core.job_done(index);
@@ -218,8 +222,8 @@ async fn serve(
 
 /// Runs one request. Returns the answer with its reply channel, or how the
 /// worker ended with the error owed to the caller.
-async fn run_job(
-    worker: &mut Worker,
+async fn run_job<C: Connection>(
+    worker: &mut C,
     job: Job,
     settings: &PoolSettings,
     closed: &mut watch::Receiver<bool>,
@@ -234,18 +238,12 @@ async fn run_job(
             return Err((End::Shutdown, (job.reply, error)));
         }
     };
-    worker.served += 1;
     // A caller that went away has dropped its receiver; the reply is drained all the same.
     match outcome {
         Ok(answer) => Ok((job.reply, answer)),
-        Err(CallFailure::Died(error)) => {
-            let status = match &error {
-                CallError::WorkerCrashed { exit_status, .. } => exit_status.clone(),
-                other => other.to_string(),
-            };
-            Err((End::Crashed(status), (job.reply, error)))
-        }
-        Err(CallFailure::TimedOut(error)) => Err((End::TimedOut, (job.reply, error))),
+        Err(Fatal::Died { exit, error }) => Err((End::Crashed(exit), (job.reply, error))),
+        Err(Fatal::Broke(error)) => Err((End::Broke, (job.reply, error))),
+        Err(Fatal::TimedOut(error)) => Err((End::TimedOut, (job.reply, error))),
     }
 }
 
@@ -253,22 +251,27 @@ type Reply = tokio::sync::oneshot::Sender<Result<Response, CallError>>;
 /// A call's reply channel and the error it is owed.
 type Owed = (Reply, CallError);
 
-fn recycle_reason(worker: &Worker, settings: &PoolSettings) -> Option<String> {
+fn recycle_reason<C: Connection>(
+    worker: &C,
+    started: Instant,
+    settings: &PoolSettings,
+) -> Option<String> {
+    let usage = worker.usage();
     if let Some(max) = settings.max_requests
-        && worker.served >= max
+        && usage.calls >= max
     {
         return Some(format!(
             "served {} requests (max_requests {max})",
-            worker.served
+            usage.calls
         ));
     }
     if let Some(max) = settings.max_age
-        && worker.started.elapsed() >= max
+        && started.elapsed() >= max
     {
         return Some(format!("is older than max_age {max:?}"));
     }
     if let Some(max) = settings.max_rss_bytes
-        && let Some(rss) = worker.rss_bytes()
+        && let Some(rss) = usage.memory_bytes
         && rss > max
     {
         return Some(format!("uses {rss} bytes of memory (max_rss_bytes {max})"));

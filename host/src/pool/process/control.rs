@@ -6,6 +6,7 @@
 //! killed its group and says `reap`; nothing else here ever reaps.
 
 use super::protocol::{self, FrameError};
+use crate::pool::transport::Exit;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -51,14 +52,15 @@ pub(crate) struct Control {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<u32, RequestError>>>>,
-    exits: Mutex<HashMap<u32, Exit>>,
+    exits: Mutex<HashMap<u32, ExitNote>>,
     /// Set once the helper is gone: nothing more will be heard from it.
     gone: AtomicBool,
 }
 
-enum Exit {
-    Waiting(oneshot::Sender<String>),
-    Reported(String),
+/// A process's exit: waited for, or reported before anyone asked.
+enum ExitNote {
+    Waiting(oneshot::Sender<Exit>),
+    Reported(Exit),
 }
 
 #[derive(Deserialize)]
@@ -66,18 +68,20 @@ enum Exit {
 enum Message {
     /// The fork server says `forked`, the reaper `spawned`.
     #[serde(rename = "forked", alias = "spawned")]
-    Started {
-        id: u64,
-        pid: u32,
-    },
+    Started { id: u64, pid: u32 },
     Failed {
         id: u64,
         errno: i32,
         message: String,
     },
+    /// `code` when it exited, `signal` when a signal ended it; neither
+    /// when the helper could not tell.
     Exited {
         pid: u32,
-        status: String,
+        #[serde(default)]
+        code: Option<i32>,
+        #[serde(default)]
+        signal: Option<i32>,
     },
 }
 
@@ -142,18 +146,18 @@ impl Control {
 
     /// Resolves with the exit status of process `pid` once it ended, or
     /// fails if the helper went away first.
-    pub(crate) fn exit_of(&self, pid: u32) -> oneshot::Receiver<String> {
+    pub(crate) fn exit_of(&self, pid: u32) -> oneshot::Receiver<Exit> {
         let (tx, rx) = oneshot::channel();
         let mut exits = lock(&self.exits);
         if self.is_gone() {
             return rx; // its sender is dropped: the status is unknown
         }
         match exits.remove(&pid) {
-            Some(Exit::Reported(status)) => {
+            Some(ExitNote::Reported(status)) => {
                 let _ = tx.send(status);
             }
             _ => {
-                exits.insert(pid, Exit::Waiting(tx));
+                exits.insert(pid, ExitNote::Waiting(tx));
             }
         }
         rx
@@ -204,14 +208,19 @@ impl Control {
             Message::Failed { id, errno, message } => {
                 (id, Err(RequestError::Refused { errno, message }))
             }
-            Message::Exited { pid, status } => {
+            Message::Exited { pid, code, signal } => {
+                let status = match (code, signal) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(signal)) => Exit::Signal(signal),
+                    (None, None) => Exit::Lost("its parent could not tell how it ended".into()),
+                };
                 let mut exits = lock(&self.exits);
                 match exits.remove(&pid) {
-                    Some(Exit::Waiting(tx)) => {
+                    Some(ExitNote::Waiting(tx)) => {
                         let _ = tx.send(status);
                     }
                     _ => {
-                        exits.insert(pid, Exit::Reported(status));
+                        exits.insert(pid, ExitNote::Reported(status));
                     }
                 }
                 return;

@@ -28,7 +28,7 @@ use tokio::process::Command;
 use tokio::task::JoinHandle;
 
 /// The reaper program, embedded like the worker's.
-const REAPER_SOURCE: &str = include_str!("../../python/snakepen_reaper.py");
+const REAPER_SOURCE: &str = include_str!("../../../python/snakepen_reaper.py");
 /// The descriptor the reaper finds its control socket on.
 const CONTROL_FD: i32 = 3;
 
@@ -266,14 +266,14 @@ async fn start(
             String::from_utf8_lossy(&hello)
         )),
         Err(HandshakeError::Timeout) => {
-            super::worker::kill_group(pid, libc::SIGKILL);
+            super::group::kill_group(pid, libc::SIGKILL);
             tokio::spawn(async move { child.wait().await });
             return Err(LaunchError::Timeout(start_timeout));
         }
         Err(HandshakeError::Failed(why)) => Some(why),
     };
     if let Some(why) = why {
-        super::worker::kill_group(pid, libc::SIGKILL);
+        super::group::kill_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
         let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
         let stderr_tail = tail.lock().unwrap_or_else(|p| p.into_inner()).text();

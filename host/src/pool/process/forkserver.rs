@@ -15,15 +15,25 @@
 //! meanwhile, and restarts the server.
 
 use super::control::{self, Control};
+use super::group::kill_group;
 use super::lifeline::Lifeline;
-use super::state::{Core, ForkState};
-use super::worker;
+use super::reaper::Launcher;
+use super::spawn;
+use crate::pool::config::{PoolConfig, PoolSettings};
+use crate::pool::transport::Exit;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::net::unix::OwnedReadHalf;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
+
+/// Where a pool's fork server is.
+pub(super) enum ForkState {
+    Starting,
+    Ready(Arc<ForkServer>),
+    Down,
+}
 
 /// A running fork server.
 pub(crate) struct ForkServer {
@@ -58,13 +68,19 @@ impl ForkServer {
 /// Keeps a fork server running for the pool until it closes: starts it,
 /// publishes it to the slots once it is ready, and starts it again (with
 /// backoff) when it dies. Workers of a dead server go on serving.
-pub(crate) async fn supervise(core: Arc<Core>) {
-    let mut closed = core.closed_signal();
+pub(super) async fn supervise(
+    config: &PoolConfig,
+    launcher: &Launcher,
+    state: &watch::Sender<ForkState>,
+    mut closed: watch::Receiver<bool>,
+    settings: watch::Receiver<PoolSettings>,
+) {
+    let is_closed = |closed: &watch::Receiver<bool>| *closed.borrow();
     let mut failures: u32 = 0;
-    while !core.is_closed() {
-        let settings = core.settings();
+    while !is_closed(&closed) {
+        let settings = settings.borrow().clone();
         let started = tokio::select! {
-            started = start(&core, &settings) => started,
+            started = start(config, launcher, &settings) => started,
             _ = closed.changed() => break,
         };
         match started {
@@ -72,29 +88,29 @@ pub(crate) async fn supervise(core: Arc<Core>) {
                 failures = 0;
                 let pid = server.pid();
                 tracing::debug!(pid, "fork server ready");
-                core.set_fork_server(ForkState::Ready(Arc::clone(&server)));
+                state.send_replace(ForkState::Ready(Arc::clone(&server)));
                 let listen = server.control.listen(reader, settings.max_frame_bytes);
                 tokio::select! {
                     () = listen => {}
                     _ = closed.changed() => {}
                 }
-                core.set_fork_server(ForkState::Down);
+                state.send_replace(ForkState::Down);
                 server.control.fail_waiters();
                 drop(lifeline);
-                worker::kill_group(pid, libc::SIGKILL);
+                kill_group(pid, libc::SIGKILL);
                 let status = tokio::time::timeout(Duration::from_secs(5), exit).await;
                 reaper.reap(pid).await;
-                if !core.is_closed() {
+                if !is_closed(&closed) {
                     tracing::warn!(pid, status = ?status, "the fork server ended; restarting it (workers are started the usual way meanwhile)");
                 }
             }
             Err(message) => {
-                core.set_fork_server(ForkState::Down);
+                state.send_replace(ForkState::Down);
                 failures += 1;
                 tracing::warn!(failures, "the fork server could not start: {message}");
             }
         }
-        if core.is_closed() {
+        if is_closed(&closed) {
             break;
         }
         let factor = 1u32 << failures.min(7);
@@ -104,25 +120,28 @@ pub(crate) async fn supervise(core: Arc<Core>) {
             _ = closed.changed() => break,
         }
     }
-    core.set_fork_server(ForkState::Down);
+    state.send_replace(ForkState::Down);
 }
 
 /// A started fork server: the server, its exit status to come, its control
 /// socket's read half, its lifeline, and the reaper that is its parent.
 type Started = (
     Arc<ForkServer>,
-    oneshot::Receiver<String>,
+    oneshot::Receiver<Exit>,
     BufReader<OwnedReadHalf>,
     Lifeline,
     Arc<Control>,
 );
 
-async fn start(core: &Core, settings: &super::PoolSettings) -> Result<Started, String> {
+async fn start(
+    config: &PoolConfig,
+    launcher: &Launcher,
+    settings: &PoolSettings,
+) -> Result<Started, String> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
     let (lifeline, line) = Lifeline::new().map_err(|e| e.to_string())?;
-    let launcher = &core.launcher;
-    let (pid, reaper, stdout, stderr) = worker::spawn_process(
-        &core.config,
+    let (pid, reaper, stdout, stderr) = spawn::spawn_process(
+        config,
         launcher,
         settings,
         OwnedFd::from(theirs),
@@ -130,11 +149,11 @@ async fn start(core: &Core, settings: &super::PoolSettings) -> Result<Started, S
         true,
     )
     .await
-    .map_err(|e| e.describe(&core.config.module))?;
+    .map_err(|e| e.describe(&config.module))?;
     let exit = reaper.exit_of(pid);
     super::output::forward(stdout, stderr, 0, pid, None);
     let failed = |why: String| {
-        worker::kill_group(pid, libc::SIGKILL);
+        kill_group(pid, libc::SIGKILL);
         let reaper = Arc::clone(&reaper);
         tokio::spawn(async move { reaper.reap(pid).await });
         why
@@ -165,4 +184,31 @@ async fn start(core: &Core, settings: &super::PoolSettings) -> Result<Started, S
         control: Arc::new(Control::new(pid, writer)),
     });
     Ok((server, exit, reader, lifeline, reaper))
+}
+
+/// Asks `server` for a worker on `socket` and `lifeline` (the read end), with
+/// pipes for its output.
+pub(super) async fn fork_from(
+    server: &ForkServer,
+    (socket, lifeline): (OwnedFd, OwnedFd),
+    settings: &PoolSettings,
+) -> Result<
+    (
+        u32,
+        tokio::net::unix::pipe::Receiver,
+        tokio::net::unix::pipe::Receiver,
+    ),
+    super::control::RequestError,
+> {
+    let (stdout_read, stdout_write) = spawn::pipe()?;
+    let (stderr_read, stderr_write) = spawn::pipe()?;
+    let pid = server
+        .fork(
+            [socket, stdout_write, stderr_write, lifeline],
+            settings.start_timeout,
+        )
+        .await?;
+    let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)?;
+    let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(stderr_read)?;
+    Ok((pid, stdout, stderr))
 }

@@ -1,0 +1,441 @@
+//! One Python worker process as the pool's connection: its handshake
+//! (after `spawn` started it), one call at a time on its socket, how its
+//! end is seen (its pidfd, or its parent's report) and how it is stopped.
+
+use super::control::Control;
+use super::forkserver::ForkServer;
+use super::group::kill_group;
+use super::lifeline::Lifeline;
+use super::output::{self, Tail};
+use super::protocol::{self, FrameError, Handshake, ReplyHeader};
+use super::reaper::Launcher;
+use super::spawn::{self, Started};
+use crate::pool::config::{PoolConfig, PoolSettings};
+use crate::pool::transport::{Connection, Exit, Fatal, StartFailure, Usage, WorkerId, WorkerInfo};
+use crate::{CallError, Response};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
+pub(crate) struct Worker {
+    id: WorkerId,
+    /// Calls it served (pings not counted).
+    served: u64,
+    /// The commands it reported in its handshake.
+    functions: Vec<String>,
+    /// Its parent: the pool's reaper, or the fork server that forked it. It
+    /// reports the exit and keeps the process a zombie until told to reap.
+    parent: Arc<Control>,
+    /// The exit status to come from `parent`, until it came.
+    exit: Option<oneshot::Receiver<Exit>>,
+    /// The exit status, once `parent` reported it.
+    status: Option<Exit>,
+    pid: u32,
+    /// Readable once the process has ended, without reaping it: while it is
+    /// a zombie its pid (and so its process group's id) cannot be reused, so
+    /// the group can be killed safely after the leader's death.
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    /// Whether its parent was told to reap it (its group id may then belong to another).
+    reaped: bool,
+    reader: BufReader<OwnedReadHalf>,
+    writer: Option<OwnedWriteHalf>,
+    stderr_tail: Arc<Mutex<Tail>>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    next_request: u64,
+    max_frame_bytes: usize,
+    /// Declared last: dropped after everything else, it kills the process
+    /// if it still runs.
+    _lifeline: Lifeline,
+}
+
+impl Worker {
+    /// Starts a worker (forked from `fork_server` when one is given and
+    /// answers, else as a new process through the pool's reaper) and waits
+    /// for its handshake.
+    pub(crate) async fn start(
+        config: &PoolConfig,
+        launcher: &Launcher,
+        settings: &PoolSettings,
+        id: WorkerId,
+        fork_server: Option<Arc<ForkServer>>,
+    ) -> Result<Worker, StartFailure> {
+        let python = launcher.python();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| {
+            StartFailure::os(python, "creating the protocol socket", e.raw_os_error(), e)
+        })?;
+        let (lifeline, line) = Lifeline::new().map_err(|e| {
+            StartFailure::os(python, "creating the lifeline pipe", e.raw_os_error(), e)
+        })?;
+        let (socket, line) = (OwnedFd::from(theirs), line);
+        let (pid, parent, stdout, stderr): Started = match fork_server {
+            Some(server) => {
+                // The fork server may fail to fork; then the worker is
+                // started the usual way, on descriptors of its own.
+                match super::forkserver::fork_from(&server, (socket, line), settings).await {
+                    Ok((pid, stdout, stderr)) => (pid, server.control(), stdout, stderr),
+                    Err(e) => {
+                        tracing::warn!(
+                            worker = id,
+                            "the fork server could not fork a worker ({e}); starting one the usual way"
+                        );
+                        return Box::pin(Worker::start(config, launcher, settings, id, None)).await;
+                    }
+                }
+            }
+            None => spawn::spawn_process(config, launcher, settings, socket, line, false).await?,
+        };
+        let stderr_tail = Arc::new(Mutex::new(Tail::default()));
+        let stderr_task = output::forward(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
+        let exit = Some(parent.exit_of(pid));
+        let cannot = |e: std::io::Error| {
+            kill_group(pid, libc::SIGKILL);
+            StartFailure::os(
+                python,
+                "setting up the protocol socket",
+                e.raw_os_error(),
+                e,
+            )
+        };
+        ours.set_nonblocking(true).map_err(cannot)?;
+        let stream = UnixStream::from_std(ours).map_err(cannot)?;
+        let (read, write) = stream.into_split();
+        let mut worker = Worker {
+            id,
+            served: 0,
+            functions: Vec::new(),
+            parent,
+            exit,
+            status: None,
+            pid,
+            pidfd: spawn::open_pidfd(pid),
+            reaped: false,
+            reader: BufReader::with_capacity(64 << 10, read),
+            writer: Some(write),
+            stderr_tail,
+            stderr_task,
+            next_request: 0,
+            max_frame_bytes: settings.max_frame_bytes,
+            _lifeline: lifeline,
+        };
+        let handshake = tokio::time::timeout(
+            settings.start_timeout,
+            protocol::read_frame(&mut worker.reader, worker.max_frame_bytes),
+        )
+        .await;
+        let failure = match handshake {
+            Err(_) => StartFailure::Timeout {
+                after: settings.start_timeout,
+            },
+            Ok(Err(FrameError::Closed)) => {
+                let (_, status) = worker.reap(settings.kill_grace).await;
+                StartFailure::Exited {
+                    status,
+                    stderr_tail: worker.stderr_tail(settings.kill_grace).await,
+                }
+            }
+            Ok(Err(FrameError::Invalid(message))) => StartFailure::Protocol(message),
+            Ok(Ok((header, _))) => match serde_json::from_slice::<Handshake>(&header) {
+                Ok(Handshake::Ready(hello)) => {
+                    tracing::debug!(worker = id, pid, python = %hello.python, module = %hello.module, "worker ready");
+                    if !hello.shadowed.is_empty() {
+                        tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
+                    }
+                    worker.functions = hello.functions;
+                    return Ok(worker);
+                }
+                Ok(Handshake::Failed { error }) => StartFailure::Import {
+                    type_name: error.type_name,
+                    message: error.message,
+                    traceback: error.traceback,
+                },
+                Err(e) => StartFailure::Protocol(format!("its handshake is not valid: {e}")),
+            },
+        };
+        worker.shut(settings.kill_grace).await;
+        Err(failure)
+    }
+
+    /// Runs one request and waits for its reply until `deadline`. A worker
+    /// that dies, breaks the protocol or outlives the deadline is killed.
+    async fn exchange(
+        &mut self,
+        command: &str,
+        payload: &[u8],
+        deadline: Instant,
+        kill_grace: Duration,
+    ) -> Result<Result<Response, CallError>, Fatal> {
+        self.next_request += 1;
+        let id = self.next_request;
+        let frame = protocol::encode_request(id, command, payload);
+        let started = Instant::now();
+        let (writer, reader, max) = (&mut self.writer, &mut self.reader, self.max_frame_bytes);
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        let exchange = async {
+            let writer = writer.as_mut().ok_or(FrameError::Closed)?;
+            writer.write_all(&frame).await?;
+            protocol::read_frame(reader, max).await
+        };
+        // A worker whose process ends fails the call at once, even if
+        // something it forked still holds its socket open.
+        let exchange = async {
+            tokio::select! {
+                biased;
+                frame = exchange => frame,
+                () = leader_exit(pidfd, exit, status) => Err(FrameError::Closed),
+            }
+        };
+        let reply = tokio::time::timeout_at(deadline, exchange).await;
+        let (header, body) = match reply {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => {
+                let (exit, status) = self.reap(kill_grace).await;
+                let stderr_tail = self.stderr_tail(kill_grace).await;
+                let error = CallError::WorkerCrashed {
+                    pid: self.pid,
+                    exit_status: status,
+                    stderr_tail,
+                };
+                return Err(Fatal::Died { exit, error });
+            }
+            Ok(Err(FrameError::Invalid(message))) => {
+                return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+            }
+            Err(_) => {
+                self.kill_group(libc::SIGKILL);
+                let _ = self.reap(kill_grace).await;
+                return Err(Fatal::TimedOut(CallError::Timeout(format!(
+                    "{} ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
+                    crate::error::quoted(command),
+                    started.elapsed(),
+                    self.pid
+                ))));
+            }
+        };
+        let header: ReplyHeader = match serde_json::from_slice(&header) {
+            Ok(header) => header,
+            Err(e) => {
+                let message = format!("its reply header is not valid: {e}");
+                return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+            }
+        };
+        if header.id != id {
+            let message = format!(
+                "it answered request {} while request {id} was running",
+                header.id
+            );
+            return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+        }
+        Ok(match (header.ok, header.error) {
+            (true, _) => Ok(Response {
+                payload: body,
+                worker_pid: Some(self.pid),
+            }),
+            (false, Some(error)) => Err(error.into_call_error()),
+            (false, None) => Err(CallError::AdapterFault(format!(
+                "worker {} reported a failure without saying what it was",
+                self.pid
+            ))),
+        })
+    }
+
+    /// The worker's resident memory, from `/proc` (Linux), without asking it.
+    fn rss_bytes(&self) -> Option<u64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * u64::try_from(page).unwrap_or(4096))
+    }
+
+    /// Waits for the process to end, kills what is left of its process
+    /// group (anything it forked), and reaps it: its exit status.
+    async fn exited(&mut self) -> Exit {
+        leader_exit(&self.pidfd, &mut self.exit, &mut self.status).await;
+        self.kill_group(libc::SIGKILL);
+        self.reap_now().await
+    }
+
+    /// Its exit status from its parent, and tells the parent to reap it.
+    async fn reap_now(&mut self) -> Exit {
+        let status = match (self.status.take(), self.exit.take()) {
+            (Some(status), _) => status,
+            // The parent reports at once; the bound only guards against a
+            // parent that hangs.
+            (None, Some(exit)) => match tokio::time::timeout(Duration::from_secs(5), exit).await {
+                Ok(Ok(status)) => status,
+                Ok(Err(_)) => Exit::Lost("its parent process is gone".into()),
+                Err(_) => Exit::Lost("its parent process did not say".into()),
+            },
+            (None, None) => Exit::Lost("no one reported it".into()),
+        };
+        if !self.reaped {
+            self.reaped = true;
+            self.parent.reap(self.pid).await;
+        }
+        status
+    }
+
+    /// Stops the worker: close its socket (it exits by itself when idle),
+    /// then SIGTERM, then SIGKILL of its whole process group.
+    async fn shut(&mut self, kill_grace: Duration) {
+        self.writer = None;
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        if tokio::time::timeout(kill_grace / 2, leader_exit(pidfd, exit, status))
+            .await
+            .is_err()
+        {
+            self.kill_group(libc::SIGTERM);
+            let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+            if tokio::time::timeout(kill_grace, leader_exit(pidfd, exit, status))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    worker = self.id,
+                    pid = self.pid,
+                    "worker ignored SIGTERM; killing it"
+                );
+            }
+        }
+        self.kill_group(libc::SIGKILL); // it, if it still runs, and anything it forked
+        let _ = self.reap_now().await;
+    }
+
+    /// Sends `signal` to the worker's process group (it leads its own), unless
+    /// the worker was reaped and its group id may be another's now.
+    fn kill_group(&self, signal: i32) {
+        if !self.reaped {
+            kill_group(self.pid, signal);
+        }
+    }
+
+    async fn broken(&mut self, message: String, kill_grace: Duration) -> CallError {
+        self.kill_group(libc::SIGKILL);
+        let (_, status) = self.reap(kill_grace).await;
+        CallError::WorkerCrashed {
+            pid: self.pid,
+            exit_status: format!("killed for breaking the protocol ({message}); {status}"),
+            stderr_tail: self.stderr_tail(kill_grace).await,
+        }
+    }
+
+    /// Waits for the process to end, killing it if it does not end in
+    /// `grace`, then kills its group and reaps it: its exit status.
+    /// Its exit, and the exit as the caller is told it.
+    async fn reap(&mut self, grace: Duration) -> (Exit, String) {
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        match tokio::time::timeout(grace, leader_exit(pidfd, exit, status)).await {
+            Ok(()) => {
+                let exit = self.exited().await;
+                let told = exit.to_string();
+                (exit, told)
+            }
+            Err(_) => {
+                self.kill_group(libc::SIGKILL);
+                let exit = self.exited().await;
+                let told = format!("{exit} (killed: it closed its socket but kept running)");
+                (exit, told)
+            }
+        }
+    }
+
+    /// The last lines of stderr, once the stderr pipe is drained (bounded by `grace`).
+    async fn stderr_tail(&mut self, grace: Duration) -> String {
+        let _ = tokio::time::timeout(grace, &mut self.stderr_task).await;
+        let tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.text()
+    }
+}
+
+impl Connection for Worker {
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo::new(self.id, Some(self.pid))
+    }
+
+    fn functions(&self) -> &[String] {
+        &self.functions
+    }
+
+    async fn call(
+        &mut self,
+        command: &str,
+        payload: &[u8],
+        deadline: Instant,
+        grace: Duration,
+    ) -> Result<Result<Response, CallError>, Fatal> {
+        let outcome = self.exchange(command, payload, deadline, grace).await;
+        self.served += 1;
+        outcome
+    }
+
+    async fn ping(
+        &mut self,
+        deadline: Instant,
+        grace: Duration,
+    ) -> Result<Result<Response, CallError>, Fatal> {
+        self.exchange("ping", b"", deadline, grace).await
+    }
+
+    async fn ended(&mut self) -> Exit {
+        self.exited().await
+    }
+
+    async fn stop(&mut self, grace: Duration) {
+        self.shut(grace).await
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            calls: self.served,
+            memory_bytes: self.rss_bytes(),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A worker dropped without `stop` (its pool was dropped), or whose
+        // process ended: leave nothing running, not even what it forked.
+        self.kill_group(libc::SIGKILL);
+        if !self.reaped
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Its parent keeps it as a zombie until told; tell it.
+            let (parent, pid) = (Arc::clone(&self.parent), self.pid);
+            runtime.spawn(async move { parent.reap(pid).await });
+        }
+    }
+}
+
+/// Resolves when the worker's process has ended: through its pidfd, which
+/// leaves it unreaped, or (on a kernel without pidfds) when its parent
+/// reports the exit (keeping the status in `status`).
+async fn leader_exit(
+    pidfd: &Option<AsyncFd<OwnedFd>>,
+    exit: &mut Option<oneshot::Receiver<Exit>>,
+    status: &mut Option<Exit>,
+) {
+    if let Some(fd) = pidfd {
+        let _ = fd.readable().await;
+        return;
+    }
+    if status.is_some() {
+        return;
+    }
+    match exit {
+        Some(rx) => {
+            let reported = rx.await;
+            *exit = None;
+            *status =
+                Some(reported.unwrap_or_else(|_| Exit::Lost("its parent process is gone".into())));
+        }
+        None => std::future::pending().await,
+    }
+}
