@@ -11,11 +11,15 @@
 
 mod checkout;
 mod config;
+#[cfg(test)]
+mod fake;
 mod process;
 mod shared;
 mod slot;
 mod state;
 mod status;
+#[cfg(test)]
+mod tests;
 mod transport;
 mod waits;
 

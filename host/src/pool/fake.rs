@@ -1,0 +1,329 @@
+//! A transport whose workers are not processes, for the pool's unit tests:
+//! every rule in front of the seam (checkout, leases, affinity, backoff,
+//! recycling, shutdown) runs against it in microseconds, under tokio's
+//! paused clock where time matters.
+//!
+//! A worker answers by the command it is given, as a test module would:
+//! `echo` answers with its payload, `who` with its worker id, `fail`
+//! with a Python exception,
+//! `crash` dies during the call (SIGSEGV), `break` breaks the protocol,
+//! `hang` never answers (the deadline ends it), and `wait` answers once
+//! the test opens the gate ([`Fake::open_gate`]). Starts follow the plans
+//! the test queued ([`Fake::plan`]), and succeed at once when none is left.
+
+use super::config::PoolSettings;
+use super::transport::{
+    Connection, Exit, Fatal, StartFailure, Transport, Usage, WorkerId, WorkerInfo,
+};
+use crate::{CallError, Response};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+/// What one start does.
+#[derive(Debug, Clone)]
+pub(crate) enum Plan {
+    /// The worker becomes ready.
+    Ready,
+    /// The start fails so.
+    Fail(StartFailure),
+    /// No handshake ever comes (the start is dropped or the pool closes).
+    Hang,
+}
+
+/// The test's handle on the transport (the pool holds a clone).
+#[derive(Clone, Default)]
+pub(crate) struct Fake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plans: Mutex<VecDeque<Plan>>,
+    /// Every start asked for: the worker id and the (tokio) time it was asked.
+    starts: Mutex<Vec<(WorkerId, Instant)>>,
+    /// The live workers' ends, by id: the test ends one by sending an exit.
+    live: Mutex<HashMap<WorkerId, Arc<Life>>>,
+    /// Calls that wait for the test (`wait`) take a permit each.
+    gate: Semaphore,
+    /// Workers stopped by the pool, in order.
+    stopped: Mutex<Vec<WorkerId>>,
+    /// What `abort` was given, once it was called.
+    aborted: Mutex<Option<Vec<WorkerInfo>>>,
+    closed: Mutex<bool>,
+    /// Health pings answered.
+    pings: Mutex<u64>,
+    /// Bumped on every event above, for tests that await one.
+    events: watch::Sender<u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            plans: Mutex::default(),
+            starts: Mutex::default(),
+            live: Mutex::default(),
+            gate: Semaphore::new(0),
+            stopped: Mutex::default(),
+            aborted: Mutex::default(),
+            closed: Mutex::default(),
+            pings: Mutex::default(),
+            events: watch::channel(0).0,
+        }
+    }
+}
+
+/// One fake worker's fate, shared by its connection and the test.
+struct Life {
+    exit: watch::Sender<Option<Exit>>,
+    memory: Mutex<Option<u64>>,
+    /// Pings fail from now on.
+    sick: Mutex<bool>,
+}
+
+impl Fake {
+    /// Queues what the next starts do, in order.
+    pub(crate) fn plan(&self, plans: impl IntoIterator<Item = Plan>) {
+        lock(&self.inner.plans).extend(plans);
+    }
+
+    /// When each start was asked for, in order.
+    pub(crate) fn start_times(&self) -> Vec<Instant> {
+        lock(&self.inner.starts).iter().map(|(_, t)| *t).collect()
+    }
+
+    /// How many starts were asked for.
+    pub(crate) fn starts(&self) -> usize {
+        lock(&self.inner.starts).len()
+    }
+
+    /// Lets `n` waiting (`wait`) calls answer.
+    pub(crate) fn open_gate(&self, n: usize) {
+        self.inner.gate.add_permits(n);
+    }
+
+    /// Ends worker `id` by itself, as its process would (it is idle).
+    pub(crate) fn end(&self, id: WorkerId, exit: Exit) {
+        if let Some(life) = lock(&self.inner.live).get(&id) {
+            life.exit.send_replace(Some(exit));
+        }
+    }
+
+    /// Sets what worker `id` reports as its memory.
+    pub(crate) fn set_memory(&self, id: WorkerId, bytes: u64) {
+        if let Some(life) = lock(&self.inner.live).get(&id) {
+            *lock(&life.memory) = Some(bytes);
+        }
+    }
+
+    /// Makes worker `id`'s health pings fail.
+    pub(crate) fn make_sick(&self, id: WorkerId) {
+        if let Some(life) = lock(&self.inner.live).get(&id) {
+            *lock(&life.sick) = true;
+        }
+    }
+
+    /// The workers the pool stopped, in order.
+    pub(crate) fn stopped(&self) -> Vec<WorkerId> {
+        lock(&self.inner.stopped).clone()
+    }
+
+    /// What the pool's drop handed to `abort`, if it was called.
+    pub(crate) fn aborted(&self) -> Option<Vec<WorkerInfo>> {
+        lock(&self.inner.aborted).clone()
+    }
+
+    /// Whether the pool closed the transport.
+    pub(crate) fn closed(&self) -> bool {
+        *lock(&self.inner.closed)
+    }
+
+    /// How many pings the workers answered.
+    pub(crate) fn pings(&self) -> u64 {
+        *lock(&self.inner.pings)
+    }
+
+    /// A receiver that sees every event of the fake.
+    pub(crate) fn events(&self) -> watch::Receiver<u64> {
+        self.inner.events.subscribe()
+    }
+
+    fn event(&self) {
+        self.inner.events.send_modify(|n| *n += 1);
+    }
+}
+
+impl Transport for Fake {
+    type Connection = FakeWorker;
+
+    async fn start(
+        &self,
+        id: WorkerId,
+        _settings: &PoolSettings,
+    ) -> Result<FakeWorker, StartFailure> {
+        lock(&self.inner.starts).push((id, Instant::now()));
+        let plan = lock(&self.inner.plans).pop_front().unwrap_or(Plan::Ready);
+        self.event();
+        match plan {
+            Plan::Ready => {}
+            Plan::Fail(failure) => return Err(failure),
+            Plan::Hang => std::future::pending::<()>().await,
+        }
+        let life = Arc::new(Life {
+            exit: watch::channel(None).0,
+            memory: Mutex::new(None),
+            sick: Mutex::new(false),
+        });
+        lock(&self.inner.live).insert(id, Arc::clone(&life));
+        Ok(FakeWorker {
+            id,
+            fake: self.clone(),
+            life,
+            calls: 0,
+            functions: vec!["echo".into()],
+        })
+    }
+
+    fn run(
+        &self,
+        mut closed: watch::Receiver<bool>,
+        _settings: watch::Receiver<PoolSettings>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
+    fn abort(&self, workers: &[WorkerInfo]) {
+        *lock(&self.inner.aborted) = Some(workers.to_vec());
+        self.event();
+    }
+
+    async fn close(&self, _grace: Duration) {
+        *lock(&self.inner.closed) = true;
+        self.event();
+    }
+}
+
+/// A fake worker's connection.
+pub(crate) struct FakeWorker {
+    id: WorkerId,
+    fake: Fake,
+    life: Arc<Life>,
+    calls: u64,
+    functions: Vec<String>,
+}
+
+impl FakeWorker {
+    fn crashed(&self) -> CallError {
+        CallError::WorkerCrashed {
+            pid: 0,
+            exit_status: Exit::Signal(libc::SIGSEGV).to_string(),
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+impl Connection for FakeWorker {
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo::new(self.id, None)
+    }
+
+    fn functions(&self) -> &[String] {
+        &self.functions
+    }
+
+    async fn call(
+        &mut self,
+        command: &str,
+        payload: &[u8],
+        deadline: Instant,
+        _grace: Duration,
+    ) -> Result<Result<Response, CallError>, Fatal> {
+        self.calls += 1;
+        let answer = |payload: Vec<u8>| {
+            Ok(Ok(Response {
+                payload,
+                worker_pid: None,
+            }))
+        };
+        match command {
+            "echo" => answer(payload.to_vec()),
+            "who" => answer(self.id.to_string().into_bytes()),
+            "fail" => Ok(Err(CallError::PythonException {
+                type_name: "ValueError".into(),
+                message: "asked to fail".into(),
+                traceback: String::new(),
+            })),
+            "crash" => Err(Fatal::Died {
+                exit: Exit::Signal(libc::SIGSEGV),
+                error: self.crashed(),
+            }),
+            "break" => Err(Fatal::Broke(CallError::WorkerCrashed {
+                pid: 0,
+                exit_status: "killed for breaking the protocol".into(),
+                stderr_tail: String::new(),
+            })),
+            "hang" => {
+                tokio::time::sleep_until(deadline).await;
+                Err(Fatal::TimedOut(CallError::Timeout(
+                    "`hang` ran past its deadline".into(),
+                )))
+            }
+            "wait" => {
+                let permit = self.fake.inner.gate.acquire().await;
+                permit.expect("the gate is never closed").forget();
+                answer(payload.to_vec())
+            }
+            other => Ok(Err(CallError::NoSuchCommand(other.to_string()))),
+        }
+    }
+
+    async fn ping(
+        &mut self,
+        _deadline: Instant,
+        _grace: Duration,
+    ) -> Result<Result<Response, CallError>, Fatal> {
+        *lock(&self.fake.inner.pings) += 1;
+        self.fake.event();
+        if *lock(&self.life.sick) {
+            return Ok(Err(CallError::Timeout("the ping was not answered".into())));
+        }
+        Ok(Ok(Response {
+            payload: b"\"pong\"".to_vec(),
+            worker_pid: None,
+        }))
+    }
+
+    async fn ended(&mut self) -> Exit {
+        let mut exit = self.life.exit.subscribe();
+        let ended = exit.wait_for(Option::is_some).await.map(|e| e.clone());
+        match ended {
+            Ok(Some(exit)) => exit,
+            _ => std::future::pending().await,
+        }
+    }
+
+    async fn stop(&mut self, _grace: Duration) {
+        lock(&self.fake.inner.stopped).push(self.id);
+        self.fake.event();
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            calls: self.calls,
+            memory_bytes: *lock(&self.life.memory),
+        }
+    }
+}
+
+impl Drop for FakeWorker {
+    fn drop(&mut self) {
+        lock(&self.fake.inner.live).remove(&self.id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
