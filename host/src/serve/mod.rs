@@ -401,6 +401,7 @@ async fn status(State(app): State<Arc<App>>) -> axum::response::Response {
         "pool": host.pool().map(|pool| serde_json::json!({
             "module": pool.module(),
             "status": pool.status(),
+            "workers": pool.workers(),
             "worker_pids": pool.worker_pids(),
             "fork_server_pid": pool.fork_server_pid(),
         })),
