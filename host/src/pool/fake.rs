@@ -8,7 +8,8 @@
 //! with a Python exception,
 //! `crash` dies during the call (SIGSEGV), `break` breaks the protocol,
 //! `hang` never answers (the deadline ends it), and `wait` answers once
-//! the test opens the gate ([`Fake::open_gate`]). Starts follow the plans
+//! the test opens the gate ([`Fake::open_gate`]) (`wait-who` then says
+//! its worker id). Starts follow the plans
 //! the test queued ([`Fake::plan`]), and succeed at once when none is left.
 
 use super::config::PoolSettings;
@@ -271,10 +272,13 @@ impl Connection for FakeWorker {
                     "`hang` ran past its deadline".into(),
                 )))
             }
-            "wait" => {
+            "wait" | "wait-who" => {
                 let permit = self.fake.inner.gate.acquire().await;
                 permit.expect("the gate is never closed").forget();
-                answer(payload.to_vec())
+                match command {
+                    "wait" => answer(payload.to_vec()),
+                    _ => answer(self.id.to_string().into_bytes()),
+                }
             }
             other => Ok(Err(CallError::NoSuchCommand(other.to_string()))),
         }

@@ -262,6 +262,70 @@ async fn strict_affinity_waits_for_the_sessions_worker_and_hint_does_not() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_strict_caller_is_not_given_another_sessions_worker() {
+    let (pool, fake) = fake_pool(2, |s| s.affinity = Affinity::Strict);
+    pool.ready().await.expect("ready");
+    let a = who(&pool, Some("s")).await;
+    // The idle queue is now [B, A]: this call takes B, the next (strict) A.
+    let on_b = tokio::spawn({
+        let pool = pool.clone();
+        async move { who_after_gate(&pool, None).await }
+    });
+    until(&pool, |s| s.busy == 1).await;
+    let on_a = tokio::spawn({
+        let pool = pool.clone();
+        async move { who_after_gate(&pool, Some("s")).await }
+    });
+    until(&pool, |s| s.busy == 2).await;
+    let mut strict = Box::pin(who(&pool, Some("s")));
+    poll_once(&mut strict).await;
+    fake.open_gate(1);
+    let b = on_b.await.unwrap();
+    assert_ne!(a, b);
+    // B came free: the strict caller, waiting for A, does not take it.
+    let status = until(&pool, |s| s.idle == 1).await;
+    assert_eq!(status.waiting, 1, "{status}");
+    fake.open_gate(1);
+    assert_eq!(on_a.await.unwrap(), a);
+    assert_eq!(strict.await, a);
+}
+
+/// Which worker answered, once the gate let it (the fake's `wait-who`).
+async fn who_after_gate(pool: &Pool, session: Option<&str>) -> u64 {
+    let answer = call(pool, "wait-who", session).await.expect("answered");
+    String::from_utf8(answer.payload).unwrap().parse().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_strict_session_past_its_ttl_no_longer_waits_for_its_worker() {
+    // A long TTL, so that the sweeper (every 30 s at most) has not yet
+    // forgotten the session when the call comes: checkout itself must
+    // see that it expired.
+    let ttl = Duration::from_secs(120);
+    let (pool, fake) = fake_pool(2, |s| {
+        s.affinity = Affinity::Strict;
+        s.session_ttl = ttl;
+    });
+    pool.ready().await.expect("ready");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a = who(&pool, Some("s")).await;
+    let holder = tokio::spawn({
+        let pool = pool.clone();
+        async move { who_after_gate(&pool, Some("s")).await }
+    });
+    until(&pool, |s| s.busy == 1).await;
+    tokio::time::sleep(ttl + Duration::from_secs(3)).await;
+    assert_eq!(pool.status().sessions, 1, "not swept yet");
+    let free = pool
+        .call("who", Some("s"), Vec::new(), within(Duration::from_secs(1)))
+        .await
+        .expect("the expired session takes the free worker");
+    assert_ne!(String::from_utf8(free.payload).unwrap(), a.to_string());
+    fake.open_gate(1);
+    assert_eq!(holder.await.unwrap(), a);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_session_follows_its_worker_while_it_is_free() {
     let (pool, _fake) = fake_pool(4, |s| s.affinity = Affinity::Hint);
     pool.ready().await.expect("ready");
