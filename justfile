@@ -37,9 +37,10 @@ record-cassette: plugins
 test: plugins
     cargo test --workspace --all-targets
 
-# The fast tier alone: no Python, seconds.
+# The fast tier alone: no Python, seconds (the library's unit tests, the pool's
+# rules against a fake transport among them, then tests/fast).
 test-fast: plugins
-    cargo test -p snakepen --test fast
+    cargo test -p snakepen --lib --test fast
 
 # The integration tier alone: real Python workers.
 test-integration: plugins
