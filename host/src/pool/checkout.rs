@@ -80,7 +80,7 @@ impl Core {
         };
         self.changed();
         let queued = QueuedGuard { core: self, id };
-        let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+        let outcome = tokio::time::timeout_at(deadline, rx).await;
         drop(queued);
         match outcome {
             Ok(Ok(Ok(lease))) => {

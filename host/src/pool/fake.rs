@@ -186,6 +186,7 @@ impl Transport for Fake {
         })
     }
 
+    #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
     fn run(
         &self,
         mut closed: watch::Receiver<bool>,
