@@ -13,9 +13,7 @@
 //! the test queued ([`Fake::plan`]), and succeed at once when none is left.
 
 use super::config::PoolSettings;
-use super::transport::{
-    Connection, Exit, Fatal, StartFailure, Transport, Usage, WorkerId, WorkerInfo,
-};
+use super::transport::{Connection, Exit, Fatal, StartFailure, Transport, WorkerId, WorkerInfo};
 use crate::{CallError, Response};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -315,11 +313,12 @@ impl Connection for FakeWorker {
         self.fake.event();
     }
 
-    fn usage(&self) -> Usage {
-        Usage {
-            calls: self.calls,
-            memory_bytes: *lock(&self.life.memory),
-        }
+    fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        *lock(&self.life.memory)
     }
 }
 

@@ -256,13 +256,12 @@ fn recycle_reason<C: Connection>(
     started: Instant,
     settings: &PoolSettings,
 ) -> Option<String> {
-    let usage = worker.usage();
     if let Some(max) = settings.max_requests
-        && usage.calls >= max
+        && worker.calls() >= max
     {
         return Some(format!(
             "served {} requests (max_requests {max})",
-            usage.calls
+            worker.calls()
         ));
     }
     if let Some(max) = settings.max_age
@@ -271,7 +270,7 @@ fn recycle_reason<C: Connection>(
         return Some(format!("is older than max_age {max:?}"));
     }
     if let Some(max) = settings.max_rss_bytes
-        && let Some(rss) = usage.memory_bytes
+        && let Some(rss) = worker.memory_bytes()
         && rss > max
     {
         return Some(format!("uses {rss} bytes of memory (max_rss_bytes {max})"));

@@ -1,7 +1,7 @@
 //! The seam between the pool and its workers. A [`Transport`] starts
 //! worker N and hands back a [`Connection`] once the worker passed its
 //! readiness handshake; a connection serves calls, reports its own end as
-//! a typed [`Exit`], stops, and reports its [`Usage`]. Everything about
+//! a typed [`Exit`], stops, and reports its usage (calls, memory). Everything about
 //! lending workers out (checkout, leases, affinity, backoff, recycling,
 //! status) is written once, in front of this seam (`core`, `checkout`,
 //! `slot`), and knows nothing of processes; what a worker *is* lives
@@ -53,15 +53,6 @@ impl WorkerInfo {
     pub(crate) fn new(id: WorkerId, pid: Option<u32>) -> WorkerInfo {
         WorkerInfo { id, pid }
     }
-}
-
-/// What a worker has used so far, read between calls for recycling.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Usage {
-    /// Calls it served, answered or not (health pings not counted).
-    pub calls: u64,
-    /// Its resident memory in bytes, when the transport can tell.
-    pub memory_bytes: Option<u64>,
 }
 
 /// How a worker ended, as its transport saw it.
@@ -294,7 +285,7 @@ pub(crate) trait Connection: Send + 'static {
     ) -> impl Future<Output = Result<Result<Response, CallError>, Fatal>> + Send;
 
     /// Asks the worker whether it is well (the built-in `ping`), like a
-    /// call that [`Usage::calls`] does not count.
+    /// call that [`Connection::calls`] does not count.
     fn ping(
         &mut self,
         deadline: Instant,
@@ -309,8 +300,13 @@ pub(crate) trait Connection: Send + 'static {
     /// until it is gone.
     fn stop(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;
 
-    /// What it has used so far.
-    fn usage(&self) -> Usage;
+    /// Calls it served so far, answered or not (pings not counted).
+    fn calls(&self) -> u64;
+
+    /// Its resident memory in bytes, when the transport can tell. It may
+    /// ask the system (a read of `/proc`): the pool asks only when a
+    /// memory limit is set.
+    fn memory_bytes(&self) -> Option<u64>;
 }
 
 #[cfg(test)]

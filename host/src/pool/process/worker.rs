@@ -11,7 +11,7 @@ use super::protocol::{self, FrameError, Handshake, ReplyHeader};
 use super::reaper::Launcher;
 use super::spawn::{self, Started};
 use crate::pool::config::{PoolConfig, PoolSettings};
-use crate::pool::transport::{Connection, Exit, Fatal, StartFailure, Usage, WorkerId, WorkerInfo};
+use crate::pool::transport::{Connection, Exit, Fatal, StartFailure, WorkerId, WorkerInfo};
 use crate::{CallError, Response};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -391,11 +391,12 @@ impl Connection for Worker {
         self.shut(grace).await
     }
 
-    fn usage(&self) -> Usage {
-        Usage {
-            calls: self.served,
-            memory_bytes: self.rss_bytes(),
-        }
+    fn calls(&self) -> u64 {
+        self.served
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        self.rss_bytes()
     }
 }
 
