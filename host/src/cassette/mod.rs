@@ -1,15 +1,20 @@
 //! Cassettes: calls recorded once against real Python and replayed later
 //! with no Python at all, in the manner of Ruby's VCR.
 //!
-//! The host owns the file (its format, reading it, replacing it atomically);
-//! the recorder and replayer adapters own the policy (modes, matching,
-//! secrets). A host is given one cassette and can write no other file.
+//! The host owns the file (its format, reading it, replacing it atomically)
+//! and the plan (whether to replay, record or re-record, from the mode and
+//! the file); the recorder and replayer adapters own the rest of the policy
+//! (matching, secrets). A host is given one cassette and can write no other
+//! file.
 
 mod file;
+mod plan;
+mod recorded_error;
 mod store;
 
 pub use file::{CassetteFile, FORMAT, Recorded, VERSION};
-pub(crate) use store::CassetteStore;
+pub use plan::Plan;
+pub(crate) use store::{CassetteStore, Claim};
 
 use crate::Error;
 use serde_json::{Map, Value};
@@ -20,9 +25,11 @@ use std::path::{Path, PathBuf};
 pub const MODE_VARIABLE: &str = "SNAKEPEN_RECORD_MODE";
 
 /// When a cassette records and when it replays (the modes of Ruby's VCR).
+/// What each mode does with what the file holds is the [`Plan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordMode {
-    /// Record when the cassette does not exist yet; otherwise replay only.
+    /// Record when the cassette holds nothing recorded yet (no file, an
+    /// empty file, or a header only); otherwise replay only.
     Once,
     /// Replay what the cassette has; record what it has not.
     NewEpisodes,
@@ -43,21 +50,46 @@ impl RecordMode {
         }
     }
 
-    /// Reads a mode's name (`new-episodes` is accepted for `new_episodes`).
+    /// Every mode, in the order messages list them.
+    pub const ALL: [RecordMode; 4] = [
+        RecordMode::Once,
+        RecordMode::NewEpisodes,
+        RecordMode::None,
+        RecordMode::All,
+    ];
+
+    /// Reads a mode's name, as [`str::parse`] does, `None` for another word.
     pub fn parse(text: &str) -> Option<RecordMode> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "once" => Some(RecordMode::Once),
-            "new_episodes" | "new-episodes" => Some(RecordMode::NewEpisodes),
-            "none" => Some(RecordMode::None),
-            "all" => Some(RecordMode::All),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 
 impl std::fmt::Display for RecordMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A word that is not a record mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record mode `{value}` is not one of once, new_episodes, none, all")]
+pub struct UnknownRecordMode {
+    /// The word given.
+    pub value: String,
+}
+
+impl std::str::FromStr for RecordMode {
+    type Err = UnknownRecordMode;
+
+    /// A mode's name, in any case, with `new-episodes` for `new_episodes`.
+    fn from_str(text: &str) -> Result<RecordMode, UnknownRecordMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "once" => Ok(RecordMode::Once),
+            "new_episodes" | "new-episodes" => Ok(RecordMode::NewEpisodes),
+            "none" => Ok(RecordMode::None),
+            "all" => Ok(RecordMode::All),
+            _ => Err(UnknownRecordMode { value: text.into() }),
+        }
     }
 }
 
@@ -188,7 +220,7 @@ impl Cassette {
     /// environment variable, then the mode given, then CI, then `once`.
     pub fn resolve_mode(&self) -> Result<(RecordMode, String), Error> {
         if let Some(value) = self.var(MODE_VARIABLE) {
-            let mode = RecordMode::parse(&value).ok_or_else(|| Error::RecordMode {
+            let mode = value.parse().map_err(|_| Error::RecordMode {
                 value: value.clone(),
                 origin: format!("the environment variable {MODE_VARIABLE}"),
             })?;
@@ -242,5 +274,19 @@ mod tests {
         let err = at(&[(MODE_VARIABLE, "sometimes")], None).unwrap_err();
         assert!(err.to_string().contains("`sometimes`"), "{err}");
         assert!(err.to_string().contains(MODE_VARIABLE), "{err}");
+    }
+
+    #[test]
+    fn a_mode_reads_back_from_its_name() {
+        for mode in RecordMode::ALL {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+            assert_eq!(mode.to_string().to_uppercase().parse(), Ok(mode));
+        }
+        assert_eq!("new-episodes".parse(), Ok(RecordMode::NewEpisodes));
+        let err = "sometimes".parse::<RecordMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "record mode `sometimes` is not one of once, new_episodes, none, all"
+        );
     }
 }
