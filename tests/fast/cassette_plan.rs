@@ -97,9 +97,3 @@ async fn new_episodes_records_what_is_missing_and_all_records_everything_again()
     host.close().await.unwrap();
     assert_eq!(CassetteFile::read(&path).unwrap().interactions.len(), 1);
 }
-
-#[tokio::test]
-async fn a_host_without_a_cassette_has_no_plan() {
-    let host = crate::support::mock(json!({})).await;
-    assert_eq!(host.cassette_plan(), None);
-}

@@ -38,7 +38,7 @@ async fn a_cassette_whose_folder_cannot_be_opened_keeps_the_io_error() {
 #[tokio::test]
 async fn a_component_that_does_not_compile_keeps_the_wasmtime_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.wasm");
+    let path = dir.path().join("garbled.wasm");
     // A component's preamble, then nothing a component can be made of.
     std::fs::write(&path, b"\0asm\x0d\0\x01\0garbage").unwrap();
     let err = Host::builder().adapter(path).build().await.unwrap_err();
