@@ -17,7 +17,7 @@
 //! recorded in it has not, so `once` records it, as a missing one (an empty
 //! cassette could only answer every call with a miss).
 
-use super::RecordMode;
+use super::mode::RecordMode;
 
 /// What a host does with its cassette.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,9 @@
 //! adapter passes can steer a write elsewhere.
 
 use super::file::{self, CassetteFile, Recorded};
+use super::mode::RecordMode;
 use super::plan::{Held, Plan};
-use super::{Cassette, RecordMode};
+use super::setup::Cassette;
 use crate::{CallError, Error, Request, Response};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
