@@ -105,7 +105,7 @@ fn replay_against_live(c: &mut Criterion) {
         });
     }
     group.finish();
-    tokio.block_on(live.shutdown());
+    tokio.block_on(live.close()).unwrap();
 }
 
 criterion_group!(benches, mock_call, replay_against_live);

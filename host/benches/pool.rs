@@ -84,7 +84,7 @@ async fn measure(calls: usize) -> Ours {
             let h = forking_host(n, false).await;
             h.ready().await.unwrap();
             times.push(started.elapsed());
-            h.shutdown().await;
+            h.close().await.unwrap();
         }
         let plain = median(&mut times);
         let mut times = Vec::new();
@@ -93,7 +93,7 @@ async fn measure(calls: usize) -> Ours {
             let h = forking_host(n, true).await;
             h.ready().await.unwrap();
             times.push(started.elapsed());
-            h.shutdown().await;
+            h.close().await.unwrap();
         }
         ready.push((n, plain, median(&mut times)));
     }
@@ -132,7 +132,7 @@ async fn measure(calls: usize) -> Ours {
     }
     times.sort();
     let pool_round_trip = (times[calls / 2], times[calls * 99 / 100]);
-    h.shutdown().await;
+    h.close().await.unwrap();
 
     let h = host(2).await;
     h.ready().await.unwrap();
@@ -158,7 +158,7 @@ async fn measure(calls: usize) -> Ours {
         }
         throughput.push((concurrency, total as f64 / started.elapsed().as_secs_f64()));
     }
-    h.shutdown().await;
+    h.close().await.unwrap();
 
     eprintln!("bench: calls without Python (mock, replayer)");
     let mock = Host::builder()

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 /// One call into the adapter: a command, an optional session, an optional
-/// deadline and an opaque payload (JSON by convention).
+/// deadline and an opaque payload (JSON by convention). Made with
+/// [`Request::new`] or [`Request::json`] (it may gain fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Request {
     /// The function to run, such as `predict`.
     pub command: String,
@@ -48,8 +50,9 @@ impl Request {
     }
 }
 
-/// A successful answer.
+/// A successful answer. Made with [`Response::new`] (it may gain fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// The result, as bytes (JSON by convention).
     pub payload: Vec<u8>,
@@ -58,6 +61,20 @@ pub struct Response {
 }
 
 impl Response {
+    /// An answer of `payload`, served by no Python worker.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Response {
+        Response {
+            payload: payload.into(),
+            worker_pid: None,
+        }
+    }
+
+    /// Sets the Python worker that served the call.
+    pub fn worker_pid(mut self, pid: u32) -> Response {
+        self.worker_pid = Some(pid);
+        self
+    }
+
     /// The payload parsed as JSON.
     pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_slice(&self.payload)

@@ -40,6 +40,7 @@ impl AdapterConfig {
                 let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
                     path: path.clone(),
                     message: format!("cannot read it ({e}); check the path"),
+                    source: Some(e),
                 })?;
                 if path.extension().is_some_and(|e| e == "toml") {
                     parse_toml(path, &text)?
@@ -49,6 +50,7 @@ impl AdapterConfig {
                         message: format!(
                             "is not valid JSON ({e}); name the file *.toml if it is TOML"
                         ),
+                        source: None,
                     })?
                 }
             }
@@ -61,6 +63,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<serde_json::Value, Error> {
     toml::from_str::<serde_json::Value>(text).map_err(|e| Error::ConfigFile {
         path: path.to_path_buf(),
         message: format!("is not valid TOML: {}", e.to_string().trim_end()),
+        source: None,
     })
 }
 

@@ -1,5 +1,7 @@
-//! Every way snakepen can fail, as types with data. Each message names the
-//! thing that is wrong and what to do about it.
+//! Every way snakepen can fail, as types with data. Each message states
+//! what is wrong and names the thing at fault; a variant that wraps an I/O
+//! or wasmtime error keeps it as its [`std::error::Error::source`]. Advice
+//! about the command line's flags is the command line's to give.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// No adapter of that short name in any plugin directory.
     #[error(
-        "no adapter named `{name}`: looked for {name}.wasm in {}. Run `just plugins` to build the bundled adapters, or pass a path to a .wasm file",
+        "no adapter named `{name}`: looked for {name}.wasm in {}. Give a plugin directory that has it, or a path to a .wasm file",
         display_dirs(searched)
     )]
     AdapterNotFound {
@@ -26,7 +28,7 @@ pub enum Error {
 
     /// The file does not start with the WebAssembly magic bytes.
     #[error(
-        "{} is not a WebAssembly file (it does not start with \\0asm). Point --adapter at a .wasm component built for wasm32-wasip2",
+        "{} is not a WebAssembly file (it does not start with \\0asm): an adapter is a .wasm component built for wasm32-wasip2",
         path.display()
     )]
     NotWasm { path: PathBuf },
@@ -57,7 +59,7 @@ pub enum Error {
     #[error(
         "{} implements snakepen:adapter@{found}, but this host supports snakepen:adapter@{supported} and the earlier versions compatible with it ({}). Rebuild the adapter against wit/ of this snakepen, or use a snakepen that supports {found}",
         path.display(),
-        crate::adapter::supported_range()
+        compatible_range(supported)
     )]
     IncompatibleContract {
         path: PathBuf,
@@ -70,15 +72,31 @@ pub enum Error {
         "{} imports something this host does not provide: {message}. An adapter may import only the snakepen:adapter interfaces and WASI 0.2",
         path.display()
     )]
-    UnsupportedImport { path: PathBuf, message: String },
+    UnsupportedImport {
+        path: PathBuf,
+        message: String,
+        #[source]
+        source: wasmtime::Error,
+    },
 
     /// wasmtime could not compile the component.
     #[error("cannot compile {}: {message}", path.display())]
-    Compile { path: PathBuf, message: String },
+    Compile {
+        path: PathBuf,
+        message: String,
+        #[source]
+        source: wasmtime::Error,
+    },
 
     /// The adapter configuration file could not be read or parsed.
     #[error("adapter configuration {}: {message}", path.display())]
-    ConfigFile { path: PathBuf, message: String },
+    ConfigFile {
+        path: PathBuf,
+        message: String,
+        /// The read error, when the file could not be read.
+        #[source]
+        source: Option<std::io::Error>,
+    },
 
     /// The adapter refused its configuration.
     #[error("adapter `{adapter}` refused its configuration{}: {message}", field.as_ref().map(|f| format!(" at `{f}`")).unwrap_or_default())]
@@ -90,11 +108,20 @@ pub enum Error {
 
     /// The adapter could not be started at all.
     #[error("adapter `{adapter}` could not be started: {message}")]
-    Instantiate { adapter: String, message: String },
+    Instantiate {
+        adapter: String,
+        message: String,
+        #[source]
+        source: wasmtime::Error,
+    },
 
     /// The WebAssembly engine could not be created with this configuration.
     #[error("cannot create the WebAssembly engine: {message}")]
-    Engine { message: String },
+    Engine {
+        message: String,
+        #[source]
+        source: wasmtime::Error,
+    },
 
     /// The worker pool's configuration cannot work.
     #[error("pool configuration: `{field}` {message}")]
@@ -116,6 +143,9 @@ pub enum Error {
         /// The line at fault (1-based), when one is; the message names it too.
         line: Option<usize>,
         message: String,
+        /// The I/O error, when the file or its directory could not be used.
+        #[source]
+        source: Option<std::io::Error>,
     },
 
     /// Replaying was asked for, but the cassette does not exist.
@@ -136,7 +166,7 @@ pub enum Error {
 
     /// Recording was asked for, but there is nothing real to record.
     #[error(
-        "cassette {} is to be recorded (mode `{mode}`{why}), but this host has no Python module to record from: give it one (HostBuilder::pool, or --module), or replay only with mode `none`",
+        "cassette {} is to be recorded (mode `{mode}`{why}), but this host has no Python module to record from: give it one (HostBuilder::pool), or replay only with mode `none`",
         path.display()
     )]
     NothingToRecord {
@@ -154,6 +184,8 @@ pub enum Error {
         path: PathBuf,
         guest_path: String,
         message: String,
+        #[source]
+        source: std::io::Error,
     },
 
     /// The builder was not told which adapter to run.
@@ -177,6 +209,21 @@ pub(crate) fn quoted(name: &str) -> String {
     format!("`{}...` ({} bytes)", &name[..end], name.len())
 }
 
+/// The versions compatible with `version` up to it, as cargo means it:
+/// `0.1.0 to 0.1.2` (for 0.x the same minor; from 1.0 the same major).
+pub(crate) fn compatible_range(version: &semver::Version) -> String {
+    let first = if version.major == 0 {
+        semver::Version::new(0, version.minor, 0)
+    } else {
+        semver::Version::new(version.major, 0, 0)
+    };
+    if first == *version {
+        format!("{version} only")
+    } else {
+        format!("{first} to {version}")
+    }
+}
+
 fn display_dirs(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "no plugin directory (none was configured or found)".into();
@@ -197,7 +244,8 @@ fn display_list(items: &[String]) -> String {
 
 /// Why one call failed: the contract's error cases, as Rust values.
 ///
-/// A cassette stores these as `{"kind": "python-exception", "detail": …}`.
+/// The HTTP API writes these as `{"kind": "python-exception", "detail": …}`
+/// (a cassette has a format of its own, which reads the same today).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -254,6 +302,7 @@ pub enum CallError {
 /// What a cassette miss reports: the request, the closest recording, how
 /// they differ, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct CassetteMiss {
     /// The cassette's path.
     pub cassette: String,

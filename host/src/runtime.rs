@@ -149,6 +149,7 @@ impl RuntimeBuilder {
         };
         let linker = link(&engine).map_err(|e| Error::Engine {
             message: format!("{e:#}"),
+            source: e,
         })?;
         let ticker = spawn_epoch_ticker(&engine);
         Ok(Runtime {
@@ -167,6 +168,7 @@ impl RuntimeBuilder {
     fn engine(&self, pooling: bool) -> Result<Engine, Error> {
         Engine::new(&self.config(pooling)).map_err(|e| Error::Engine {
             message: e.to_string(),
+            source: e,
         })
     }
 

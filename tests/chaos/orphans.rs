@@ -134,7 +134,7 @@ async fn leaves_nothing_after_shutdown(leftover: Leftover, blocks: bool) {
         if !blocks {
             within(60, call).await.unwrap().expect("the call answers");
         }
-        within(60, host.shutdown()).await;
+        within(60, host.close()).await.unwrap();
         expect_gone(
             pid,
             format!("{leftover:?}, shutdown, fork server {fork_server}"),

@@ -98,9 +98,9 @@ fn inspect_names_the_contract_and_world() {
     let output = snakepen(&["inspect", "mock"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("snakepen:adapter@0.1.1"), "{text}");
-    assert!(text.contains("snakepen:adapter/plugin@0.1.1"), "{text}");
-    assert!(text.contains("snakepen:adapter/counters@0.1.1"), "{text}");
+    assert!(text.contains("snakepen:adapter@0.1.2"), "{text}");
+    assert!(text.contains("snakepen:adapter/plugin@0.1.2"), "{text}");
+    assert!(text.contains("snakepen:adapter/counters@0.1.2"), "{text}");
 }
 
 #[test]

@@ -4,8 +4,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cassette_format;
+mod cassette_plan;
 mod cassettes;
 mod cli;
+mod errors;
 mod isolation;
 mod loading;
 mod mock;

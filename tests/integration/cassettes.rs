@@ -91,9 +91,9 @@ async fn a_real_session_replays_with_python_unavailable() {
     let host = replaying_without_python(&path, demo_handlers()).await;
     for (request, live) in calls.iter().zip(&live) {
         let replayed = host.call(request.clone()).await;
-        let live = live.clone().map(|r| Response {
-            worker_pid: None,
-            ..r
+        let live = live.clone().map(|mut r| {
+            r.worker_pid = None;
+            r
         });
         assert_eq!(replayed, live, "{request:?}");
     }

@@ -37,7 +37,7 @@ async fn an_imported_function_is_not_a_command() {
         }
     }
     assert_eq!(call(&host, "defined", "[7]").await.unwrap(), 7);
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -49,7 +49,7 @@ async fn a_module_with_all_serves_exactly_what_it_lists() {
         call(&host, "unlisted", "").await,
         Err(CallError::NoSuchCommand(_))
     ));
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn expose_serves_a_name_on_purpose_and_a_missing_one_fails_the_start() {
             call(&host, "system", r#"["true"]"#).await,
             Err(CallError::NoSuchCommand(_))
         ));
-        host.shutdown().await;
+        host.close().await.unwrap();
     }
 
     let host = bridge(PoolConfig::new(python_module("exports")).expose("nowhere")).await;

@@ -42,7 +42,7 @@ async fn forked_workers_serve_print_and_report_their_own_pid() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::PythonException { .. }), "{err}");
-    within(30, host.shutdown()).await;
+    within(30, host.close()).await.unwrap();
     until_dead(&workers).await;
     until_dead(&[server]).await;
 }

@@ -41,7 +41,7 @@ async fn breaks_only_its_own_call(request: Request) -> (u32, String) {
     assert_eq!(status_now.dead, 0);
     assert!(!alive(pid), "the broken worker {pid} is gone");
     let after = host.pool().unwrap().worker_pids();
-    within(30, host.shutdown()).await;
+    within(30, host.close()).await.unwrap();
     until_dead(&after).await;
     (pid, status)
 }
@@ -95,7 +95,7 @@ async fn a_worker_deaf_to_sigterm_is_killed_at_shutdown() {
         .as_u64()
         .unwrap() as u32;
     assert!(alive(pid));
-    within(30, host.shutdown()).await;
+    within(30, host.close()).await.unwrap();
     assert!(
         !alive(pid),
         "shutdown returned with the deaf worker {pid} still alive"

@@ -42,7 +42,7 @@ async fn a_payload_nested_too_deep_is_a_bad_request_and_the_worker_lives() {
     }
     assert_eq!(worker_pid(&host).await, pid, "the same worker serves on");
     assert_eq!(host.status().unwrap().restarts, 0);
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn an_answer_nested_too_deep_is_a_python_exception_and_the_worker_lives() 
         other => panic!("expected python-exception, got {other:?}"),
     }
     assert_eq!(worker_pid(&host).await, pid);
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -77,7 +77,7 @@ async fn an_answer_over_the_frame_limit_is_its_own_error_and_not_a_crash() {
     }
     assert_eq!(worker_pid(&host).await, pid);
     assert_eq!(host.status().unwrap().restarts, 0);
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn a_worker_that_crashed_in_a_call_is_replaced_without_backoff() {
         status_until(&host, |s| s.idle == 2 && s.restarts == round).await;
         worker_pid(&host).await;
     }
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn a_huge_command_name_is_cut_in_the_error() {
         }
         other => panic!("expected no-such-command, got {:?}", other.map(|_| ())),
     }
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn a_session_id_over_the_limit_is_a_bad_request() {
     let mut call = request("pid", "");
     call.session = Some("s".repeat(64));
     within(30, host.call(call)).await.unwrap();
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -165,7 +165,7 @@ async fn sessions_over_the_limit_are_refused_until_one_expires() {
         .update_settings(|s| s.session_ttl = Duration::ZERO);
     within(30, host.call(in_session("a"))).await.unwrap();
     within(30, host.call(in_session("d"))).await.unwrap();
-    host.shutdown().await;
+    host.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -54,7 +54,7 @@ async fn a_python_wrappers_environment_and_limits_reach_the_workers() {
             json!(300),
             "fork server {fork_server}: the wrapper's ulimit"
         );
-        host.shutdown().await;
+        host.close().await.unwrap();
     }
 }
 

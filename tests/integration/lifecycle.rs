@@ -59,7 +59,7 @@ async fn shutdown_lets_calls_in_flight_finish_then_stops_every_worker() {
     let pids = host.pool().unwrap().worker_pids();
     let in_flight = spawn_call(&host, Request::new("sleep", r#"{"ms": 300}"#));
     status_until(&host, |s| s.busy == 1).await;
-    within(30, host.shutdown()).await;
+    within(30, host.close()).await.unwrap();
     assert!(
         within(30, in_flight).await.unwrap().is_ok(),
         "the call in flight finished"
@@ -85,7 +85,7 @@ async fn shutdown_stops_a_call_that_outlives_the_grace_period() {
     let pid = host.pool().unwrap().worker_pids()[0];
     let in_flight = spawn_call(&host, Request::new("sleep", r#"{"ms": 30000}"#));
     status_until(&host, |s| s.busy == 1).await;
-    within(30, host.shutdown()).await;
+    within(30, host.close()).await.unwrap();
     assert!(matches!(
         within(30, in_flight).await.unwrap(),
         Err(CallError::Unavailable(_))

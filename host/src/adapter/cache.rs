@@ -46,9 +46,10 @@ pub(crate) fn compile(runtime: &Runtime, path: &Path) -> Result<Component, Error
 
 fn compile_fresh(engine: &wasmtime::Engine, path: &Path, bytes: &[u8]) -> Result<Component, Error> {
     let started = std::time::Instant::now();
-    let component = Component::new(engine, bytes).map_err(|e| Error::Compile {
+    let component = Component::new(engine, bytes).map_err(|source| Error::Compile {
         path: path.to_path_buf(),
-        message: format!("{e:#}"),
+        message: format!("{source:#}"),
+        source,
     })?;
     tracing::debug!(adapter = %path.display(), elapsed = ?started.elapsed(), "compiled adapter");
     Ok(component)

@@ -6,9 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The contract version this host implements (`wit/adapter.wit`). Adapters
-/// built against this version or an earlier compatible one (0.1.0 to 0.1.1)
+/// built against this version or an earlier compatible one (0.1.0 to 0.1.2)
 /// are accepted; the earlier versions are kept in `wit/since_v*/`.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 1);
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 2);
 
 const ADAPTER_INTERFACE: &str = "snakepen:adapter/adapter";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -17,6 +17,7 @@ const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
 /// What a component is, as far as snakepen is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ComponentInfo {
     /// The contract version of the `snakepen:adapter/adapter` export, if any.
     pub contract: Option<semver::Version>,
@@ -97,19 +98,9 @@ pub(crate) fn describe(engine: &Engine, component: &Component) -> ComponentInfo 
     }
 }
 
-/// The contract versions this host runs, such as `0.1.0 to 0.1.1`.
+/// The contract versions this host runs, such as `0.1.0 to 0.1.2`.
 pub fn supported_range() -> String {
-    let v = &CONTRACT_VERSION;
-    let first = if v.major == 0 {
-        semver::Version::new(0, v.minor, 0)
-    } else {
-        semver::Version::new(v.major, 0, 0)
-    };
-    if first == *v {
-        format!("{v} only")
-    } else {
-        format!("{first} to {v}")
-    }
+    crate::error::compatible_range(&CONTRACT_VERSION)
 }
 
 /// Compatible as cargo means it (same major, and for 0.x the same minor),

@@ -22,8 +22,11 @@ pub const CONFIG_SCHEMA_SECTION: &str = "snakepen:config-schema";
 /// configuration schema, and why this host would refuse it as an adapter, if
 /// it would.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Inspection {
+    /// What the component is.
     pub info: ComponentInfo,
+    /// Why a host would refuse it as an adapter, if it would.
     pub refusal: Option<Error>,
     /// The component file's size.
     pub size_bytes: u64,
@@ -47,9 +50,10 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
                 .inner()
                 .linker
                 .instantiate_pre(&component)
-                .map_err(|e| Error::UnsupportedImport {
+                .map_err(|source| Error::UnsupportedImport {
                     path: path.to_path_buf(),
-                    message: format!("{e:#}"),
+                    message: format!("{source:#}"),
+                    source,
                 })
         })
         .err();

@@ -10,6 +10,7 @@
 //! {"command":"describe","request":{"values":[]},"error":{"kind":"python-exception","detail":{…}},"elapsed_ms":0.52}
 //! ```
 
+use super::recorded_error::RecordedError;
 use crate::{CallError, Error, Request, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,6 +26,7 @@ pub const VERSION: u64 = 1;
 
 /// One recorded call, as read from a cassette.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Recorded {
     /// The request (secrets already replaced by placeholders; no deadline).
     pub request: Request,
@@ -55,6 +57,7 @@ impl CassetteFile {
             path: path.to_path_buf(),
             line: None,
             message: format!("it cannot be read ({e}); check the path"),
+            source: Some(e),
         })?;
         parse(path, &text)
     }
@@ -91,7 +94,7 @@ struct Line {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     response_base64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<CallError>,
+    error: Option<RecordedError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<f64>,
 }
@@ -148,7 +151,7 @@ pub(crate) fn interaction_line(
             let (json, base64) = encode(&response.payload);
             (json, base64, None)
         }
-        Err(error) => (None, None, Some(error.clone())),
+        Err(error) => (None, None, Some(RecordedError::from(error))),
     };
     let line = Line {
         command: request.command.clone(),
@@ -166,6 +169,24 @@ pub(crate) fn interaction_line(
     text
 }
 
+/// Whether a cassette's text holds nothing at all (not even a header).
+pub(crate) fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// The refusal of a blank file where a cassette must be replayed.
+pub(crate) fn blank(path: &Path) -> Error {
+    Error::Cassette {
+        path: path.to_path_buf(),
+        line: None,
+        message: format!(
+            "it is empty, but a cassette starts with a header line such as {}. Delete the file, or record it (record mode `once` records over an empty file)",
+            header_line(&Value::Object(Default::default())).trim_end()
+        ),
+        source: None,
+    }
+}
+
 /// Parses a cassette's text, refusing anything that is not a whole cassette
 /// of a version this snakepen reads.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
@@ -173,15 +194,10 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
         path: path.to_path_buf(),
         line,
         message,
+        source: None,
     };
-    if text.trim().is_empty() {
-        return Err(fail(
-            None,
-            format!(
-                "it is empty, but a cassette starts with a header line such as {}. Delete the file to record it again",
-                header_line(&Value::Object(Default::default())).trim_end()
-            ),
-        ));
+    if is_blank(text) {
+        return Err(blank(path));
     }
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     if !text.ends_with('\n') {
@@ -269,7 +285,7 @@ fn recorded(line: Line) -> Result<Recorded, String> {
         Some(_) if line.response.is_some() || line.response_base64.is_some() => {
             return Err("has both a `response` and an `error`; keep the one that happened".into());
         }
-        Some(error) => Err(error),
+        Some(error) => Err(error.into()),
         None => Ok(Response {
             payload: decode(line.response, line.response_base64, "response")?,
             worker_pid: None,

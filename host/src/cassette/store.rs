@@ -1,5 +1,5 @@
-//! One host's cassette while the host runs: what was recorded (read once,
-//! at start), the adapter's match index with which interactions were
+//! One host's cassette while the host runs: its mode and plan, what was
+//! recorded (read once, at start), the adapter's match index with which interactions were
 //! played, and the new recording, kept in a temporary file beside the
 //! cassette and renamed over it when the host shuts down.
 //!
@@ -7,9 +7,10 @@
 //! directory and names only the cassette (or its temporary file): nothing an
 //! adapter passes can steer a write elsewhere.
 
-use super::RecordMode;
-use super::file::{self, CassetteFile};
-use crate::bindings::wit;
+use super::file::{self, CassetteFile, Recorded};
+use super::mode::RecordMode;
+use super::plan::{Held, Plan};
+use super::setup::Cassette;
 use crate::{CallError, Error, Request, Response};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
@@ -25,14 +26,25 @@ pub(crate) struct CassetteStore {
     dir: Dir,
     name: String,
     mode: RecordMode,
-    /// The options written into the header of a new recording.
+    /// Why the mode is what it is, for messages (such as " (the default)").
+    why: String,
+    plan: Plan,
+    /// The options the adapters run with, written into the header of a new recording.
     options: Value,
-    /// What the cassette held at start, none if it did not exist.
+    /// What the cassette held at start, none if it did not exist or was blank.
     loaded: Option<CassetteFile>,
-    /// The same interactions, as the contract hands them to adapters.
-    interactions: Vec<wit::Interaction>,
     index: Mutex<Option<Index>>,
     journal: Mutex<Journal>,
+}
+
+/// The result of claiming a recorded interaction by its match key.
+pub(crate) enum Claim<'a> {
+    /// The next unplayed interaction of that key.
+    Found(&'a Recorded),
+    /// The key was recorded this many times, and every one was played.
+    UsedUp(u32),
+    /// No recorded interaction has that key.
+    Absent,
 }
 
 /// Interactions by match key, each with how many of them were played.
@@ -59,18 +71,23 @@ enum Journal {
 }
 
 impl CassetteStore {
-    /// Opens the cassette's directory and reads the cassette if it exists.
-    pub(crate) fn open(path: &Path, mode: RecordMode) -> Result<CassetteStore, Error> {
-        let fail = |message: String| Error::Cassette {
+    /// Resolves the cassette's record mode, opens its directory, reads the
+    /// cassette if there is one and decides the plan. Fails when the mode
+    /// only replays and there is nothing to replay.
+    pub(crate) fn open(cassette: &Cassette) -> Result<CassetteStore, Error> {
+        let path = cassette.path();
+        let (mode, why) = cassette.resolve_mode()?;
+        let fail = |message: String, source: Option<std::io::Error>| Error::Cassette {
             path: path.to_path_buf(),
             line: None,
             message,
+            source,
         };
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| {
-                fail("its path does not end in a file name (it must end in a file's name, such as demo.jsonl)".into())
+                fail("its path does not end in a file name (it must end in a file's name, such as demo.jsonl)".into(), None)
             })?
             .to_string();
         let parent = match path.parent() {
@@ -80,72 +97,91 @@ impl CassetteStore {
         // A cassette about to be recorded may be the first in its folder.
         if mode != RecordMode::None && !parent.exists() {
             std::fs::create_dir_all(&parent).map_err(|e| {
-                fail(format!(
-                    "its directory {} does not exist and cannot be created ({e}); create it or fix the path",
-                    parent.display()
-                ))
+                fail(
+                    format!(
+                        "its directory {} does not exist and cannot be created ({e}); create it or fix the path",
+                        parent.display()
+                    ),
+                    Some(e),
+                )
             })?;
         }
         let dir = Dir::open_ambient_dir(&parent, ambient_authority()).map_err(|e| {
-            fail(format!(
-                "its directory {} cannot be opened ({e}); create the directory or fix the path",
-                parent.display()
-            ))
+            fail(
+                format!(
+                    "its directory {} cannot be opened ({e}); create the directory or fix the path",
+                    parent.display()
+                ),
+                Some(e),
+            )
         })?;
-        let loaded = match dir.read_to_string(&name) {
-            Ok(text) => Some(file::parse(path, &text)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(format!("it cannot be read ({e})"))),
+        let (held, loaded) = match dir.read_to_string(&name) {
+            Ok(text) if file::is_blank(&text) => (Held::Blank, None),
+            Ok(text) => {
+                let loaded = file::parse(path, &text)?;
+                (Held::Interactions(loaded.interactions.len()), Some(loaded))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Held::Missing, None),
+            Err(e) => return Err(fail(format!("it cannot be read ({e})"), Some(e))),
         };
+        let plan = Plan::decide(mode, held).ok_or_else(|| match held {
+            Held::Blank => file::blank(path),
+            _ => Error::CassetteNotFound {
+                path: path.to_path_buf(),
+                mode: mode.to_string(),
+                why: why.clone(),
+            },
+        })?;
         warn_of_interrupted_recordings(&dir, &name, &parent);
-        let interactions = loaded
-            .iter()
-            .flat_map(|f| &f.interactions)
-            .map(|r| wit::Interaction {
-                request: wit::Request::from(&r.request),
-                outcome: r.outcome.clone().map(Into::into).map_err(Into::into),
-            })
-            .collect();
+        // The options given override, one by one, those it was recorded with.
+        let mut options = match loaded.as_ref().map(|f| &f.options) {
+            Some(Value::Object(recorded)) => recorded.clone(),
+            _ => serde_json::Map::new(),
+        };
+        if let Some(Value::Object(given)) = cassette.given_options() {
+            options.extend(given);
+        }
         Ok(CassetteStore {
             path: path.to_path_buf(),
             dir,
             name,
             mode,
-            options: Value::Object(Default::default()),
+            why,
+            plan,
+            options: Value::Object(options),
             loaded,
-            interactions,
             index: Mutex::new(None),
             journal: Mutex::new(Journal::Idle),
         })
     }
 
-    pub(crate) fn exists(&self) -> bool {
-        self.loaded.is_some()
-    }
-
-    /// The options the cassette was recorded with, if it exists.
-    pub(crate) fn recorded_options(&self) -> Option<Value> {
-        self.loaded.as_ref().map(|f| f.options.clone())
-    }
-
-    pub(crate) fn set_options(&mut self, options: Value) {
-        self.options = options;
+    /// The cassette's path, as the host was given it.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     pub(crate) fn mode(&self) -> RecordMode {
         self.mode
     }
 
-    pub(crate) fn info(&self) -> wit_cassette::CassetteInfo {
-        wit_cassette::CassetteInfo {
-            path: self.path.display().to_string(),
-            mode: self.mode.as_str().to_string(),
-            interactions: u32::try_from(self.interactions.len()).unwrap_or(u32::MAX),
-        }
+    /// Why the mode is what it is, for messages (such as " (the default)").
+    pub(crate) fn why(&self) -> &str {
+        &self.why
     }
 
-    pub(crate) fn interactions(&self) -> &[wit::Interaction] {
-        &self.interactions
+    pub(crate) fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// The options the recorder or replayer runs with: those recorded,
+    /// overridden by those given.
+    pub(crate) fn options(&self) -> &Value {
+        &self.options
+    }
+
+    /// The interactions the cassette held at start, in file order.
+    pub(crate) fn interactions(&self) -> &[Recorded] {
+        self.loaded.as_ref().map_or(&[], |f| &f.interactions)
     }
 
     pub(crate) fn indexed(&self) -> bool {
@@ -157,12 +193,12 @@ impl CassetteStore {
 
     /// Keeps the first index that has a key for every interaction.
     pub(crate) fn set_index(&self, keys: Vec<String>) {
-        if keys.len() != self.interactions.len() {
+        let held = self.interactions().len();
+        if keys.len() != held {
             tracing::warn!(
                 cassette = %self.path.display(),
-                "an adapter gave {} match keys for {} interactions; ignored",
+                "an adapter gave {} match keys for {held} interactions; ignored",
                 keys.len(),
-                self.interactions.len()
             );
             return;
         }
@@ -184,10 +220,10 @@ impl CassetteStore {
         *index = Some(Index { queues });
     }
 
-    pub(crate) fn claim(&self, key: &str, repeat: bool) -> wit_cassette::Claimed {
+    pub(crate) fn claim(&self, key: &str, repeat: bool) -> Claim<'_> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = index.as_mut().and_then(|i| i.queues.get_mut(key)) else {
-            return wit_cassette::Claimed::Absent;
+            return Claim::Absent;
         };
         let at = if queue.played < queue.at.len() {
             queue.played += 1;
@@ -198,23 +234,19 @@ impl CassetteStore {
                 .last()
                 .expect("a queue has at least one interaction")
         } else {
-            return wit_cassette::Claimed::UsedUp(
-                u32::try_from(queue.at.len()).unwrap_or(u32::MAX),
-            );
+            return Claim::UsedUp(u32::try_from(queue.at.len()).unwrap_or(u32::MAX));
         };
-        wit_cassette::Claimed::Found(self.interactions[at].clone())
+        Claim::Found(&self.interactions()[at])
     }
 
     /// Adds one interaction to the recording.
     pub(crate) fn append(
         &self,
-        interaction: wit::Interaction,
+        request: &Request,
+        outcome: &Result<Response, CallError>,
         elapsed: Option<Duration>,
     ) -> Result<(), String> {
-        let request = Request::from(interaction.request);
-        let outcome: Result<Response, CallError> =
-            interaction.outcome.map(Into::into).map_err(Into::into);
-        let line = file::interaction_line(&request, &outcome, elapsed);
+        let line = file::interaction_line(request, outcome, elapsed);
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if let Journal::Idle = *journal {
             *journal = self.start_journal()?;
@@ -268,7 +300,7 @@ impl CassetteStore {
                 )
             })?;
         let mut head = file::header_line(&self.options);
-        if self.mode == RecordMode::NewEpisodes {
+        if self.plan == Plan::RecordMissing {
             for line in self.loaded.iter().flat_map(|f| &f.lines) {
                 head.push_str(line);
                 head.push('\n');
@@ -306,6 +338,7 @@ impl CassetteStore {
                 message: format!(
                     "it cannot be saved ({e}); the {count} interactions recorded are lost and the cassette is as it was"
                 ),
+                source: Some(e),
             });
         }
         tracing::info!(cassette = %self.path.display(), mode = %self.mode, recorded = count, "cassette saved");
@@ -343,5 +376,3 @@ fn warn_of_interrupted_recordings(dir: &Dir, name: &str, parent: &Path) {
         }
     }
 }
-
-use crate::bindings::snakepen::adapter::cassette as wit_cassette;

@@ -9,10 +9,11 @@ mod timers;
 mod workers;
 
 pub use counters::Counters;
+pub(crate) use next::{Next, NextCall};
 
+use crate::Pool;
 use crate::cassette::CassetteStore;
 use crate::sandbox::{self, Grant, Guard};
-use crate::{Host, Pool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -30,7 +31,7 @@ pub(crate) struct Links {
     pub(crate) pool: Option<Pool>,
     pub(crate) cassette: Option<Arc<CassetteStore>>,
     /// The adapter behind this one in a chain (the recorder's real adapter).
-    pub(crate) next: Option<Host>,
+    pub(crate) next: Option<Arc<dyn Next>>,
 }
 
 /// What an adapter instance may reach during one call. A fresh one is made

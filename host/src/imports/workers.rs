@@ -13,7 +13,7 @@ impl Host for CallState {
         let Some(pool) = &self.links.pool else {
             return Err(wit::CallError::Unavailable(format!(
                 "adapter `{}` asked the worker pool to run {}, but this host has no worker pool: \
-                 give the host a Python module (HostBuilder::pool, or --module on the command line)",
+                 build the host with a Python module (HostBuilder::pool)",
                 self.links.name,
                 crate::error::quoted(&request.command)
             )));

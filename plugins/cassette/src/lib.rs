@@ -17,7 +17,7 @@ mod diff;
 
 use serde::Deserialize;
 use serde_json::Value;
-use snakepen_guest::cassette::{self, CassetteInfo, Claimed};
+use snakepen_guest::cassette::{self, CassetteInfo, CassettePlan, Claimed};
 use snakepen_guest::{CallError, CassetteMiss, ConfigError, Interaction, Request, Response, counters};
 
 /// Secrets shorter than this are not searched for in the rest of an
@@ -377,11 +377,21 @@ pub fn ensure_index(options: &Options) {
 
 /// The cassette, or the error an adapter without one returns.
 pub fn info(adapter: &str) -> Result<CassetteInfo, CallError> {
-    cassette::info().ok_or_else(|| {
-        CallError::Unavailable(format!(
-            "the {adapter} adapter needs a cassette, and this host has none: build the host with one (HostBuilder::cassette, Host::replaying, or --cassette)"
-        ))
-    })
+    cassette::info().ok_or_else(|| no_cassette(adapter))
+}
+
+/// The cassette and the host's plan for it, or the error an adapter without one returns.
+pub fn info_and_plan(adapter: &str) -> Result<(CassetteInfo, CassettePlan), CallError> {
+    match (cassette::info(), cassette::plan()) {
+        (Some(info), Some(plan)) => Ok((info, plan)),
+        _ => Err(no_cassette(adapter)),
+    }
+}
+
+fn no_cassette(adapter: &str) -> CallError {
+    CallError::Unavailable(format!(
+        "the {adapter} adapter needs a cassette, and this host has none: build the host with one (HostBuilder::cassette or Host::replaying)"
+    ))
 }
 
 /// Answers `request` from the cassette: `Ok(outcome)` when a recorded

@@ -1,11 +1,13 @@
 //! The recorder: wraps the next adapter of the chain (python-bridge, as the
 //! host builds it) and records what it answers into the host's cassette,
-//! under the host's record mode:
+//! under the plan the host decided from the record mode and the file
+//! (`cassette.plan`; the recorder never decides it again):
 //!
-//! - `all`, or `once` with no cassette yet: every call runs and is recorded;
-//! - `new_episodes`: a call the cassette has is replayed, any other runs and is recorded;
-//! - `none`, or `once` with a cassette: replay only (the host normally runs
-//!   the replayer for these, and starts no Python).
+//! - `re-record`: every call runs and is recorded;
+//! - `record-missing`: a call the cassette has is replayed, any other runs
+//!   and is recorded;
+//! - `replay-only`: replay only (the host normally runs the replayer for
+//!   it, and starts no Python).
 //!
 //! Secrets (`filter`) are replaced by placeholders before anything reaches
 //! the host, and their values are removed wherever else they appear in the
@@ -14,6 +16,7 @@
 //! and are passed on without being recorded.
 
 use cassette::Options;
+use snakepen_guest::cassette::CassettePlan;
 use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
 
 struct Recorder;
@@ -33,17 +36,12 @@ impl Adapter for Recorder {
 snakepen_guest::adapter!(Recorder);
 
 fn record(options: &Options, request: Request) -> Result<Response, CallError> {
-    let info = cassette::info("recorder")?;
-    let replays = match info.mode.as_str() {
-        "all" => false,
-        "once" => info.interactions > 0,
-        _ => true,
-    };
-    if replays {
+    let (info, plan) = cassette::info_and_plan("recorder")?;
+    if plan != CassettePlan::ReRecord {
         match cassette::replay(options, &info, &request) {
             Ok(outcome) => return outcome,
-            // new_episodes: what the cassette lacks is run and recorded.
-            Err(CallError::CassetteMiss(_)) if info.mode == "new_episodes" => {}
+            // What the cassette lacks is run and recorded.
+            Err(CallError::CassetteMiss(_)) if plan == CassettePlan::RecordMissing => {}
             Err(miss) => return Err(miss),
         }
     }

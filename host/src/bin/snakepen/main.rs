@@ -2,6 +2,7 @@
 //! adapter, or inspect an adapter component. Every flag is defined and
 //! documented here.
 
+mod advice;
 mod progress;
 mod replay;
 mod run;
@@ -332,7 +333,7 @@ enum Failure {
 impl From<snakepen::Error> for Failure {
     fn from(e: snakepen::Error) -> Self {
         // snakepen's messages already include their cause.
-        Failure::Setup(anyhow::anyhow!("{e}"))
+        Failure::Setup(anyhow::anyhow!(advice::explained(&e)))
     }
 }
 
