@@ -13,6 +13,7 @@ mod isolation;
 mod loading;
 mod mock;
 mod mock_config;
+mod module_tree;
 mod sandbox;
 mod serve;
 mod versions;
