@@ -310,12 +310,8 @@ async fn sigterm_lets_calls_in_flight_finish_and_refuses_new_ones() {
 async fn a_configuration_file_is_checked_with_its_lines() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../snakepen.example.toml");
     let out = snakepen(&["config", "check", example]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = &out.stdout;
+    assert!(out.success(), "{}", out.stderr);
     assert!(
         stdout.contains("valid; listens on 127.0.0.1:8787; adapter python-bridge"),
         "{stdout}"
@@ -331,8 +327,8 @@ async fn a_configuration_file_is_checked_with_its_lines() {
     )
     .unwrap();
     let out = snakepen(&["config", "check", bad.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(
         stderr.contains("bad.toml:6: unknown field `sise`"),
         "{stderr}"
@@ -340,8 +336,8 @@ async fn a_configuration_file_is_checked_with_its_lines() {
 
     // serve refuses the same file before it listens.
     let out = snakepen(&["serve", "--config", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6"));
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("bad.toml:6"));
 }
 
 #[tokio::test]
@@ -763,8 +759,8 @@ async fn listen_localhost_means_loopback_and_a_bad_flag_is_named() {
         "--adapter",
         "mock",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(stderr.contains("--listen"), "{stderr}");
     assert!(!stderr.contains("(command line)"), "{stderr}");
 }
@@ -798,8 +794,8 @@ fn config_check_refuses_what_serve_would_refuse_at_start() {
         let line = text[..at].matches('\n').count() + 1;
         std::fs::write(&file, &text).unwrap();
         let out = snakepen(&["config", "check", file.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{key} = {value}: {stderr}");
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(2), "{key} = {value}: {stderr}");
         assert!(
             stderr.contains(&format!("snakepen.toml:{line}: ")),
             "{key}: line {line}: {stderr}"
