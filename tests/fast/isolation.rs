@@ -1,9 +1,11 @@
 //! No global state: hosts with different adapters and configurations run
 //! side by side in one process, and none sees another's configuration or counters.
 
-use crate::support::{mock, mock_on, plugin};
+use crate::support::{mock, mock_on, plugin, spawn_call, within};
+use futures_util::future::join_all;
 use serde_json::json;
 use snakepen::{CallError, Host, Request, Runtime};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
@@ -61,9 +63,8 @@ async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
         "{bridged:?}"
     );
 
-    for task in tasks {
-        let counters = task.await.unwrap();
-        assert_eq!(counters["calls"], CALLS);
+    for counters in join_all(tasks).await {
+        assert_eq!(counters.unwrap()["calls"], CALLS);
     }
     assert!(
         bridge.counters().is_empty(),

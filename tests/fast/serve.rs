@@ -4,6 +4,7 @@
 
 use crate::support::served::{Launch, Served, client, post, refused_to_start};
 use crate::support::{snakepen, within};
+use futures_util::future::join_all;
 use serde_json::json;
 use std::io::Write;
 
@@ -293,8 +294,8 @@ async fn sigterm_lets_calls_in_flight_finish_and_refuses_new_ones() {
     .await;
     assert_eq!(refused["error"]["kind"], "unavailable", "{refused}");
     assert_eq!(server.get("/readyz").await.0, 503);
-    for call in in_flight {
-        let (status, body) = within(30, call).await.unwrap();
+    for call in within(30, join_all(in_flight)).await {
+        let (status, body) = call.unwrap();
         assert_eq!(status, 200, "an in-flight call was lost: {body}");
         assert_eq!(body["payload"], json!({"slept": true}));
     }
@@ -891,8 +892,8 @@ async fn thousands_of_junk_command_names_leave_metrics_small_and_unforged() {
             })
         })
         .collect();
-    for c in clients {
-        within(120, c).await.unwrap();
+    for c in within(120, join_all(clients)).await {
+        c.unwrap();
     }
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
