@@ -109,6 +109,18 @@ async fn a_module_with_a_syntax_error_fails_ready_and_calls_with_its_traceback()
     tokio::time::sleep(Duration::from_secs(1)).await;
     let attempts = host.status().unwrap().start_failures - before;
     assert!(attempts <= 8, "{attempts} start attempts in one second");
+    // And backoff, not giving up: with the wait capped at 400 ms, both
+    // slots go on trying, so four more attempts take about a second; 15 s
+    // leaves room for a loaded machine, and a pool that stopped trying
+    // never gets there.
+    let after = before + attempts;
+    let counting = Instant::now();
+    status_until(&host, |s| s.start_failures >= after + 4).await;
+    let took = counting.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "four more start attempts took {took:?}, with the backoff capped at 400 ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
