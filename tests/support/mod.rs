@@ -3,6 +3,7 @@
 //! binary as text.
 #![allow(dead_code)]
 
+pub mod log;
 pub mod served;
 
 use snakepen::{CallError, Host, Request, Runtime};
