@@ -7,6 +7,7 @@
 use crate::support::python_module;
 use crate::support::served::{Launch, Served, client, post};
 use crate::support::within;
+use futures_util::future::join_all;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,12 +269,12 @@ async fn junk_command_names_leave_metrics_small_and_unforged() {
             })
         })
         .collect();
-    for j in junk {
-        within(120, j).await.unwrap();
+    for j in within(120, join_all(junk)).await {
+        j.unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    for b in busy {
-        within(30, b).await.unwrap();
+    for b in within(30, join_all(busy)).await {
+        b.unwrap();
     }
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
@@ -313,8 +314,8 @@ async fn good_traffic(url: &str, clients: usize, period: Duration) -> u64 {
             })
         })
         .collect();
-    for t in tasks {
-        within(60, t).await.unwrap();
+    for t in within(60, join_all(tasks)).await {
+        t.unwrap();
     }
     answered.load(Ordering::Relaxed)
 }

@@ -4,10 +4,13 @@
 //! replays here too.
 
 use crate::support::{cassette, committed_cassette, mock_cassette, within};
+use futures_util::future::try_join_all;
 use serde_json::json;
 use snakepen::cassette::{CassetteFile, MODE_VARIABLE};
 use snakepen::{CallError, Cassette, Error, Host, PoolConfig, RecordMode, Request};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Barrier;
 
 fn temp_cassette() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -502,32 +505,36 @@ async fn the_file_is_a_header_then_one_interaction_per_line_in_a_stable_order() 
     );
 }
 
-/// Two tests with cassettes of their own, running in parallel in this
-/// process (cargo runs tests on threads): the same command, different answers.
-async fn replays_its_own_cassette(answer: &str) {
+/// One host's life with a cassette of its own: record `answer`, then
+/// replay it. At each `meet` the other host of the test is alive too (both
+/// recording, then both replaying), so the two cassettes are in use at once.
+async fn replays_its_own_cassette(answer: &str, meet: Arc<Barrier>) {
     let (_dir, path) = temp_cassette();
     let config = json!({ "responses": [{ "command": "greet", "response": answer }] });
     let host = mock_cassette(cassette(&path, RecordMode::All), config)
         .await
         .unwrap();
+    meet.wait().await;
     host.call(greet("ada")).await.unwrap();
     host.close().await.unwrap();
     let host = Host::replaying(&path).await.unwrap();
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
+    meet.wait().await;
     assert_eq!(
         host.call(greet("ada")).await.unwrap().json().unwrap(),
         answer
     );
+    // Neither host goes before the other has replayed.
+    meet.wait().await;
 }
 
-#[tokio::test]
-async fn parallel_cassette_a() {
-    replays_its_own_cassette("hello").await;
-}
-
-#[tokio::test]
-async fn parallel_cassette_b() {
-    replays_its_own_cassette("bonjour").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_alive_at_once_each_replay_their_own_cassette() {
+    let meet = Arc::new(Barrier::new(2));
+    let hosts = [
+        tokio::spawn(replays_its_own_cassette("hello", Arc::clone(&meet))),
+        tokio::spawn(replays_its_own_cassette("bonjour", meet)),
+    ];
+    // The first to fail ends the test with its own message (the other then
+    // waits at the barrier for good).
+    within(30, try_join_all(hosts)).await.unwrap();
 }

@@ -1,21 +1,12 @@
 //! The `snakepen` command line, run as a user would run it.
 
-use crate::support::{fixture, snakepen};
-use std::process::Output;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::support::{fixture, run, snakepen, snakepen_command};
 
 #[test]
 fn call_prints_the_response_as_json() {
     let output = snakepen(&["call", "--adapter", "mock", "ping", "{}"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert!(output.success(), "{}", output.stderr);
+    let value: serde_json::Value = serde_json::from_str(output.stdout.trim()).unwrap();
     assert_eq!(value["command"], "ping");
 }
 
@@ -37,8 +28,8 @@ fn call_with_a_configuration_file_and_full_output() {
         "--full",
         "ping",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert!(output.success(), "{}", output.stderr);
+    let value: serde_json::Value = serde_json::from_str(output.stdout.trim()).unwrap();
     assert_eq!(
         value,
         serde_json::json!({ "payload": "pong", "worker_pid": null })
@@ -58,22 +49,22 @@ fn a_call_error_exits_1_and_says_its_kind() {
         config.to_str().unwrap(),
         "boom",
     ]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.code, Some(1));
     assert!(
-        stderr(&output).contains("python-exception") && stderr(&output).contains("KeyError"),
+        output.stderr.contains("python-exception") && output.stderr.contains("KeyError"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
 #[test]
 fn a_payload_that_is_not_json_is_refused_with_an_example() {
     let output = snakepen(&["call", "-a", "mock", "ping", "{x: 1}"]);
-    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.code, Some(3));
     assert!(
-        stderr(&output).contains("not valid JSON"),
+        output.stderr.contains("not valid JSON"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
@@ -85,19 +76,19 @@ fn a_bad_adapter_exits_3_with_the_reason() {
         fixture("contract-next").to_str().unwrap(),
         "ping",
     ]);
-    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.code, Some(3));
     assert!(
-        stderr(&output).contains("snakepen:adapter@0.2.0"),
+        output.stderr.contains("snakepen:adapter@0.2.0"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
 #[test]
 fn inspect_names_the_contract_and_world() {
     let output = snakepen(&["inspect", "mock"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    assert!(output.success(), "{}", output.stderr);
+    let text = output.stdout;
     assert!(text.contains("snakepen:adapter@0.1.2"), "{text}");
     assert!(text.contains("snakepen:adapter/plugin@0.1.2"), "{text}");
     assert!(text.contains("snakepen:adapter/counters@0.1.2"), "{text}");
@@ -110,8 +101,8 @@ fn inspect_json_of_a_foreign_component_describes_it_and_exits_non_zero() {
         "--json",
         fixture("other-world").to_str().unwrap(),
     ]);
-    assert_eq!(output.status.code(), Some(3));
-    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(output.code, Some(3));
+    let value: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(value["contract"], serde_json::Value::Null);
     assert_eq!(
         value["exports"],
@@ -124,8 +115,8 @@ fn inspect_json_of_a_foreign_component_describes_it_and_exits_non_zero() {
 fn every_subcommand_has_help() {
     for args in [&["--help"][..], &["call", "--help"], &["inspect", "--help"]] {
         let output = snakepen(args);
-        assert!(output.status.success(), "{args:?}");
-        assert!(stdout(&output).contains("Usage:"), "{args:?}");
+        assert!(output.success(), "{args:?}");
+        assert!(output.stdout.contains("Usage:"), "{args:?}");
     }
 }
 
@@ -133,8 +124,8 @@ fn every_subcommand_has_help() {
 fn replay_checks_a_cassette_on_its_own() {
     let cassette = crate::support::committed_cassette("demo.jsonl");
     let output = snakepen(&["replay", cassette.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    assert!(output.success(), "{}", output.stderr);
+    let text = output.stdout;
     assert!(
         text.contains("28 interactions replayed, 28 identical"),
         "{text}"
@@ -145,11 +136,11 @@ fn replay_checks_a_cassette_on_its_own() {
     let bytes = std::fs::read(&cassette).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
     let output = snakepen(&["replay", cut.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(output.code, Some(3), "{}", output.stderr);
     assert!(
-        stderr(&output).contains("line 29 is cut off"),
+        output.stderr.contains("line 29 is cut off"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
@@ -160,12 +151,8 @@ fn call_with_a_cassette_alone_replays_it_and_a_miss_says_what_to_do() {
     let args = ["call", "--cassette", cassette, "--record-mode", "none"];
     let payload = r#"{"text": "the cat and the hat", "top": 2}"#;
     let output = snakepen(&[&args[..], &["word_stats", payload]].concat());
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains(r#""words":5"#),
-        "{}",
-        stdout(&output)
-    );
+    assert!(output.success(), "{}", output.stderr);
+    assert!(output.stdout.contains(r#""words":5"#), "{}", output.stdout);
 
     let output = snakepen(
         &[
@@ -174,8 +161,8 @@ fn call_with_a_cassette_alone_replays_it_and_a_miss_says_what_to_do() {
         ]
         .concat(),
     );
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+    assert_eq!(output.code, Some(1));
+    let err = output.stderr;
     assert!(
         err.contains("cassette-miss")
             && err.contains(r#"/text: "the cat and the hat" -> "the dog""#),
@@ -186,8 +173,8 @@ fn call_with_a_cassette_alone_replays_it_and_a_miss_says_what_to_do() {
 #[test]
 fn inspect_reports_the_sandbox_limits() {
     let output = snakepen(&["inspect", "mock"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    assert!(output.success(), "{}", output.stderr);
+    let text = output.stdout;
     for expected in [
         "memory        64 MiB per instance",
         "stack         512 KiB",
@@ -200,7 +187,7 @@ fn inspect_reports_the_sandbox_limits() {
         );
     }
     let output = snakepen(&["inspect", "mock", "--json"]);
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(value["limits"]["max_memory_bytes"], 64 << 20);
 }
 
@@ -214,31 +201,26 @@ fn a_pool_larger_than_the_ceiling_is_refused_before_any_worker_starts() {
         "100000",
         "ping",
     ]);
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(output.code, Some(3), "{}", output.stderr);
     assert!(
-        stderr(&output).contains("ceiling of 1024 workers"),
+        output.stderr.contains("ceiling of 1024 workers"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
 #[test]
 fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
     use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"));
-    command
-        .args([
-            "--plugin-dir",
-            crate::support::plugins_dir().to_str().unwrap(),
-        ])
-        .args([
-            "call",
-            "--module",
-            "handlers.py",
-            "--pool-size",
-            "100",
-            "ping",
-        ]);
+    let mut command = snakepen_command();
+    command.args([
+        "call",
+        "--module",
+        "handlers.py",
+        "--pool-size",
+        "100",
+        "ping",
+    ]);
     // SAFETY: setrlimit is async-signal-safe and touches nothing else.
     unsafe {
         command.pre_exec(|| {
@@ -252,9 +234,9 @@ fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
             Ok(())
         });
     }
-    let output = command.output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    let message = stderr(&output);
+    let output = run(&mut command);
+    assert_eq!(output.code, Some(3), "{}", output.stderr);
+    let message = output.stderr;
     assert!(
         message.contains("over this process's limit of 256 (RLIMIT_NOFILE)")
             && message.contains("run at most 32 workers"),

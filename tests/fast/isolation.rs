@@ -1,9 +1,11 @@
 //! No global state: hosts with different adapters and configurations run
 //! side by side in one process, and none sees another's configuration or counters.
 
-use crate::support::{mock, mock_on, plugin};
+use crate::support::{mock, mock_on, plugin, spawn_call, within};
+use futures_util::future::join_all;
 use serde_json::json;
 use snakepen::{CallError, Host, Request, Runtime};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
@@ -61,9 +63,8 @@ async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
         "{bridged:?}"
     );
 
-    for task in tasks {
-        let counters = task.await.unwrap();
-        assert_eq!(counters["calls"], CALLS);
+    for counters in join_all(tasks).await {
+        assert_eq!(counters.unwrap()["calls"], CALLS);
     }
     assert!(
         bridge.counters().is_empty(),
@@ -71,9 +72,12 @@ async fn parallel_hosts_never_see_each_others_configuration_or_counters() {
     );
 }
 
+/// The hosts share a runtime of one instance slot, so the kept host can
+/// serve only once the dropped host, stopped in the middle of a call, has
+/// given back everything it held of what they share.
 #[tokio::test]
 async fn dropping_one_host_leaves_the_others_serving() {
-    let runtime = Runtime::new().unwrap();
+    let runtime = Runtime::builder().max_instances(1).build().unwrap();
     let kept = mock_on(
         &runtime,
         json!({ "responses": [{ "command": "who", "response": "kept" }] }),
@@ -81,14 +85,30 @@ async fn dropping_one_host_leaves_the_others_serving() {
     .await;
     let dropped = mock_on(
         &runtime,
-        json!({ "responses": [{ "command": "who", "response": "dropped" }] }),
+        json!({ "responses": [{ "command": "who", "response": "dropped", "latency_ms": 600_000 }] }),
     )
     .await;
-    dropped.call(Request::new("who", "{}")).await.unwrap();
-    drop(dropped);
+    // The runtime lives on in the hosts alone.
     drop(runtime);
+    let stuck = spawn_call(&dropped, Request::new("who", "{}"));
+    // The mock counts a call before it waits out its latency, holding the slot.
+    within(30, async {
+        while dropped.counter("calls") == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let meanwhile = kept
+        .call(Request::new("who", "{}").deadline(Duration::from_millis(50)))
+        .await;
+    assert!(
+        matches!(meanwhile, Err(CallError::Timeout(_))),
+        "the slot is the dropped host's while its call runs: {meanwhile:?}"
+    );
+    stuck.abort();
+    drop(dropped);
     assert_eq!(
-        kept.call(Request::new("who", "{}"))
+        within(30, kept.call(Request::new("who", "{}")))
             .await
             .unwrap()
             .json()

@@ -2,6 +2,7 @@
 //! latency and failures, and counters a test can read back.
 
 use crate::support::mock;
+use futures_util::future::join_all;
 use serde_json::json;
 use snakepen::{CallError, Request};
 use std::time::Duration;
@@ -207,10 +208,11 @@ async fn concurrent_calls_are_each_counted_once() {
             tokio::spawn(async move { host.call(call("ping", json!({}))).await.is_ok() })
         })
         .collect();
-    let mut ok = 0;
-    for task in tasks {
-        ok += usize::from(task.await.unwrap());
-    }
+    let ok: usize = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|ok| usize::from(ok.unwrap()))
+        .sum();
     assert_eq!(host.counter("calls"), 200);
     assert_eq!(ok, 150, "exactly every fourth of 200 calls failed");
 }

@@ -3,6 +3,7 @@
 //! runtime serves a normal call from another adapter right after.
 
 use crate::support::{fixture, mock_on, within};
+use futures_util::future::join_all;
 use snakepen::{CallError, Host, Request, Runtime};
 use std::time::{Duration, Instant};
 
@@ -277,8 +278,8 @@ async fn a_deadline_of_a_few_milliseconds_ends_in_timeout_never_an_adapter_fault
         })
         .collect();
     let mut faults = Vec::new();
-    for call in calls {
-        match within(60, call).await.unwrap() {
+    for call in within(60, join_all(calls)).await {
+        match call.unwrap() {
             Ok(_) | Err(CallError::Timeout(_)) => {}
             Err(other) => faults.push(other),
         }

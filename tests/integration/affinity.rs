@@ -1,7 +1,7 @@
 //! Sessions: bound to a worker for a TTL read at each use; hint prefers the
 //! bound worker, strict requires it and says so when it is gone.
 
-use crate::support::{kill9, python_host, spawn_call, status_until, within};
+use crate::support::{kill9, pid_in, python_host, spawn_call, status_until, within};
 use snakepen::{Affinity, CallError, Host, Request};
 use std::time::Duration;
 
@@ -15,12 +15,6 @@ async fn sessions_host(affinity: Affinity) -> Host {
     .await;
     within(60, host.ready()).await.unwrap();
     host
-}
-
-async fn pid_in(host: &Host, session: &str) -> Result<u32, CallError> {
-    within(30, host.call(Request::new("pid", "").session(session)))
-        .await
-        .map(|r| r.worker_pid.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `just new-adapter NAME`: the template becomes an adapter that passes its
 //! own tests, builds, and answers through the host with no edit.
 
+use crate::support::{Ran, run};
 use snakepen::{CallError, Error, Host, Request};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,13 +46,14 @@ impl Drop for Scaffolded {
     }
 }
 
-fn new_adapter(name: &str) -> std::process::Output {
+fn new_adapter(name: &str) -> Ran {
     Command::new("just")
         .current_dir(root())
         .args(["new-adapter", name])
         .env("SNAKEPEN_BIN", env!("CARGO_BIN_EXE_snakepen"))
         .output()
         .expect("`just` runs (cargo install just)")
+        .into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,11 +61,8 @@ async fn a_new_adapter_from_the_template_is_tested_built_and_called_through_the_
     let name = format!("template-check-{}", std::process::id());
     let scaffolded = Scaffolded::new(&name);
     let out = new_adapter(&name);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert!(out.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("2 passed"), "its own tests ran: {stdout}");
     assert!(stdout.contains("\"hello, snakepen!\""), "{stdout}");
 
@@ -100,12 +99,10 @@ async fn a_new_adapter_from_the_template_is_tested_built_and_called_through_the_
     );
 
     // inspect shows its contract, sizes and the schema the template declares.
-    let out = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+    let out = run(Command::new(env!("CARGO_BIN_EXE_snakepen"))
         .args(["inspect", "--json"])
-        .arg(scaffolded.component())
-        .output()
-        .unwrap();
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(scaffolded.component()));
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
         shown["contract"],
         format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION)
@@ -120,9 +117,9 @@ async fn a_new_adapter_from_the_template_is_tested_built_and_called_through_the_
 
     // The same name again, and a name that is not one, are refused.
     let again = new_adapter(&name);
-    assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(again.code, Some(2));
+    assert!(again.stderr.contains("already exists"));
     let bad = new_adapter("Not_A_Name");
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("lowercase words joined by hyphens"));
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("lowercase words joined by hyphens"));
 }

@@ -1,17 +1,13 @@
 //! The python-bridge adapter's policy: per-command timeouts, and retries
 //! after a crash for commands marked idempotent only.
 
-use crate::support::{plugin, python_module, within};
+use crate::support::{bridge_with, python_module, within};
 use serde_json::json;
 use snakepen::{CallError, Host, PoolConfig, Request};
 
+/// A python-bridge host with `config` on two workers of tests/python/handlers.py.
 async fn bridge(config: serde_json::Value) -> Result<Host, snakepen::Error> {
-    Host::builder()
-        .adapter(plugin("python-bridge"))
-        .config(config)
-        .pool(PoolConfig::new(python_module("handlers")).size(2))
-        .build()
-        .await
+    bridge_with(config, PoolConfig::new(python_module("handlers")).size(2)).await
 }
 
 fn crash_once(marker: &std::path::Path) -> Request {

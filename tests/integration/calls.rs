@@ -1,6 +1,7 @@
 //! What one call does: payload conventions, built-ins, and every error a
 //! handler or a payload can cause.
 
+use crate::support::log::Log;
 use crate::support::{handlers, within};
 use serde_json::json;
 use snakepen::{CallError, Request};
@@ -96,16 +97,32 @@ async fn a_value_json_cannot_encode_is_an_error_that_names_its_type() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn print_goes_to_the_log_and_never_into_the_protocol() {
-    let host = handlers(1).await;
-    for _ in 0..20 {
-        assert_eq!(
-            call(&host, "talk", r#"{"text": "hello"}"#).await.unwrap(),
-            json!("said")
-        );
-    }
-    assert_eq!(host.status().unwrap().restarts, 0);
+#[test]
+fn print_goes_to_the_log_and_never_into_the_protocol() {
+    let log = Log::default();
+    log.run(2, async {
+        let host = handlers(1).await;
+        let pid = host.pool().unwrap().worker_pids()[0];
+        for _ in 0..20 {
+            assert_eq!(
+                call(&host, "talk", r#"{"text": "hello"}"#).await.unwrap(),
+                json!("said")
+            );
+        }
+        assert_eq!(host.status().unwrap().restarts, 0);
+        // Each printed line, on either stream, is a line of the host's log
+        // that names the worker that printed it.
+        for stream in ["stdout", "stderr"] {
+            let printed = |line: &&str| {
+                line.contains(&format!("{stream} says hello"))
+                    && line.contains("snakepen::worker")
+                    && line.contains(&format!("pid={pid}"))
+                    && line.contains(&format!("stream=\"{stream}\""))
+            };
+            log.until(|text| text.lines().filter(printed).count() >= 20)
+                .await;
+        }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,24 +2,20 @@
 
 use crate::support::{python_module, snakepen};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn call_runs_a_python_function() {
     let module = python_module("handlers");
     let output = snakepen(&["call", "--module", &module, "add", r#"{"a": 20, "b": 22}"#]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout).trim(), "42");
+    assert!(output.success(), "{}", output.stderr);
+    assert_eq!(output.stdout.trim(), "42");
 }
 
 #[test]
 fn call_reports_a_python_exception_with_exit_status_1() {
     let module = python_module("handlers");
     let output = snakepen(&["call", "--module", &module, "boom"]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(1));
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("python-exception") && stderr.contains("ValueError: boom"),
         "{stderr}"
@@ -30,8 +26,8 @@ fn call_reports_a_python_exception_with_exit_status_1() {
 fn call_with_a_broken_module_exits_3_with_the_traceback() {
     let module = python_module("broken_syntax");
     let output = snakepen(&["call", "--module", &module, "oops"]);
-    assert_eq!(output.status.code(), Some(3));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(3));
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("SyntaxError") && stderr.contains("def oops(:"),
         "{stderr}"
@@ -61,8 +57,8 @@ fn run_answers_a_file_of_requests_and_summarises() {
         "--json",
         file.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.success(), "{}", output.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(summary["requests"], 52);
     assert_eq!(summary["ok"], 51);
     assert_eq!(summary["errors_by_kind"]["python-exception"], 1);
@@ -83,8 +79,8 @@ fn run_names_the_line_that_is_not_a_request() {
     std::fs::write(&file, "{\"command\": \"add\"}\n{\"comand\": \"add\"}\n").unwrap();
     let module = python_module("handlers");
     let output = snakepen(&["run", "--module", &module, file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.code, Some(2));
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("requests.jsonl:2") && stderr.contains("comand"),
         "{stderr}"
@@ -103,13 +99,13 @@ fn printed_lines_reach_the_hosts_log_tagged_with_the_worker() {
         "talk",
         r#"{"text": "marmalade"}"#,
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.success(), "{}", output.stderr);
     assert_eq!(
-        text(&output.stdout).trim(),
+        output.stdout.trim(),
         r#""said""#,
         "stdout holds the reply alone"
     );
-    let log = text(&output.stderr);
+    let log = &output.stderr;
     for stream in ["stdout", "stderr"] {
         let line = log
             .lines()

@@ -2,6 +2,7 @@
 //! worker is left stuck.
 
 use crate::support::{handlers, spawn_call, status_until, within};
+use futures_util::future::join_all;
 use snakepen::Request;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ async fn two_hundred_concurrent_callers_on_four_workers_are_all_answered() {
             })
         })
         .collect();
-    let results = within(60, futures_join(calls)).await;
+    let results = within(60, join_all(calls)).await;
     let mut workers = std::collections::HashSet::new();
     for (i, result) in results.into_iter().enumerate() {
         let response = result.expect("the task ran").expect("the call succeeded");
@@ -44,7 +45,7 @@ async fn a_thousand_callers_dropped_mid_call_lose_no_worker() {
             let _ = tokio::time::timeout(patience, call).await;
         }));
     }
-    within(60, futures_join(tasks)).await;
+    within(60, join_all(tasks)).await;
     let status = status_until(&host, |s| s.all_idle()).await;
     assert_eq!(status.restarts, 0, "{status}");
     assert_eq!(host.pool().unwrap().worker_pids().len(), 4);
@@ -105,15 +106,4 @@ async fn queued_callers_are_served_first_come_first_served() {
             "caller {i} was served out of turn"
         );
     }
-}
-
-/// Awaits every join handle, in order.
-async fn futures_join<T>(
-    handles: impl IntoIterator<Item = tokio::task::JoinHandle<T>>,
-) -> Vec<Result<T, tokio::task::JoinError>> {
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await);
-    }
-    out
 }

@@ -1,9 +1,9 @@
 //! Workers that die, hang or never start: only the affected call fails, with
 //! a typed error, and the pool heals itself.
 
-use crate::support::{handlers, kill9, python_host, spawn_call, status_until, within};
+use crate::support::{handlers, kill9, pid_of, python_host, spawn_call, status_until, within};
 use snakepen::{CallError, Request};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_call_fails_only_that_call_and_is_replaced() {
@@ -11,11 +11,7 @@ async fn a_worker_killed_mid_call_fails_only_that_call_and_is_replaced() {
     let victim = spawn_call(&host, Request::new("sleep", r#"{"ms": 20000}"#));
     status_until(&host, |s| s.busy == 1).await;
     // The other worker keeps serving meanwhile; the victim is the busy one.
-    let other_pid = within(30, host.call(Request::new("pid", "")))
-        .await
-        .unwrap()
-        .worker_pid
-        .unwrap();
+    let other_pid = pid_of(&host).await;
     let victim_pid = host
         .pool()
         .unwrap()
@@ -113,6 +109,18 @@ async fn a_module_with_a_syntax_error_fails_ready_and_calls_with_its_traceback()
     tokio::time::sleep(Duration::from_secs(1)).await;
     let attempts = host.status().unwrap().start_failures - before;
     assert!(attempts <= 8, "{attempts} start attempts in one second");
+    // And backoff, not giving up: with the wait capped at 400 ms, both
+    // slots go on trying, so four more attempts take about a second; 15 s
+    // leaves room for a loaded machine, and a pool that stopped trying
+    // never gets there.
+    let after = before + attempts;
+    let counting = Instant::now();
+    status_until(&host, |s| s.start_failures >= after + 4).await;
+    let took = counting.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "four more start attempts took {took:?}, with the backoff capped at 400 ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

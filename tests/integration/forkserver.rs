@@ -2,18 +2,13 @@
 //! like started ones, replaced by a fork when they die, and the pool goes on
 //! when the fork server itself is killed.
 
-use crate::support::{alive, kill9, python_host, status_until, until_dead, within};
+use crate::support::{alive, kill9, pid_of, python_host, status_until, until_dead, within};
 use snakepen::{CallError, Host, Request};
 
 async fn forking(size: usize) -> Host {
     let host = python_host("handlers", size, |s| s.fork_server = true).await;
     within(60, host.ready()).await.expect("the workers start");
     host
-}
-
-async fn pid_of(host: &Host) -> u32 {
-    let answer = host.call(Request::new("pid", Vec::new())).await.unwrap();
-    answer.json().unwrap().as_u64().unwrap() as u32
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! names and session ids. And a call that does crash its worker has it
 //! replaced at once, so repeating it cannot empty the pool.
 
-use crate::support::{bridge, python_module, status_until, within};
+use crate::support::{bridge, pid_of, python_module, run, snakepen_command, status_until, within};
 use snakepen::{CallError, Host, PoolConfig, PoolSettings, Request};
 use std::time::Duration;
 
@@ -19,11 +19,6 @@ fn request(command: &str, payload: impl Into<Vec<u8>>) -> Request {
     Request::new(command, payload.into())
 }
 
-async fn worker_pid(host: &Host) -> u64 {
-    let answer = within(30, host.call(request("pid", ""))).await.unwrap();
-    answer.json().unwrap().as_u64().unwrap()
-}
-
 fn nested(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
@@ -31,7 +26,7 @@ fn nested(depth: usize) -> String {
 #[tokio::test]
 async fn a_payload_nested_too_deep_is_a_bad_request_and_the_worker_lives() {
     let host = inputs(1, |_| {}).await;
-    let pid = worker_pid(&host).await;
+    let pid = pid_of(&host).await;
     for depth in [1_000, 100_000] {
         match within(30, host.call(request("echo", nested(depth)))).await {
             Err(CallError::BadRequest(message)) => {
@@ -40,7 +35,7 @@ async fn a_payload_nested_too_deep_is_a_bad_request_and_the_worker_lives() {
             other => panic!("expected bad-request, got {other:?}"),
         }
     }
-    assert_eq!(worker_pid(&host).await, pid, "the same worker serves on");
+    assert_eq!(pid_of(&host).await, pid, "the same worker serves on");
     assert_eq!(host.status().unwrap().restarts, 0);
     host.close().await.unwrap();
 }
@@ -48,7 +43,7 @@ async fn a_payload_nested_too_deep_is_a_bad_request_and_the_worker_lives() {
 #[tokio::test]
 async fn an_answer_nested_too_deep_is_a_python_exception_and_the_worker_lives() {
     let host = inputs(1, |_| {}).await;
-    let pid = worker_pid(&host).await;
+    let pid = pid_of(&host).await;
     match within(30, host.call(request("deep", "[100000]"))).await {
         Err(CallError::PythonException {
             type_name, message, ..
@@ -58,14 +53,14 @@ async fn an_answer_nested_too_deep_is_a_python_exception_and_the_worker_lives() 
         }
         other => panic!("expected python-exception, got {other:?}"),
     }
-    assert_eq!(worker_pid(&host).await, pid);
+    assert_eq!(pid_of(&host).await, pid);
     host.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_answer_over_the_frame_limit_is_its_own_error_and_not_a_crash() {
     let host = inputs(1, |s| s.max_frame_bytes = 1 << 20).await;
-    let pid = worker_pid(&host).await;
+    let pid = pid_of(&host).await;
     match within(30, host.call(request("big", "[2000000]"))).await {
         Err(CallError::PythonException {
             type_name, message, ..
@@ -75,7 +70,7 @@ async fn an_answer_over_the_frame_limit_is_its_own_error_and_not_a_crash() {
         }
         other => panic!("expected snakepen.ReplyTooLarge, got {other:?}"),
     }
-    assert_eq!(worker_pid(&host).await, pid);
+    assert_eq!(pid_of(&host).await, pid);
     assert_eq!(host.status().unwrap().restarts, 0);
     host.close().await.unwrap();
 }
@@ -96,7 +91,7 @@ async fn a_worker_that_crashed_in_a_call_is_replaced_without_backoff() {
             "{crashed:?}"
         );
         status_until(&host, |s| s.idle == 2 && s.restarts == round).await;
-        worker_pid(&host).await;
+        pid_of(&host).await;
     }
     host.close().await.unwrap();
 }
@@ -177,11 +172,7 @@ async fn the_host_working_directory_is_not_on_the_workers_path() {
         "raise SystemExit('shadowed')\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args([
-            "--plugin-dir",
-            crate::support::plugins_dir().to_str().unwrap(),
-        ])
+    let output = run(snakepen_command()
         .args([
             "call",
             "--module",
@@ -189,15 +180,9 @@ async fn the_host_working_directory_is_not_on_the_workers_path() {
             "origin",
             r#"["statistics"]"#,
         ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .current_dir(dir.path()));
+    let stdout = &output.stdout;
+    assert!(output.success(), "{}", output.stderr);
     assert!(!stdout.contains(dir.path().to_str().unwrap()), "{stdout}");
     assert!(
         stdout.contains("python3"),

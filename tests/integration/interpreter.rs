@@ -3,7 +3,7 @@
 //! a wrapper that never starts Python fails `ready()` within the start
 //! timeout, and a host out of file descriptors says so.
 
-use crate::support::{bridge, plugins_dir, python_module, within};
+use crate::support::{bridge, python_module, run, snakepen_command, within};
 use serde_json::json;
 use snakepen::{Error, PoolConfig, Request};
 use std::os::unix::fs::PermissionsExt;
@@ -79,9 +79,8 @@ async fn a_python_wrapper_that_never_starts_python_fails_ready_in_time() {
 #[test]
 fn a_host_out_of_file_descriptors_says_so_and_names_the_fix() {
     use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"));
+    let mut command = snakepen_command();
     command
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
         .args(["call", "--module", &python_module("output")])
         .args(["--pool-size", "10", "--no-fork-server"])
         .args(["environment", r#"{"name": "PATH"}"#]);
@@ -106,10 +105,10 @@ fn a_host_out_of_file_descriptors_says_so_and_names_the_fix() {
             Ok(())
         });
     }
-    let output = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = run(&mut command);
+    let stderr = &output.stderr;
     assert!(
-        !output.status.success(),
+        !output.success(),
         "it cannot start 10 workers on 10 free descriptors"
     );
     assert!(

@@ -2,27 +2,20 @@
 //! per-call log, metrics of the pool, the shipped clients, slow and vanishing
 //! clients, and a drain that runs out of time.
 
-use crate::support::python_module;
 use crate::support::served::{Served, spawn_post};
-use crate::support::within;
+use crate::support::{Ran, python_module, run, within};
 use serde_json::json;
 use std::io::Write;
+use std::process::Command;
 
 fn handlers() -> String {
     python_module("handlers")
 }
 
 /// Runs `program args…`, failing the test with its stderr unless it succeeds.
-fn succeeds(program: &str, args: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn succeeds(program: &str, args: &[&str]) -> Ran {
+    let out = run(Command::new(program).args(args));
+    assert!(out.success(), "{program} {args:?}: {}", out.stderr);
     out
 }
 
@@ -147,16 +140,16 @@ async fn the_python_client_and_the_curl_example_work_against_the_demo_handlers()
         words,
     ];
     let out = succeeds("python3", &args);
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(answer["words"], 5);
 
-    let out = std::process::Command::new("python3")
-        .arg(examples("client.py"))
-        .args(["--url", &server.url, "no_such_thing"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run(Command::new("python3").arg(examples("client.py")).args([
+        "--url",
+        &server.url,
+        "no_such_thing",
+    ]));
+    assert_eq!(out.code, Some(1));
+    let stderr = &out.stderr;
     assert!(stderr.contains("no-such-command (HTTP 404)"), "{stderr}");
 
     // The client as a library: a batch with an error in it.
@@ -174,7 +167,7 @@ async fn the_python_client_and_the_curl_example_work_against_the_demo_handlers()
     succeeds("python3", &["-c", &script]);
 
     let out = succeeds("bash", &[&examples("curl.sh"), &server.url]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = &out.stdout;
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["payload"]["words"], 5, "{stdout}");
     assert_eq!(stdout.lines().nth(1), Some("404"), "{stdout}");

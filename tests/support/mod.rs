@@ -1,10 +1,14 @@
-//! What every test tier needs: where the plugins are, and a host in one line.
+//! What every test tier needs: where the plugins are, a host in one line,
+//! the pid of the worker that serves a call, and a run of the `snakepen`
+//! binary as text.
 #![allow(dead_code)]
 
+pub mod log;
 pub mod served;
 
-use snakepen::{Host, Runtime};
+use snakepen::{CallError, Host, Request, Runtime};
 use std::path::PathBuf;
+use std::process::Command;
 
 /// `target/plugins`, where `just plugins` puts every component.
 pub fn plugins_dir() -> PathBuf {
@@ -69,12 +73,44 @@ pub async fn python_host(
 
 /// A host running the python-bridge adapter on `pool`. Not yet ready.
 pub async fn bridge(pool: snakepen::PoolConfig) -> Host {
+    bridge_with(serde_json::json!({}), pool)
+        .await
+        .expect("the python-bridge host builds")
+}
+
+/// A host running the python-bridge adapter with `config` (its policy:
+/// per-command timeouts and retries) on `pool`, or why it did not build.
+/// Not yet ready.
+pub async fn bridge_with(
+    config: serde_json::Value,
+    pool: snakepen::PoolConfig,
+) -> Result<Host, snakepen::Error> {
     Host::builder()
         .adapter(plugin("python-bridge"))
+        .config(config)
         .pool(pool)
         .build()
         .await
-        .expect("the python-bridge host builds")
+}
+
+/// The pid of the worker that serves a `pid` call (the test modules
+/// `handlers` and `inputs` define one), as the worker itself reports it.
+pub async fn pid_of(host: &Host) -> u32 {
+    let answer = within(30, host.call(Request::new("pid", Vec::new())))
+        .await
+        .expect("the worker answers `pid`");
+    answer.json().unwrap().as_u64().unwrap() as u32
+}
+
+/// The pid of the worker that serves a `pid` call in `session`, as the
+/// pool reports it, or the call's error.
+pub async fn pid_in(host: &Host, session: &str) -> Result<u32, CallError> {
+    within(
+        30,
+        host.call(Request::new("pid", Vec::new()).session(session)),
+    )
+    .await
+    .map(|r| r.worker_pid.expect("a worker served the call"))
 }
 
 /// A ready host of `size` workers serving tests/python/handlers.py.
@@ -151,13 +187,51 @@ pub fn spawn_call(
     tokio::spawn(async move { host.call(request).await })
 }
 
-/// Runs the `snakepen` binary with the test plugins directory and `args`.
-pub fn snakepen(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args(args)
+/// A program that ran to its end: its exit code (`None` when a signal
+/// ended it) and its output as text.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Whether it exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl From<std::process::Output> for Ran {
+    fn from(output: std::process::Output) -> Ran {
+        Ran {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `command` to its end, its output captured.
+pub fn run(command: &mut Command) -> Ran {
+    let output = command
         .output()
-        .expect("the snakepen binary runs")
+        .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
+    output.into()
+}
+
+/// The `snakepen` binary with the test plugins directory, to be given its
+/// arguments (and, where a test needs them, limits or a directory).
+pub fn snakepen_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+    command.args(["--plugin-dir", plugins_dir().to_str().unwrap()]);
+    command
+}
+
+/// Runs the `snakepen` binary with the test plugins directory and `args`.
+pub fn snakepen(args: &[&str]) -> Ran {
+    run(snakepen_command().args(args))
 }
 
 /// `tests/cassettes/<name>`, the committed cassettes.
