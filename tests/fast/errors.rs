@@ -65,8 +65,8 @@ async fn the_library_names_no_command_line_flag_and_the_cli_does() {
     );
 
     let output = snakepen(&["call", "--adapter", "no-such-adapter", "ping"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let stderr = &output.stderr;
+    assert_eq!(output.code, Some(3), "{stderr}");
     assert!(
         stderr.contains("no adapter named `no-such-adapter`"),
         "{stderr}"
@@ -81,8 +81,8 @@ fn a_file_that_is_not_wasm_is_pointed_at_the_adapter_flag_by_the_cli() {
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "hello").unwrap();
     let output = snakepen(&["call", "--adapter", path.to_str().unwrap(), "ping"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let stderr = &output.stderr;
+    assert_eq!(output.code, Some(3), "{stderr}");
     assert!(stderr.contains("not a WebAssembly file"), "{stderr}");
     assert!(stderr.contains("Point --adapter at"), "{stderr}");
 }

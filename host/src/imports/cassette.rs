@@ -1,7 +1,7 @@
 //! `snakepen:adapter/cassette`: the host's one cassette file, if it has one.
 //! The store speaks the host's types; this is where they become the contract's.
 
-use super::CallState;
+use super::call_state::CallState;
 use crate::bindings::snakepen::adapter::cassette::{CassetteInfo, CassettePlan, Claimed, Host};
 use crate::bindings::wit;
 use crate::cassette::{Claim, Plan, Recorded};

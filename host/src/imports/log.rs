@@ -1,6 +1,6 @@
 //! `snakepen:adapter/log`: adapter log lines go to `tracing`, tagged with the adapter.
 
-use super::CallState;
+use super::call_state::CallState;
 use crate::bindings::snakepen::adapter::log::Host;
 use crate::bindings::wit::Level;
 

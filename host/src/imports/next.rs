@@ -3,26 +3,11 @@
 //! The next adapter runs as a host of its own (with the pool) and gets what
 //! is left of this call's deadline, or less if the request asks for less.
 
-use super::CallState;
+use super::call_state::CallState;
+use crate::Request;
 use crate::bindings::snakepen::adapter::next::Host;
 use crate::bindings::wit;
-use crate::{CallError, Request, Response};
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Instant;
-
-/// The adapter behind a wrapping one, as the `next` import reaches it. The
-/// host implements it; this module names only what it needs, so that the
-/// imports never depend on the host that links them.
-pub(crate) trait Next: Send + Sync {
-    /// Runs `request` through the next adapter, under the request's deadline.
-    fn call(&self, request: Request) -> NextCall<'_>;
-}
-
-/// A call in flight to the next adapter. Boxed: a host call that runs a host
-/// call would otherwise be a future of infinite size.
-pub(crate) type NextCall<'a> =
-    Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send + 'a>>;
 
 impl Host for CallState {
     async fn call(&mut self, request: wit::Request) -> Result<wit::Response, wit::CallError> {

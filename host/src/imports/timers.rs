@@ -1,7 +1,7 @@
 //! `snakepen:adapter/timers`: an adapter's sleep is a tokio timer, so it
 //! never blocks a thread and ends with the call's deadline.
 
-use super::CallState;
+use super::call_state::CallState;
 use crate::bindings::snakepen::adapter::timers::Host;
 use std::time::Duration;
 

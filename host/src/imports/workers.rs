@@ -3,7 +3,7 @@
 //! A request's own deadline counts only within the call's: an adapter can
 //! shorten the time a worker gets, never extend it.
 
-use super::CallState;
+use super::call_state::CallState;
 use crate::bindings::snakepen::adapter::workers::Host;
 use crate::bindings::wit;
 use std::time::{Duration, Instant};

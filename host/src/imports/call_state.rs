@@ -1,0 +1,85 @@
+//! What an adapter instance may reach during one call: its WASI context
+//! (no files but the granted ones), its captured stderr, its deadline and
+//! the host's links. Each interface's module implements its part on it.
+
+use super::links::Links;
+use crate::sandbox::{self, Grant, Guard};
+use std::time::{Duration, Instant};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+/// The most of an adapter's stderr kept per call (its panic message is in there).
+const STDERR_CAPTURE_BYTES: usize = 16 << 10;
+
+/// What an adapter instance may reach during one call. A fresh one is made
+/// for every instance, so nothing leaks from one call to the next except
+/// through what the host owns (counters, the cassette).
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    pub(super) links: Links,
+    /// When the call this instance serves must be answered.
+    pub(super) deadline: Instant,
+    /// How long the last call to the next adapter took (recorded with it).
+    pub(super) next_elapsed: Option<Duration>,
+    /// The instance's memory and table caps.
+    pub(crate) guard: Guard,
+    /// Set when the instance was stopped for running past its deadline.
+    pub(crate) overran: bool,
+    created: Instant,
+}
+
+impl CallState {
+    pub(crate) fn new(
+        links: Links,
+        deadline: Instant,
+        guard: Guard,
+        grants: &[Grant],
+    ) -> wasmtime::Result<CallState> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        // No arguments, environment, network, clock or stdin, and no files
+        // but the directories granted: an adapter reaches only what the
+        // contract imports.
+        let wasi = sandbox::wasi(stderr.clone(), grants)?;
+        Ok(CallState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            links,
+            deadline,
+            next_elapsed: None,
+            guard,
+            overran: false,
+            created: Instant::now(),
+        })
+    }
+
+    /// When the call this instance serves must be answered.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// How long this instance has existed, in milliseconds (for messages).
+    pub(crate) fn running_ms(&self) -> u128 {
+        self.created.elapsed().as_millis()
+    }
+
+    /// What the adapter wrote to stderr so far (a guest panic message lands here).
+    pub(crate) fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim_end()
+            .to_string()
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl crate::bindings::wit::Host for CallState {}
