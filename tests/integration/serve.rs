@@ -80,6 +80,18 @@ async fn calls_are_logged_as_json_lines_and_counted_in_metrics() {
     let (_, status) = server.get("/v1/status").await;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["pool"]["status"]["idle"], 2, "{status}");
+    // Workers by id and pid; `worker_pids` stays for older clients.
+    let workers = status["pool"]["workers"]
+        .as_array()
+        .expect("workers are listed");
+    assert_eq!(workers.len(), 2, "{status}");
+    assert!(workers.iter().all(|w| w["id"].is_u64()), "{status}");
+    let pids: Vec<serde_json::Value> = workers.iter().map(|w| w["pid"].clone()).collect();
+    assert_eq!(
+        serde_json::Value::from(pids),
+        status["pool"]["worker_pids"],
+        "{status}"
+    );
 
     // The log lines come out as the calls end; the stderr line of `talk` may trail.
     let lines = within(30, async {
