@@ -27,6 +27,7 @@ mod bindings;
 mod call;
 pub mod cassette;
 mod config;
+mod defaults;
 mod error;
 mod host;
 mod imports;

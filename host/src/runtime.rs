@@ -219,9 +219,9 @@ impl Runtime {
             max_memory_bytes: settings.max_memory_bytes,
             max_table_elements: settings.max_table_elements,
             max_stack_bytes: settings.max_stack_bytes,
-            max_response_bytes: crate::host::DEFAULT_MAX_RESPONSE_BYTES,
-            call_timeout_ms: crate::DEFAULT_CALL_TIMEOUT.as_millis() as u64,
-            deadline_slack_ms: (crate::host::GUEST_SLACK + EPOCH_TICK).as_millis() as u64,
+            max_response_bytes: crate::defaults::DEFAULT_MAX_RESPONSE_BYTES,
+            call_timeout_ms: crate::defaults::DEFAULT_CALL_TIMEOUT.as_millis() as u64,
+            deadline_slack_ms: (crate::defaults::GUEST_SLACK + EPOCH_TICK).as_millis() as u64,
             max_instances: settings.max_instances,
             granted_dirs: Vec::new(),
         }

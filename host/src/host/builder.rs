@@ -3,11 +3,11 @@
 //! recorder in front of the real adapter), each adapter loaded, checked,
 //! configured and given its workers before its host exists.
 
-use super::defaults::DEFAULT_CALL_TIMEOUT;
 use super::handle::{Host, HostInner};
 use super::instance::Prepared;
 use crate::adapter::{self, Adapter};
 use crate::cassette::{Cassette, CassetteStore, Plan};
+use crate::defaults::DEFAULT_CALL_TIMEOUT;
 use crate::imports::{Counters, Links, Next};
 use crate::sandbox::Grant;
 use crate::{AdapterConfig, Error, Pool, PoolConfig, Runtime};

@@ -6,10 +6,10 @@
 //! configuration and its pool (when it has one) was started before the
 //! first handle was made, and nothing in it changes after.
 
-use super::defaults::ADAPTER_SLACK;
 use super::instance::Prepared;
 use crate::adapter::ComponentInfo;
 use crate::cassette::{CassetteStore, Plan, RecordMode};
+use crate::defaults::ADAPTER_SLACK;
 use crate::imports::{Links, Next, NextCall};
 use crate::sandbox::Limits;
 use crate::{CallError, Error, Pool, PoolStatus, Request, Response};

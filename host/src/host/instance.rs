@@ -6,8 +6,8 @@
 //! Invariant: an instance lives for one call (or one configuration check)
 //! and holds one of the runtime's instance slots until it is dropped.
 
-use super::defaults::GUEST_SLACK;
 use crate::bindings::{Plugin, PluginPre, wit};
+use crate::defaults::GUEST_SLACK;
 use crate::imports::{CallState, Links};
 use crate::sandbox::{self, Guard, Limits};
 use crate::{CallError, Error, Request, Response, Runtime};

@@ -6,14 +6,13 @@
 //! - `handle`: [`Host`], what callers hold and ask;
 //! - `instance`: one adapter instance's life, from instantiation to the
 //!   answer or the explained trap;
-//! - `defaults`: the deadlines and sizes used when none are given.
+//! (The deadlines and sizes used when none are given are `crate::defaults`.)
 
 mod builder;
-mod defaults;
+
 mod handle;
 mod instance;
 
+pub use crate::defaults::DEFAULT_CALL_TIMEOUT;
 pub use builder::HostBuilder;
-pub(crate) use defaults::GUEST_SLACK;
-pub use defaults::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 pub use handle::Host;
