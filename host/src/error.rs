@@ -123,6 +123,20 @@ pub enum Error {
         source: wasmtime::Error,
     },
 
+    /// A limit set to a value the runtime cannot honour.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+
+    /// A host asks for more than the shared runtime it was given allows.
+    #[error(
+        "the host's `{key}` = {value} is over its runtime's {allowed}: build the runtime with RuntimeBuilder::{key} set at least as high, or give the host no runtime so that it makes one of its own"
+    )]
+    OverRuntime {
+        key: &'static str,
+        value: String,
+        allowed: String,
+    },
+
     /// The worker pool's configuration cannot work.
     #[error("pool configuration: `{field}` {message}")]
     PoolConfig { field: String, message: String },

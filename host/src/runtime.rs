@@ -6,6 +6,7 @@
 use crate::Error;
 use crate::bindings::Plugin;
 use crate::imports::CallState;
+use crate::limits::LimitRange;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -90,27 +91,32 @@ impl RuntimeBuilder {
     /// and its call stack, about 2.5 MiB per slot at most, so 160 MiB at
     /// the default. A call waiting for a Python worker holds its instance,
     /// so this is also how many calls can wait in the pool's queue at once.
+    /// At least 1, at most [`LimitRange::INSTANCES`]'s maximum; `build`
+    /// refuses other values.
     pub fn max_instances(mut self, n: u32) -> Self {
-        self.max_instances = n.max(1);
+        self.max_instances = n;
         self
     }
 
-    /// The most linear memory one adapter instance may have (default 64 MiB).
+    /// The most linear memory one adapter instance may have (default 64 MiB,
+    /// at most 4 GiB: [`LimitRange::MEMORY`]).
     pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
         self.max_memory_bytes = bytes;
         self
     }
 
-    /// The most elements one table of an adapter instance may have (default 20 000).
+    /// The most elements one table of an adapter instance may have (default
+    /// 20 000, at most [`LimitRange::TABLE`]'s maximum).
     pub fn max_table_elements(mut self, n: usize) -> Self {
         self.max_table_elements = n;
         self
     }
 
     /// The most WebAssembly stack one call may use (default 512 KiB); deeper
-    /// recursion is stopped with an `adapter-fault` that says so.
+    /// recursion is stopped with an `adapter-fault` that says so. From
+    /// 64 KiB to 16 MiB ([`LimitRange::STACK`]); `build` refuses others.
     pub fn max_stack_bytes(mut self, bytes: usize) -> Self {
-        self.max_stack_bytes = bytes.max(64 << 10);
+        self.max_stack_bytes = bytes;
         self
     }
 
@@ -132,10 +138,15 @@ impl RuntimeBuilder {
 
     /// Creates the engine and starts its epoch ticker.
     ///
-    /// Fails only if wasmtime rejects the configuration. When the pooling
-    /// allocator cannot reserve its address space, the runtime falls back to
-    /// on-demand allocation and logs why.
+    /// Fails with [`Error::Limit`] when a limit is outside its
+    /// [`LimitRange`], and otherwise only if wasmtime rejects the
+    /// configuration. When the pooling allocator cannot reserve its address
+    /// space, the runtime falls back to on-demand allocation and logs why.
     pub fn build(self) -> Result<Runtime, Error> {
+        LimitRange::MEMORY.check(self.max_memory_bytes as u64)?;
+        LimitRange::TABLE.check(self.max_table_elements as u64)?;
+        LimitRange::STACK.check(self.max_stack_bytes as u64)?;
+        LimitRange::INSTANCES.check(u64::from(self.max_instances))?;
         let (engine, pooled) = if self.pooling {
             match Engine::new(&self.config(true)) {
                 Ok(engine) => (engine, true),

@@ -1,85 +1,13 @@
-//! What an adapter instance may do and use: its limits (memory, tables,
-//! stack, time, answer size), and its capabilities (none, unless the host
-//! grants a directory). The mechanisms are wasmtime's; this is the policy.
+//! How an adapter instance is held to its limits and capabilities: the
+//! resource guard, the WASI context with nothing in it but granted
+//! directories, frozen clocks, and what a trap or a panic means. The
+//! limits themselves are in `limits`.
 
-use std::path::PathBuf;
+use crate::limits::{Grant, bytes};
 use std::time::Duration;
 use wasmtime::{ResourceLimiter, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
-
-/// Every limit one host's adapter runs under, as `Host::limits` reports them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Limits {
-    /// The most linear memory one instance may have, in bytes.
-    pub max_memory_bytes: usize,
-    /// The most elements one table of an instance may have.
-    pub max_table_elements: usize,
-    /// The most WebAssembly stack one call may use, in bytes.
-    pub max_stack_bytes: usize,
-    /// The largest answer payload (or error text) an adapter may return, in bytes.
-    pub max_response_bytes: usize,
-    /// The deadline of a call whose request sets none, in milliseconds.
-    pub call_timeout_ms: u64,
-    /// How far past its deadline a running adapter is stopped, at most, in milliseconds.
-    pub deadline_slack_ms: u64,
-    /// How many adapter instances may be alive at once in the runtime.
-    pub max_instances: u32,
-    /// The directories granted to the adapter (none by default).
-    pub granted_dirs: Vec<Grant>,
-}
-
-impl Limits {
-    /// The limits and capabilities, a line each, for `snakepen inspect`.
-    pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![
-            format!(
-                "memory        {} per instance",
-                bytes(self.max_memory_bytes)
-            ),
-            format!("tables        {} elements", self.max_table_elements),
-            format!("stack         {}", bytes(self.max_stack_bytes)),
-            format!("answer        {}", bytes(self.max_response_bytes)),
-            format!(
-                "deadline      {} ms when a request sets none; a running adapter is stopped within {} ms past it",
-                self.call_timeout_ms, self.deadline_slack_ms
-            ),
-            format!(
-                "instances     {} alive at once (more calls wait)",
-                self.max_instances
-            ),
-            "network       none".into(),
-            "environment   none (no variables, no arguments, clocks frozen at 0)".into(),
-        ];
-        if self.granted_dirs.is_empty() {
-            lines.push("files         none (HostBuilder::grant_dir grants a directory)".into());
-        }
-        for grant in &self.granted_dirs {
-            lines.push(format!(
-                "files         {} as {} ({})",
-                grant.host_path.display(),
-                grant.guest_path,
-                if grant.read_only {
-                    "read-only"
-                } else {
-                    "read-write"
-                }
-            ));
-        }
-        lines
-    }
-}
-
-/// A host directory an adapter may reach, at a path of its own.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Grant {
-    /// The directory on the host.
-    pub host_path: PathBuf,
-    /// Where the adapter sees it, such as `/data`.
-    pub guest_path: String,
-    /// Whether the adapter may only read.
-    pub read_only: bool,
-}
 
 /// Keeps an instance's memories and tables under its caps, and remembers a
 /// refusal so that the trap that follows is explained.
@@ -133,22 +61,6 @@ impl ResourceLimiter for Guard {
             return Ok(false);
         }
         Ok(true)
-    }
-}
-
-/// A byte count for people: `64 MiB`, `1.5 KiB`, `12 B`.
-pub(crate) fn bytes(n: usize) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -241,12 +153,5 @@ mod tests {
             Some("no way (at src/lib.rs:54:24)")
         );
         assert_eq!(super::panic_message("something else"), None);
-    }
-
-    #[test]
-    fn byte_counts_read_as_people_write_them() {
-        assert_eq!(super::bytes(16 << 20), "16 MiB");
-        assert_eq!(super::bytes(1536), "1.5 KiB");
-        assert_eq!(super::bytes(12), "12 B");
     }
 }

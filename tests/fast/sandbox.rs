@@ -254,11 +254,69 @@ async fn the_limits_are_reported() {
     assert_eq!(limits.max_response_bytes, 1000);
     assert_eq!(limits.max_stack_bytes, 512 << 10);
     assert!(limits.granted_dirs.is_empty());
-    let host = hostile_on(&runtime, |b| b.max_memory_bytes(1 << 30)).await;
+    let refused = Host::builder()
+        .runtime(&runtime)
+        .adapter(fixture("hostile"))
+        .max_memory_bytes(1 << 30)
+        .build()
+        .await
+        .expect_err("never above the runtime's, and never quietly lowered to it");
+    assert!(
+        matches!(
+            refused,
+            snakepen::Error::OverRuntime {
+                key: "max_memory_bytes",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("over its runtime's 33554432 (32 MiB)"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_without_a_runtime_makes_one_that_honours_its_memory_limit() {
+    let host = Host::builder()
+        .adapter(fixture("hostile"))
+        .max_memory_bytes(256 << 20)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(host.limits().max_memory_bytes, 256 << 20);
+    let grown = within(60, host.call(Request::new("grow", "200"))).await;
+    assert_eq!(grown.expect("200 MiB fit under 256 MiB").payload, b"200");
+}
+
+#[test]
+fn a_runtime_refuses_limits_it_cannot_honour_instead_of_clamping_them() {
+    use snakepen::{Error, LimitRange};
+    let refused = |builder: snakepen::RuntimeBuilder| match builder.no_cache().build() {
+        Err(Error::Limit(e)) => e,
+        Err(other) => panic!("expected a limit error, got {other:?}"),
+        Ok(_) => panic!("expected a limit error, got a runtime"),
+    };
+    let e = refused(Runtime::builder().max_memory_bytes(8 << 30));
+    assert_eq!((e.range, e.value), (LimitRange::MEMORY, 8 << 30));
     assert_eq!(
-        host.limits().max_memory_bytes,
-        32 << 20,
-        "never above the runtime's"
+        refused(Runtime::builder().max_stack_bytes(1024)).range,
+        LimitRange::STACK
+    );
+    assert_eq!(
+        refused(Runtime::builder().max_instances(0)).range,
+        LimitRange::INSTANCES
+    );
+    assert_eq!(
+        refused(Runtime::builder().max_table_elements(0)).range,
+        LimitRange::TABLE
+    );
+    assert!(
+        e.to_string().starts_with("`max_memory_bytes` = 8589934592 (8 GiB) is over the most the runtime can honour, 4294967296 (4 GiB)"),
+        "{e}"
     );
 }
 

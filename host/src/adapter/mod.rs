@@ -75,7 +75,7 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, Error> {
 impl Inspection {
     /// `130.3 KiB (449.6 KiB compiled for this machine)`.
     pub fn sizes(&self) -> String {
-        let bytes = |n: u64| crate::sandbox::bytes(usize::try_from(n).unwrap_or(usize::MAX));
+        let bytes = |n: u64| crate::limits::bytes(usize::try_from(n).unwrap_or(usize::MAX));
         format!(
             "{} ({} compiled for this machine)",
             bytes(self.size_bytes),

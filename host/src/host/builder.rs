@@ -9,7 +9,7 @@ use crate::adapter::{self, Adapter};
 use crate::cassette::{Cassette, CassetteStore, Plan};
 use crate::defaults::DEFAULT_CALL_TIMEOUT;
 use crate::imports::{Counters, Links, Next};
-use crate::sandbox::Grant;
+use crate::limits::{Grant, LimitRange};
 use crate::{AdapterConfig, Error, Pool, PoolConfig, Runtime};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +32,54 @@ pub struct HostBuilder {
 #[derive(Default, Clone)]
 struct SandboxOptions {
     max_memory_bytes: Option<usize>,
+    max_table_elements: Option<usize>,
     max_response_bytes: Option<usize>,
     grants: Vec<Grant>,
+}
+
+impl SandboxOptions {
+    /// A runtime of the default settings that allows this host's limits.
+    fn own_runtime(&self) -> Result<Runtime, Error> {
+        let mut builder = Runtime::builder();
+        let defaults = builder.clone();
+        if let Some(bytes) = self.max_memory_bytes {
+            builder = builder.max_memory_bytes(bytes.max(defaults.max_memory_bytes));
+        }
+        if let Some(n) = self.max_table_elements {
+            builder = builder.max_table_elements(n.max(defaults.max_table_elements));
+        }
+        builder.build()
+    }
+
+    /// Each limit in its range, and none above what `runtime` allows.
+    fn check(&self, runtime: &Runtime) -> Result<(), Error> {
+        let allowed = runtime.default_limits();
+        let asked = [
+            (
+                LimitRange::MEMORY,
+                self.max_memory_bytes,
+                allowed.max_memory_bytes,
+            ),
+            (
+                LimitRange::TABLE,
+                self.max_table_elements,
+                allowed.max_table_elements,
+            ),
+            (LimitRange::RESPONSE, self.max_response_bytes, usize::MAX),
+        ];
+        for (range, value, allowed) in asked {
+            let Some(value) = value else { continue };
+            range.check(value as u64)?;
+            if value > allowed {
+                return Err(Error::OverRuntime {
+                    key: range.key,
+                    value: range.show(value as u64),
+                    allowed: range.show(allowed as u64),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything one adapter of a chain is built from.
@@ -109,12 +155,25 @@ impl HostBuilder {
         self
     }
 
-    /// The most linear memory one instance of this host's adapter may have.
-    /// It cannot exceed the runtime's `max_memory_bytes` (64 MiB by default),
-    /// which is used when this is not set. An adapter that wants more fails
-    /// its call with an `adapter-fault` that says so; the host goes on.
+    /// The most linear memory one instance of this host's adapter may have
+    /// (default: its runtime's, 64 MiB unless the runtime says otherwise;
+    /// at most 4 GiB). An adapter that wants more fails its call with an
+    /// `adapter-fault` that says so; the host goes on.
+    ///
+    /// A host given no runtime makes one that allows this much. On a shared
+    /// runtime it cannot be more than the runtime's `max_memory_bytes`:
+    /// `build` fails with [`Error::OverRuntime`] rather than lower it.
     pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
         self.sandbox.max_memory_bytes = Some(bytes);
+        self
+    }
+
+    /// The most elements one table of this host's adapter may have (default:
+    /// its runtime's, 20 000). As with [`HostBuilder::max_memory_bytes`], a
+    /// host with no runtime makes one that allows it, and a shared runtime
+    /// that allows less makes `build` fail.
+    pub fn max_table_elements(mut self, n: usize) -> Self {
+        self.sandbox.max_table_elements = Some(n);
         self
     }
 
@@ -159,11 +218,14 @@ impl HostBuilder {
     pub async fn build(self) -> Result<Host, Error> {
         let runtime = match self.runtime {
             Some(runtime) => runtime,
-            None => Runtime::new()?,
+            None => self.sandbox.own_runtime()?,
         };
+        let call_timeout = self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
+        let timeout_ms = u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX);
+        LimitRange::CALL_TIMEOUT.check(timeout_ms)?;
+        self.sandbox.check(&runtime)?;
         let mut dirs = self.plugin_dirs;
         dirs.extend(adapter::default_plugin_dirs());
-        let call_timeout = self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
         let config = self.config.to_json_text()?;
         let parts = |adapter, config, pool, cassette, next| Parts {
             runtime: runtime.clone(),
@@ -238,7 +300,10 @@ async fn assemble(parts: Parts) -> Result<Host, Error> {
     }
     let mut limits = runtime.default_limits();
     if let Some(max) = sandbox.max_memory_bytes {
-        limits.max_memory_bytes = max.min(limits.max_memory_bytes);
+        limits.max_memory_bytes = max;
+    }
+    if let Some(max) = sandbox.max_table_elements {
+        limits.max_table_elements = max;
     }
     if let Some(max) = sandbox.max_response_bytes {
         limits.max_response_bytes = max;

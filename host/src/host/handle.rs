@@ -11,7 +11,7 @@ use crate::adapter::ComponentInfo;
 use crate::cassette::{CassetteStore, Plan, RecordMode};
 use crate::defaults::ADAPTER_SLACK;
 use crate::imports::{Links, Next, NextCall};
-use crate::sandbox::Limits;
+use crate::limits::Limits;
 use crate::{CallError, Error, Pool, PoolStatus, Request, Response};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

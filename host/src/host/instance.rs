@@ -9,7 +9,8 @@
 use crate::bindings::{Plugin, PluginPre, wit};
 use crate::defaults::GUEST_SLACK;
 use crate::imports::{CallState, Links};
-use crate::sandbox::{self, Guard, Limits};
+use crate::limits::Limits;
+use crate::sandbox::{self, Guard};
 use crate::{CallError, Error, Request, Response, Runtime};
 use std::path::Path;
 use std::sync::Arc;
@@ -118,8 +119,8 @@ impl Prepared {
                 Err(CallError::AdapterFault(format!(
                     "adapter `{name}` answered `{}` with {}, over its limit of {} (HostBuilder::max_response_bytes)",
                     request.command,
-                    sandbox::bytes(response.payload.len()),
-                    sandbox::bytes(max)
+                    crate::limits::bytes(response.payload.len()),
+                    crate::limits::bytes(max)
                 )))
             }
             Ok(Ok(response)) => Ok(response.into()),

@@ -3,7 +3,8 @@
 //! the host's links. Each interface's module implements its part on it.
 
 use super::links::Links;
-use crate::sandbox::{self, Grant, Guard};
+use crate::limits::Grant;
+use crate::sandbox::{self, Guard};
 use std::time::{Duration, Instant};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
