@@ -60,12 +60,186 @@ fn a_call_error_exits_1_and_says_its_kind() {
 #[test]
 fn a_payload_that_is_not_json_is_refused_with_an_example() {
     let output = snakepen(&["call", "-a", "mock", "ping", "{x: 1}"]);
-    assert_eq!(output.code, Some(3));
+    assert_eq!(output.code, Some(2), "bad usage: {}", output.stderr);
     assert!(
-        output.stderr.contains("not valid JSON"),
+        output.stderr.contains("not valid JSON") && output.stderr.contains(r#"'{"x": 1}'"#),
         "{}",
         output.stderr
     );
+}
+
+#[test]
+fn a_payload_nested_too_deep_is_called_that_and_not_invalid() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let output = snakepen(&["call", "-a", "mock", "ping", &deep]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("deeper than 128 levels")
+            && !output.stderr.contains("not valid JSON"),
+        "{}",
+        output.stderr
+    );
+}
+
+/// A configuration file of the hostile adapter and `extra` lines, in `dir`.
+fn hostile_config(dir: &std::path::Path, extra: &str) -> String {
+    let file = dir.join("snakepen.toml");
+    let hostile = fixture("hostile");
+    std::fs::write(
+        &file,
+        format!("[adapter]\nname = {:?}\n\n{extra}", hostile.display()),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn every_limit_is_set_from_a_flag_and_from_the_file() {
+    let hostile = fixture("hostile");
+    let hostile = hostile.to_str().unwrap();
+    // Under the default 64 MiB, 100 MiB does not fit; with the flag it does.
+    let output = snakepen(&["call", "-a", hostile, "grow", "100"]);
+    assert_eq!(output.code, Some(1), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("over its limit of 64 MiB"),
+        "{}",
+        output.stderr
+    );
+    let output = snakepen(&[
+        "call",
+        "-a",
+        hostile,
+        "--max-memory-bytes",
+        "134217728",
+        "grow",
+        "100",
+    ]);
+    assert!(output.success(), "{}", output.stderr);
+    assert_eq!(output.stdout.trim(), "100");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile_config(
+        dir.path(),
+        "[limits]\nmax_memory_bytes = 134217728\nmax_response_bytes = 10\ncall_timeout_ms = 100\n\
+         max_table_elements = 30000\nmax_stack_bytes = 1048576\nmax_instances = 4\n",
+    );
+    let output = snakepen(&["call", "--config", &config, "grow", "100"]);
+    assert!(
+        output.success(),
+        "the file's memory limit: {}",
+        output.stderr
+    );
+    let output = snakepen(&["call", "--config", &config, "huge", "11"]);
+    assert!(
+        output.stderr.contains("over its limit of 10 B"),
+        "the file's answer limit: {}",
+        output.stderr
+    );
+    let output = snakepen(&["call", "--config", &config, "spin"]);
+    assert!(
+        output.stderr.contains("error: timeout:") && output.stderr.contains("deadline"),
+        "the file's call timeout: {}",
+        output.stderr
+    );
+    // Flags override the file.
+    let output = snakepen(&[
+        "call",
+        "--config",
+        &config,
+        "--max-response-bytes",
+        "100",
+        "huge",
+        "11",
+    ]);
+    assert!(output.success(), "{}", output.stderr);
+    let output = snakepen(&[
+        "call",
+        "--config",
+        &config,
+        "--call-timeout-ms",
+        "60000",
+        "ok",
+    ]);
+    assert!(output.success(), "{}", output.stderr);
+}
+
+#[test]
+fn run_takes_the_same_configuration_file_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile_config(dir.path(), "[limits]\nmax_memory_bytes = 134217728\n");
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(&requests, "{\"command\": \"grow\", \"payload\": 100}\n").unwrap();
+    let requests = requests.to_str().unwrap();
+    let output = snakepen(&[
+        "run",
+        "--config",
+        &config,
+        "--json",
+        "--fail-on-error",
+        requests,
+    ]);
+    assert!(output.success(), "{}\n{}", output.stdout, output.stderr);
+    let output = snakepen(&[
+        "run",
+        "--config",
+        &config,
+        "--max-memory-bytes",
+        "67108864",
+        "--fail-on-error",
+        requests,
+    ]);
+    assert_eq!(
+        output.code,
+        Some(1),
+        "the flag lowered the file's limit: {}",
+        output.stdout
+    );
+}
+
+#[test]
+fn a_limit_over_the_runtime_ceiling_is_refused_naming_the_flag_or_key() {
+    let output = snakepen(&[
+        "call",
+        "-a",
+        "mock",
+        "--max-memory-bytes",
+        "8589934592",
+        "ping",
+    ]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("`--max-memory-bytes` = 8589934592 (8 GiB) is over the most the runtime can honour, 4294967296 (4 GiB)"),
+        "{}",
+        output.stderr
+    );
+    for (flag, value) in [
+        ("--max-stack-bytes", "1024"),
+        ("--max-instances", "0"),
+        ("--max-table-elements", "2000000"),
+        ("--call-timeout-ms", "0"),
+        ("--max-response-bytes", "0"),
+    ] {
+        let output = snakepen(&["call", "-a", "mock", flag, value, "ping"]);
+        assert_eq!(output.code, Some(2), "{flag}: {}", output.stderr);
+        assert!(
+            output.stderr.contains(&format!("`{flag}` = ")),
+            "{flag}: {}",
+            output.stderr
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile_config(dir.path(), "[limits]\nmax_memory_bytes = 8589934592\n");
+    let output = snakepen(&["config", "check", &config]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("snakepen.toml:5: `limits.max_memory_bytes` = 8589934592 (8 GiB) is over the most the runtime can honour, 4294967296 (4 GiB)"),
+        "{}",
+        output.stderr
+    );
+    let config = hostile_config(dir.path(), "[limits]\nmax_memory_bytes = 268435456\n");
+    let output = snakepen(&["config", "check", &config]);
+    assert!(output.success(), "{}", output.stderr);
 }
 
 #[test]
@@ -201,7 +375,8 @@ fn a_pool_larger_than_the_ceiling_is_refused_before_any_worker_starts() {
         "100000",
         "ping",
     ]);
-    assert_eq!(output.code, Some(3), "{}", output.stderr);
+    // Bad usage, as any flag's value the host refuses (README: exit status 2).
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
     assert!(
         output.stderr.contains("ceiling of 1024 workers"),
         "{}",
@@ -235,7 +410,7 @@ fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
         });
     }
     let output = run(&mut command);
-    assert_eq!(output.code, Some(3), "{}", output.stderr);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
     let message = output.stderr;
     assert!(
         message.contains("over this process's limit of 256 (RLIMIT_NOFILE)")

@@ -38,10 +38,7 @@ fn the_reader_sees_a_cycle_when_there_is_one() {
     let files = [
         ("", "mod a;\nmod b;\npub use a::Thing;\n"),
         ("a", "use crate::b::Other;\npub struct Thing;\n"),
-        (
-            "b",
-            "pub struct Other;\nfn f(_: &crate::Thing) {}\n",
-        ),
+        ("b", "pub struct Other;\nfn f(_: &crate::Thing) {}\n"),
     ];
     for (name, text) in files {
         tree.add(module(name), text);

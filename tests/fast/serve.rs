@@ -371,6 +371,36 @@ async fn a_configuration_file_drives_the_server_and_flags_override_it() {
 }
 
 #[tokio::test]
+async fn a_memory_limit_raised_in_the_file_lets_the_adapter_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snakepen.toml");
+    let hostile = crate::support::fixture("hostile");
+    std::fs::write(
+        &file,
+        format!(
+            "[adapter]\nname = {:?}\n\n[limits]\nmax_memory_bytes = 268435456\n",
+            hostile.display()
+        ),
+    )
+    .unwrap();
+    let server = Served::start(&["--config", file.to_str().unwrap()]).await;
+    let (status, body) = server
+        .call(json!({"command": "grow", "payload": 200}))
+        .await;
+    assert_eq!(
+        (status, &body["payload"]),
+        (200, &json!(200)),
+        "200 MiB fit: {body}"
+    );
+    let (status, body) = server
+        .call(json!({"command": "grow", "payload": 300}))
+        .await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(body["error"]["kind"], "adapter-fault", "{status} {body}");
+    assert!(message.contains("over its limit of 256 MiB"), "{message}");
+}
+
+#[tokio::test]
 async fn a_body_that_trickles_in_too_slowly_gets_408() {
     use std::io::Read;
     let (server, _dir) = mock_server(&["--body-timeout-ms", "200"]).await;

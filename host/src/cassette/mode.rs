@@ -36,11 +36,6 @@ impl RecordMode {
         RecordMode::None,
         RecordMode::All,
     ];
-
-    /// Reads a mode's name, as [`str::parse`] does, `None` for another word.
-    pub fn parse(text: &str) -> Option<RecordMode> {
-        text.parse().ok()
-    }
 }
 
 impl std::fmt::Display for RecordMode {

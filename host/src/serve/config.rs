@@ -4,7 +4,10 @@
 //! `snakepen.example.toml` for every key, annotated.
 
 use super::token::Token;
-use crate::{Adapter, AdapterConfig, Affinity, Cassette, HostBuilder, PoolConfig, RecordMode};
+use crate::{
+    Adapter, AdapterConfig, Affinity, Cassette, HostBuilder, LimitRange, PoolConfig, RecordMode,
+    RuntimeBuilder,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -158,16 +161,22 @@ pub struct PoolSection {
     pub max_frame_bytes: Option<Spanned<usize>>,
 }
 
-/// `[limits]`.
+/// `[limits]`: each in its [`LimitRange`], refused outside it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// The deadline of a call that names none, in ms (default 30 000).
     pub call_timeout_ms: Option<Spanned<u64>>,
-    /// Linear memory of one adapter instance, in bytes.
-    pub max_memory_bytes: Option<Spanned<usize>>,
-    /// The largest answer an adapter may return, in bytes.
-    pub max_response_bytes: Option<Spanned<usize>>,
+    /// Linear memory of one adapter instance, in bytes (default 64 MiB).
+    pub max_memory_bytes: Option<Spanned<u64>>,
+    /// Elements of one table of an adapter instance (default 20 000).
+    pub max_table_elements: Option<Spanned<u64>>,
+    /// WebAssembly stack of one call, in bytes (default 512 KiB).
+    pub max_stack_bytes: Option<Spanned<u64>>,
+    /// The largest answer an adapter may return, in bytes (default 64 MiB).
+    pub max_response_bytes: Option<Spanned<u64>>,
+    /// Adapter instances alive at once (default 64; more calls wait).
+    pub max_instances: Option<Spanned<u64>>,
 }
 
 /// `[cassette]`.
@@ -412,30 +421,10 @@ impl ServiceConfig {
             return Ok(None);
         };
         let module = section.module.get_ref();
-        let is_file = crate::pool::is_module_file(module);
-        let module = if is_file {
-            let file = self.path(Path::new(module));
-            if file.is_dir() {
-                return Err(self.error_at(
-                    &section.module,
-                    format!(
-                        "`pool.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `pool.python_path`",
-                        file.display()
-                    ),
-                ));
-            }
-            if !file.is_file() {
-                return Err(self.error_at(
-                    &section.module,
-                    format!(
-                        "`pool.module`: no such file {} (relative paths are taken from the configuration file's folder)",
-                        file.display()
-                    ),
-                ));
-            }
-            file.display().to_string()
-        } else {
-            module.clone()
+        let file = crate::pool::is_module_file(module).then(|| self.path(Path::new(module)));
+        let module = match &file {
+            Some(file) => file.display().to_string(),
+            None => module.clone(),
         };
         let mut pool = PoolConfig::new(module);
         if let Some(size) = &section.size {
@@ -458,16 +447,15 @@ impl ServiceConfig {
         pool.expose.extend(section.expose.iter().cloned());
         let s = &mut pool.settings;
         if let Some(affinity) = &section.affinity {
-            s.affinity = match affinity.get_ref().as_str() {
-                "hint" => Affinity::Hint,
-                "strict" => Affinity::Strict,
-                other => {
-                    return Err(self.error_at(
-                        affinity,
-                        format!("`pool.affinity` = {other:?}: write \"hint\" or \"strict\""),
-                    ));
-                }
-            };
+            s.affinity = affinity.get_ref().parse::<Affinity>().map_err(|_| {
+                self.error_at(
+                    affinity,
+                    format!(
+                        "`pool.affinity` = {:?}: write \"hint\" or \"strict\"",
+                        affinity.get_ref()
+                    ),
+                )
+            })?;
         }
         let ms = Duration::from_millis;
         if let Some(v) = section.session_ttl_ms {
@@ -515,6 +503,26 @@ impl ServiceConfig {
                 _ => self.error_at(&section.module, message),
             });
         }
+        if let Some(file) = file {
+            if file.is_dir() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `pool.python_path`",
+                        file.display()
+                    ),
+                ));
+            }
+            if !file.is_file() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: no such file {} (relative paths are taken from the configuration file's folder)",
+                        file.display()
+                    ),
+                ));
+            }
+        }
         Ok(Some(pool))
     }
 
@@ -525,7 +533,7 @@ impl ServiceConfig {
         };
         let mut cassette = Cassette::new(self.path(&section.path));
         if let Some(mode) = &section.mode {
-            let parsed = RecordMode::parse(mode.get_ref()).ok_or_else(|| {
+            let parsed = mode.get_ref().parse::<RecordMode>().map_err(|_| {
                 self.error_at(
                     mode,
                     format!(
@@ -623,22 +631,55 @@ impl ServiceConfig {
             builder = builder.call_timeout(Duration::from_millis(ms));
         }
         if let Some(bytes) = limits.max_memory_bytes {
-            builder = builder.max_memory_bytes(bytes);
+            builder = builder.max_memory_bytes(bytes as usize);
+        }
+        if let Some(n) = limits.max_table_elements {
+            builder = builder.max_table_elements(n as usize);
         }
         if let Some(bytes) = limits.max_response_bytes {
-            builder = builder.max_response_bytes(bytes);
+            builder = builder.max_response_bytes(bytes as usize);
         }
         Ok(builder)
     }
 
-    /// `[limits]`, checked: none may be 0.
+    /// `base` with the runtime's share of `[limits]` (memory, tables, stack,
+    /// instances): the runtime the host of [`ServiceConfig::host_builder`]
+    /// is built on, so that the limits the file raises are honoured.
+    pub fn runtime_builder(&self, base: RuntimeBuilder) -> Result<RuntimeBuilder, ConfigError> {
+        let limits = self.limits()?;
+        let mut builder = base;
+        if let Some(bytes) = limits.max_memory_bytes {
+            builder = builder.max_memory_bytes(bytes as usize);
+        }
+        if let Some(n) = limits.max_table_elements {
+            builder = builder.max_table_elements(n as usize);
+        }
+        if let Some(bytes) = limits.max_stack_bytes {
+            builder = builder.max_stack_bytes(bytes as usize);
+        }
+        if let Some(n) = limits.max_instances {
+            builder = builder.max_instances(n as u32);
+        }
+        Ok(builder)
+    }
+
+    /// `[limits]`, each checked against its range.
     fn limits(&self) -> Result<Limits, ConfigError> {
-        let limits = &self.limits;
+        let section = &self.limits;
+        let check = |range: LimitRange, value: &Option<Spanned<u64>>| match value {
+            None => Ok(None),
+            Some(v) => range
+                .check(*v.get_ref())
+                .map(Some)
+                .map_err(|e| self.error_at(v, format!("`limits.{}` {}", range.key, e.reason()))),
+        };
         Ok(Limits {
-            call_timeout_ms: self.positive("limits.call_timeout_ms", &limits.call_timeout_ms)?,
-            max_memory_bytes: self.positive("limits.max_memory_bytes", &limits.max_memory_bytes)?,
-            max_response_bytes: self
-                .positive("limits.max_response_bytes", &limits.max_response_bytes)?,
+            call_timeout_ms: check(LimitRange::CALL_TIMEOUT, &section.call_timeout_ms)?,
+            max_memory_bytes: check(LimitRange::MEMORY, &section.max_memory_bytes)?,
+            max_table_elements: check(LimitRange::TABLE, &section.max_table_elements)?,
+            max_stack_bytes: check(LimitRange::STACK, &section.max_stack_bytes)?,
+            max_response_bytes: check(LimitRange::RESPONSE, &section.max_response_bytes)?,
+            max_instances: check(LimitRange::INSTANCES, &section.max_instances)?,
         })
     }
 }
@@ -646,8 +687,11 @@ impl ServiceConfig {
 /// `[limits]`'s values, checked.
 struct Limits {
     call_timeout_ms: Option<u64>,
-    max_memory_bytes: Option<usize>,
-    max_response_bytes: Option<usize>,
+    max_memory_bytes: Option<u64>,
+    max_table_elements: Option<u64>,
+    max_stack_bytes: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_instances: Option<u64>,
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -718,6 +762,42 @@ mod tests {
             err.message.contains("is a directory, not a module"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_limit_the_runtime_cannot_honour_is_refused_naming_its_key_and_most() {
+        let err = parse("[limits]\n\nmax_memory_bytes = 8589934592\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(
+            err.message.starts_with("`limits.max_memory_bytes` = 8589934592 (8 GiB) is over the most the runtime can honour, 4294967296 (4 GiB)"),
+            "{err}"
+        );
+        let err = parse("[limits]\nmax_stack_bytes = 1024\n").unwrap_err();
+        assert!(err.message.contains("`limits.max_stack_bytes` = 1024 (1 KiB) is under the least that works, 65536 (64 KiB)"), "{err}");
+        for key in [
+            "call_timeout_ms",
+            "max_table_elements",
+            "max_response_bytes",
+            "max_instances",
+        ] {
+            let err = parse(&format!("[limits]\n{key} = 0\n")).unwrap_err();
+            assert!(
+                err.message.contains(&format!("`limits.{key}` = 0")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raised_memory_limit_reaches_the_runtime_and_the_host() {
+        let config = parse("[limits]\nmax_memory_bytes = 268435456\nmax_instances = 8\n").unwrap();
+        let runtime = config
+            .runtime_builder(crate::Runtime::builder().no_cache())
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(runtime.default_limits().max_memory_bytes, 256 << 20);
+        assert_eq!(runtime.default_limits().max_instances, 8);
     }
 
     #[test]

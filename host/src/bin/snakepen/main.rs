@@ -3,16 +3,15 @@
 //! documented here.
 
 mod advice;
+mod host_flags;
 mod progress;
 mod replay;
 mod run;
 mod serve;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use snakepen::{
-    Adapter, AdapterConfig, Affinity, Cassette, Host, PoolConfig, RecordMode, Request, Runtime,
-};
+use host_flags::HostFlags;
+use snakepen::{Adapter, Host, Request, Runtime, RuntimeBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,203 +80,6 @@ enum ConfigCommand {
     Check(serve::ConfigCheckArgs),
 }
 
-/// What a host runs: its adapter and, when given a module, its Python workers.
-#[derive(Args)]
-struct HostArgs {
-    /// The adapter: a short name found in the plugin directories (such as `mock`) or a path to a .wasm component.
-    /// Default: `python-bridge` when --module is given.
-    #[arg(long, short)]
-    adapter: Option<String>,
-
-    /// The adapter's configuration: a TOML file (*.toml) or a JSON file.
-    #[arg(long, value_name = "FILE")]
-    adapter_config: Option<PathBuf>,
-
-    /// The Python module the workers serve: a file (handlers.py) or a dotted name (app.handlers).
-    #[arg(long, short, value_name = "MODULE")]
-    module: Option<String>,
-
-    /// How many Python workers to run.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pool_size: usize,
-
-    /// The Python interpreter for the workers.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "python3",
-        env = "SNAKEPEN_PYTHON"
-    )]
-    python: PathBuf,
-
-    /// How calls of one session find their worker: `hint` prefers the session's worker, `strict` requires it.
-    #[arg(long, value_enum, default_value_t = AffinityArg::Hint)]
-    affinity: AffinityArg,
-
-    /// How long a session stays bound to its worker after its last call, in milliseconds.
-    #[arg(long, value_name = "MS")]
-    session_ttl_ms: Option<u64>,
-
-    /// A module to import before the handlers (with the fork server, once for every worker), such as numpy. Repeatable.
-    #[arg(long, value_name = "MODULE")]
-    preload: Vec<String>,
-
-    /// Start an interpreter for each worker instead of forking workers from one process that imported the module once (for modules that start threads or open connections at import).
-    #[arg(long)]
-    no_fork_server: bool,
-
-    /// Serve this name of the module as a command too. By default the commands are the functions defined in the module (or the names in its __all__); an imported function is never one unless named here. Repeatable.
-    #[arg(long, value_name = "NAME")]
-    expose: Vec<String>,
-
-    /// A directory to put first on the workers' sys.path (repeatable). A dotted --module is also looked up in the current directory.
-    #[arg(long, value_name = "DIR")]
-    python_path: Vec<PathBuf>,
-
-    #[command(flatten)]
-    cassette: CassetteArgs,
-}
-
-/// Recording and replaying calls.
-#[derive(Args)]
-struct CassetteArgs {
-    /// Record the calls to, or replay them from, this cassette (a JSON Lines file).
-    #[arg(long, value_name = "FILE")]
-    cassette: Option<PathBuf>,
-
-    /// When to record: `once` (the default: record if the cassette does not exist, else replay),
-    /// `new_episodes`, `none` (replay only; the default when CI is set) or `all`.
-    /// The environment variable SNAKEPEN_RECORD_MODE overrides it.
-    #[arg(long, value_enum, value_name = "MODE", requires = "cassette")]
-    record_mode: Option<ModeArg>,
-
-    /// A payload field whose value must never be written to the cassette (a name, or a JSON pointer such as /auth/token). Repeatable.
-    #[arg(long, value_name = "FIELD", requires = "cassette")]
-    filter: Vec<String>,
-
-    /// A payload field left out of matching, such as a timestamp (a name or a JSON pointer). Repeatable.
-    #[arg(long, value_name = "FIELD", requires = "cassette")]
-    ignore: Vec<String>,
-
-    /// Match the session id as well as the command and payload.
-    #[arg(long, requires = "cassette")]
-    match_session: bool,
-
-    /// Replay a request's last recording again once all of its recordings were played.
-    #[arg(long, requires = "cassette")]
-    allow_repeats: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    Once,
-    #[value(name = "new_episodes", alias = "new-episodes")]
-    NewEpisodes,
-    None,
-    All,
-}
-
-impl CassetteArgs {
-    fn cassette(&self) -> Option<Cassette> {
-        let path = self.cassette.as_ref()?;
-        let mut cassette = Cassette::new(path);
-        if let Some(mode) = self.record_mode {
-            cassette = cassette.mode(match mode {
-                ModeArg::Once => RecordMode::Once,
-                ModeArg::NewEpisodes => RecordMode::NewEpisodes,
-                ModeArg::None => RecordMode::None,
-                ModeArg::All => RecordMode::All,
-            });
-        }
-        for field in &self.filter {
-            cassette = cassette.filter(field);
-        }
-        for field in &self.ignore {
-            cassette = cassette.ignore(field);
-        }
-        if self.match_session {
-            cassette = cassette.match_session(true);
-        }
-        if self.allow_repeats {
-            cassette = cassette.allow_repeats(true);
-        }
-        Some(cassette)
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AffinityArg {
-    Hint,
-    Strict,
-}
-
-impl HostArgs {
-    /// Builds the host and waits for its workers, showing their progress on stderr.
-    async fn build(&self, runtime: &Runtime, plugin_dirs: &[PathBuf]) -> Result<Host, Failure> {
-        let cassette = self.cassette.cassette();
-        let adapter = match (&self.adapter, &self.module) {
-            (Some(adapter), _) => Some(adapter.clone()),
-            (None, Some(_)) => Some("python-bridge".to_string()),
-            // A cassette alone replays (or says what it needs to record).
-            (None, None) if cassette.is_some() => None,
-            (None, None) => {
-                return Err(Failure::Usage(
-                    "say which adapter to run with --adapter NAME (such as mock), or give Python handlers with --module FILE".into(),
-                ));
-            }
-        };
-        let mut builder = Host::builder().runtime(runtime);
-        if let Some(adapter) = adapter {
-            builder = builder.adapter(Adapter::parse(&adapter));
-        }
-        if let Some(cassette) = cassette {
-            builder = builder.cassette(cassette);
-        }
-        for dir in plugin_dirs {
-            builder = builder.plugin_dir(dir);
-        }
-        if let Some(file) = &self.adapter_config {
-            builder = builder.config(AdapterConfig::file(file));
-        }
-        if let Some(module) = &self.module {
-            let mut pool = PoolConfig::new(module.clone())
-                .size(self.pool_size)
-                .python(&self.python);
-            pool.settings.affinity = match self.affinity {
-                AffinityArg::Hint => Affinity::Hint,
-                AffinityArg::Strict => Affinity::Strict,
-            };
-            if let Some(ms) = self.session_ttl_ms {
-                pool.settings.session_ttl = Duration::from_millis(ms);
-            }
-            pool.settings.fork_server = !self.no_fork_server;
-            pool.preload.extend(self.preload.iter().cloned());
-            pool.expose.extend(self.expose.iter().cloned());
-            pool.python_path.extend(self.python_path.iter().cloned());
-            if !snakepen::pool::is_module_file(module)
-                && let Ok(cwd) = std::env::current_dir()
-            {
-                // `--module app.handlers` names a package where the user stands.
-                pool.python_path.push(cwd);
-            }
-            builder = builder.pool(pool);
-        }
-        let host = builder.build().await?;
-        if let (Some(path), Some(mode)) = (&self.cassette.cassette, host.record_mode()) {
-            let doing = if host.recorded_adapter().is_some() {
-                "recording"
-            } else {
-                "replaying"
-            };
-            eprintln!("{doing} cassette {} (mode {mode})", path.display());
-        }
-        if let Some(pool) = host.pool() {
-            progress::wait_ready(pool).await?;
-        }
-        Ok(host)
-    }
-}
-
 /// Shuts the host down and, for a recording host, saves its cassette and says so.
 async fn close(host: &Host) -> Result<(), Failure> {
     let saved = host.close().await?;
@@ -290,7 +92,7 @@ async fn close(host: &Host) -> Result<(), Failure> {
 #[derive(Args)]
 struct CallArgs {
     #[command(flatten)]
-    host: HostArgs,
+    host: HostFlags,
 
     /// Run the call in this session (calls of one session prefer one worker).
     #[arg(long)]
@@ -324,8 +126,9 @@ struct InspectArgs {
 /// Errors that are the user's to fix, with the exit status they map to.
 enum Failure {
     Call(snakepen::CallError),
-    /// Replayed answers that differ from the recorded ones (already reported).
-    Differs(String),
+    /// Calls that failed, or replayed answers that differ from the recorded
+    /// ones (already reported): exit status 1.
+    Failed(String),
     Usage(String),
     Setup(anyhow::Error),
 }
@@ -384,7 +187,7 @@ fn main() -> ExitCode {
             eprintln!("error: {}: {message}", e.kind());
             ExitCode::from(1)
         }
-        Err(Failure::Differs(e)) => {
+        Err(Failure::Failed(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
@@ -400,33 +203,50 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let runtime = if cli.no_cache {
-        Runtime::builder().no_cache().build()?
+    // The runtime's settings; a command that builds a host from flags and a
+    // file raises its limits to theirs before building it.
+    let base = if cli.no_cache {
+        Runtime::builder().no_cache()
     } else {
-        Runtime::new()?
+        Runtime::builder()
     };
+    let dirs = &cli.plugin_dir;
     match cli.command {
-        Command::Call(args) => call(&runtime, &cli.plugin_dir, args).await,
-        Command::Run(args) => run::run(&runtime, &cli.plugin_dir, args).await,
-        Command::Inspect(args) => inspect(&runtime, &cli.plugin_dir, args),
-        Command::Replay(args) => replay::replay(&runtime, &cli.plugin_dir, args).await,
-        Command::Serve(args) => serve::serve(&runtime, &cli.plugin_dir, args).await,
-        Command::Config(ConfigCommand::Check(args)) => {
-            serve::check(&runtime, &cli.plugin_dir, args)
-        }
+        Command::Call(args) => call(base, dirs, args).await,
+        Command::Run(args) => run::run(base, dirs, args).await,
+        Command::Inspect(args) => inspect(&base.build()?, dirs, args),
+        Command::Replay(args) => replay::replay(&base.build()?, dirs, args).await,
+        Command::Serve(args) => serve::serve(base, dirs, args).await,
+        Command::Config(ConfigCommand::Check(args)) => serve::check(&base.build()?, dirs, args),
     }
 }
 
-async fn call(runtime: &Runtime, plugin_dirs: &[PathBuf], args: CallArgs) -> Result<(), Failure> {
-    let payload = match &args.payload {
-        Some(text) => {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .with_context(|| format!("PAYLOAD {text:?} is not valid JSON; quote it for the shell, as in '{{\"x\": 1}}'"))?;
-            serde_json::to_vec(&value).expect("a JSON value always serializes")
+/// The PAYLOAD argument as JSON bytes, or why it is not JSON (bad usage).
+fn payload_of(text: &str) -> Result<Vec<u8>, Failure> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => Ok(serde_json::to_vec(&value).expect("a JSON value always serializes")),
+        // serde_json stops at 128 levels; the text may be valid JSON still.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(Failure::Usage(format!(
+                "PAYLOAD nests arrays or objects deeper than 128 levels ({e}), more than snakepen reads; flatten it"
+            )))
         }
+        Err(e) => Err(Failure::Usage(format!(
+            "PAYLOAD {text:?} is not valid JSON ({e}); quote it for the shell, as in '{{\"x\": 1}}'"
+        ))),
+    }
+}
+
+async fn call(
+    base: RuntimeBuilder,
+    plugin_dirs: &[PathBuf],
+    args: CallArgs,
+) -> Result<(), Failure> {
+    let payload = match &args.payload {
+        Some(text) => payload_of(text)?,
         None => Vec::new(),
     };
-    let host = args.host.build(runtime, plugin_dirs).await?;
+    let host = args.host.build(base, plugin_dirs).await?;
 
     let mut request = Request::new(args.command, payload);
     request.session = args.session;

@@ -73,7 +73,7 @@ pub(crate) async fn replay(
     if differences.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Differs(format!(
+        Err(Failure::Failed(format!(
             "{} of {total} replayed answers differ from their recording: check the cassette's options (ignore, match_session) for requests that match each other's recordings",
             differences.len()
         )))

@@ -1,10 +1,11 @@
 //! `snakepen run`: a file of requests, run concurrently, then a summary.
 
-use crate::{Failure, HostArgs};
+use crate::Failure;
+use crate::host_flags::HostFlags;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
-use snakepen::{Request, Runtime};
+use snakepen::{Request, RuntimeBuilder};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 #[derive(Args)]
 pub(crate) struct RunArgs {
     #[command(flatten)]
-    host: HostArgs,
+    host: HostFlags,
 
     /// How many requests are in flight at once (default: 4 per worker).
     #[arg(long, short = 'c', value_name = "N")]
@@ -58,12 +59,12 @@ struct Outcome {
 }
 
 pub(crate) async fn run(
-    runtime: &Runtime,
+    base: RuntimeBuilder,
     plugin_dirs: &[PathBuf],
     args: RunArgs,
 ) -> Result<(), Failure> {
     let requests = read_requests(&args)?;
-    let host = args.host.build(runtime, plugin_dirs).await?;
+    let host = args.host.build(base, plugin_dirs).await?;
     let workers = host.status().map_or(1, |s| s.size);
     let concurrency = args.concurrency.unwrap_or(4 * workers).max(1);
 
@@ -124,10 +125,9 @@ pub(crate) async fn run(
         print!("{summary}");
     }
     if args.fail_on_error && summary.errors > 0 {
-        return Err(Failure::Setup(anyhow::anyhow!(
+        return Err(Failure::Failed(format!(
             "{} of {} requests failed",
-            summary.errors,
-            summary.requests
+            summary.errors, summary.requests
         )));
     }
     Ok(())

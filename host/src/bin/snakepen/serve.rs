@@ -1,16 +1,16 @@
 //! `snakepen serve` and `snakepen config check`.
 
-use crate::{AffinityArg, Failure};
+use crate::Failure;
+use crate::host_flags::{HostFlags, Overlay};
 use clap::Args;
 use snakepen::serve::{ServeSettings, Server, ServiceConfig, Token};
-use snakepen::{Adapter, AdapterConfig, Affinity, Runtime};
-use std::path::{Path, PathBuf};
+use snakepen::{AdapterConfig, Runtime, RuntimeBuilder};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// The configuration file (TOML; see snakepen.example.toml). Flags override it.
-    #[arg(long, short, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostFlags,
 
     /// The address to listen on (default 127.0.0.1:8787; localhost:PORT means 127.0.0.1:PORT; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
@@ -49,47 +49,6 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     hide_internals: bool,
 
-    /// How long a session stays bound to its worker after its last call, in milliseconds.
-    #[arg(long, value_name = "MS")]
-    session_ttl_ms: Option<u64>,
-
-    /// The adapter: a short name (such as mock) or a path to a .wasm component.
-    /// Default: python-bridge when there is a module.
-    #[arg(long, short)]
-    adapter: Option<String>,
-
-    /// The adapter's configuration: a TOML file (*.toml) or a JSON file.
-    #[arg(long, value_name = "FILE")]
-    adapter_config: Option<PathBuf>,
-
-    /// The Python module the workers serve: a file (handlers.py) or a dotted name.
-    #[arg(long, short, value_name = "MODULE")]
-    module: Option<String>,
-
-    /// How many Python workers to run.
-    #[arg(long, value_name = "N")]
-    pool_size: Option<usize>,
-
-    /// The Python interpreter for the workers.
-    #[arg(long, value_name = "PATH", env = "SNAKEPEN_PYTHON")]
-    python: Option<PathBuf>,
-
-    /// How calls of one session find their worker.
-    #[arg(long, value_enum)]
-    affinity: Option<AffinityArg>,
-
-    /// A module to import before the handlers (with the fork server, once for every worker). Repeatable.
-    #[arg(long, value_name = "MODULE")]
-    preload: Vec<String>,
-
-    /// Start an interpreter for each worker instead of forking them from a fork server.
-    #[arg(long)]
-    no_fork_server: bool,
-
-    /// Serve this name of the module as a command too (by default only the functions defined in the module, or the names in its __all__). Repeatable.
-    #[arg(long, value_name = "NAME")]
-    expose: Vec<String>,
-
     /// The largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
@@ -106,147 +65,70 @@ pub(crate) struct ServeArgs {
 impl ServeArgs {
     /// The file (or an empty one) with the flags laid over it.
     fn config(&self) -> Result<ServiceConfig, Failure> {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let (path, text) = match &self.config {
-            Some(file) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    Failure::Usage(format!(
-                        "cannot read the configuration file {} ({e}); check the path given to --config",
-                        file.display()
-                    ))
-                })?;
-                // The file as written first, so that its errors name its own lines.
-                ServiceConfig::parse(file, &text)?;
-                (file.clone(), text)
-            }
-            None => (cwd.join("(command line)"), String::new()),
-        };
-        let mut doc: toml::Table = toml::from_str(&text).unwrap_or_default();
-        let before = doc.clone();
-        let has_pool = doc.contains_key("pool") || self.module.is_some();
-        // The keys a flag set, with the flag: an error about one names the flag.
-        let mut flags: Vec<(String, &str)> = Vec::new();
-        let mut set = |section: &str, key: &str, value: toml::Value| {
-            flags.push((format!("{section}.{key}"), flag_of(section, key)));
-            let table = doc
-                .entry(section)
-                .or_insert_with(|| toml::Value::Table(Default::default()));
-            if let Some(table) = table.as_table_mut() {
-                table.insert(key.into(), value);
-            }
-        };
-        let absolute = |p: &Path| cwd.join(p).display().to_string();
+        let mut o = self.host.overlay()?;
         if let Some(listen) = &self.listen {
             snakepen::serve::parse_listen(listen).map_err(|e| {
                 Failure::Usage(format!(
                     "--listen {listen:?} is not an address ({e}); write it as 127.0.0.1:8787 or localhost:8787"
                 ))
             })?;
-            set("server", "listen", listen.clone().into());
+            o.set("server", "listen", "--listen", listen.as_str());
         }
         if let Some(file) = &self.token_file {
-            set("server", "token_file", absolute(file).into());
+            let file = o.absolute(file);
+            o.set("server", "token_file", "--token-file", file);
         }
         if self.insecure_no_auth {
-            set("server", "insecure_no_auth", true.into());
+            o.set("server", "insecure_no_auth", "--insecure-no-auth", true);
         }
-        let list =
-            |items: &[String]| toml::Value::Array(items.iter().map(|i| i.clone().into()).collect());
+        let list = |items: &[String]| {
+            toml::Value::Array(items.iter().map(|i| i.as_str().into()).collect())
+        };
         if !self.allowed_origin.is_empty() {
-            set("server", "allowed_origins", list(&self.allowed_origin));
+            o.set(
+                "server",
+                "allowed_origins",
+                "--allowed-origin",
+                list(&self.allowed_origin),
+            );
         }
         if !self.allowed_host.is_empty() {
-            set("server", "allowed_hosts", list(&self.allowed_host));
+            o.set(
+                "server",
+                "allowed_hosts",
+                "--allowed-host",
+                list(&self.allowed_host),
+            );
         }
-        if let Some(ms) = self.header_timeout_ms {
-            set("server", "header_timeout_ms", (ms as i64).into());
-        }
-        if let Some(ms) = self.idle_timeout_ms {
-            set("server", "idle_timeout_ms", (ms as i64).into());
-        }
-        if let Some(n) = self.max_connections {
-            set("server", "max_connections", (n as i64).into());
+        let numbers = [
+            (
+                "header_timeout_ms",
+                "--header-timeout-ms",
+                self.header_timeout_ms,
+            ),
+            ("idle_timeout_ms", "--idle-timeout-ms", self.idle_timeout_ms),
+            (
+                "max_connections",
+                "--max-connections",
+                self.max_connections.map(|n| n as u64),
+            ),
+            (
+                "max_body_bytes",
+                "--max-body-bytes",
+                self.max_body_bytes.map(|n| n as u64),
+            ),
+            ("body_timeout_ms", "--body-timeout-ms", self.body_timeout_ms),
+            ("drain_grace_ms", "--drain-grace-ms", self.drain_grace_ms),
+        ];
+        for (key, flag, value) in numbers {
+            if let Some(value) = value {
+                o.set("server", key, flag, Overlay::number(value));
+            }
         }
         if self.hide_internals {
-            set("server", "hide_internals", true.into());
+            o.set("server", "hide_internals", "--hide-internals", true);
         }
-        if let Some(bytes) = self.max_body_bytes {
-            set("server", "max_body_bytes", (bytes as i64).into());
-        }
-        if let Some(ms) = self.body_timeout_ms {
-            set("server", "body_timeout_ms", (ms as i64).into());
-        }
-        if let Some(ms) = self.drain_grace_ms {
-            set("server", "drain_grace_ms", (ms as i64).into());
-        }
-        if let Some(adapter) = &self.adapter {
-            let name = match Adapter::parse(adapter) {
-                Adapter::Path(path) => absolute(&path),
-                Adapter::Named(name) => name,
-            };
-            set("adapter", "name", name.into());
-        }
-        if let Some(file) = &self.adapter_config {
-            set("adapter", "config_file", absolute(file).into());
-        }
-        if let Some(module) = &self.module {
-            let module = if snakepen::pool::is_module_file(module) {
-                absolute(Path::new(module))
-            } else {
-                // `--module app.handlers` names a package where the user stands.
-                let here = toml::Value::Array(vec![cwd.display().to_string().into()]);
-                set("pool", "python_path", here);
-                module.clone()
-            };
-            set("pool", "module", module.into());
-        }
-        if let Some(size) = self.pool_size {
-            set("pool", "size", (size as i64).into());
-        }
-        if let Some(python) = &self.python {
-            set("pool", "python", python.display().to_string().into());
-        }
-        if let Some(affinity) = self.affinity {
-            let name = match affinity {
-                AffinityArg::Hint => "hint",
-                AffinityArg::Strict => "strict",
-            };
-            set("pool", "affinity", name.into());
-        }
-        if !self.preload.is_empty() {
-            set("pool", "preload", list(&self.preload));
-        }
-        if self.no_fork_server {
-            set("pool", "fork_server", false.into());
-        }
-        if !self.expose.is_empty() {
-            set("pool", "expose", list(&self.expose));
-        }
-        if let Some(ms) = self.session_ttl_ms {
-            if !has_pool {
-                return Err(Failure::Usage(
-                    "--session-ttl-ms is a setting of the pool: give the handlers with --module (or [pool] in the configuration file)".into(),
-                ));
-            }
-            set("pool", "session_ttl_ms", (ms as i64).into());
-        }
-        let text = if doc == before {
-            text
-        } else {
-            toml::to_string(&doc).expect("a TOML table serializes")
-        };
-        ServiceConfig::parse(&path, &text).map_err(|e| {
-            // A flag's value is the flag's to fix, not a line of a file the user never wrote.
-            match flags
-                .iter()
-                .find(|(key, _)| e.message.contains(&format!("`{key}`")))
-            {
-                Some((key, flag)) => {
-                    Failure::Usage(e.message.replace(&format!("`{key}`"), &format!("`{flag}`")))
-                }
-                None => Failure::Usage(format!("{e} (with the command line's flags applied)")),
-            }
-        })
+        o.parse()
     }
 
     /// The server's settings: the file's and the flags', with the token
@@ -257,35 +139,6 @@ impl ServeArgs {
             apply_environment_token(&mut settings)?;
         }
         Ok(settings)
-    }
-}
-
-/// The flag that sets `section.key`.
-fn flag_of(section: &str, key: &str) -> &'static str {
-    match (section, key) {
-        ("server", "listen") => "--listen",
-        ("server", "token_file") => "--token-file",
-        ("server", "max_body_bytes") => "--max-body-bytes",
-        ("server", "body_timeout_ms") => "--body-timeout-ms",
-        ("server", "drain_grace_ms") => "--drain-grace-ms",
-        ("server", "header_timeout_ms") => "--header-timeout-ms",
-        ("server", "idle_timeout_ms") => "--idle-timeout-ms",
-        ("server", "max_connections") => "--max-connections",
-        ("server", "insecure_no_auth") => "--insecure-no-auth",
-        ("server", "allowed_origins") => "--allowed-origin",
-        ("server", "allowed_hosts") => "--allowed-host",
-        ("server", "hide_internals") => "--hide-internals",
-        ("pool", "python") => "--python",
-        ("pool", "affinity") => "--affinity",
-        ("pool", "preload") => "--preload",
-        ("pool", "expose") => "--expose",
-        ("pool", "fork_server") => "--no-fork-server",
-        ("pool", "module") => "--module",
-        ("pool", "size") => "--pool-size",
-        ("pool", "session_ttl_ms") => "--session-ttl-ms",
-        ("adapter", "name") => "--adapter",
-        ("adapter", "config_file") => "--adapter-config",
-        _ => "a flag",
     }
 }
 
@@ -313,7 +166,7 @@ fn check_exposure(settings: &ServeSettings) -> Result<(), Failure> {
 }
 
 pub(crate) async fn serve(
-    runtime: &Runtime,
+    base: RuntimeBuilder,
     plugin_dirs: &[PathBuf],
     args: ServeArgs,
 ) -> Result<(), Failure> {
@@ -325,11 +178,7 @@ pub(crate) async fn serve(
     }
     let settings = args.settings(&config)?;
     check_exposure(&settings)?;
-    let mut builder = config.host_builder()?.runtime(runtime);
-    for dir in plugin_dirs {
-        builder = builder.plugin_dir(dir);
-    }
-    let host = builder.build().await?;
+    let host = crate::host_flags::start(&config, base, plugin_dirs).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
@@ -414,14 +263,11 @@ pub(crate) fn check(
             .map_err(|e| Failure::Usage(e.to_string()))?;
     }
     if let Some(pool) = config.pool_config()? {
-        let affinity = match pool.settings.affinity {
-            Affinity::Hint => "hint",
-            Affinity::Strict => "strict",
-        };
         summary.push(format!(
-            "{} workers of {} (affinity {affinity}, fork server {})",
+            "{} workers of {} (affinity {}, fork server {})",
             pool.size,
             pool.module,
+            pool.settings.affinity,
             if pool.settings.fork_server {
                 "on"
             } else {
