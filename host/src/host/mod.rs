@@ -6,6 +6,7 @@
 //! - `handle`: [`Host`], what callers hold and ask;
 //! - `instance`: one adapter instance's life, from instantiation to the
 //!   answer or the explained trap;
+//!
 //! (The deadlines and sizes used when none are given are `crate::defaults`.)
 
 mod builder;
