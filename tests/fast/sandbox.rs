@@ -167,7 +167,11 @@ async fn an_answer_over_the_size_limit_is_refused() {
 #[tokio::test]
 async fn text_that_is_not_utf8_is_refused() {
     let message = fault(misbehave("bad-utf8", "", |b| b).await);
-    assert!(message.to_lowercase().contains("utf"), "{message}");
+    assert!(
+        message.contains("returned text that is not valid UTF-8")
+            && message.contains("a bug in the adapter"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

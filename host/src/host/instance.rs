@@ -206,7 +206,7 @@ fn fault(name: &str, error: wasmtime::Error, store: Option<&Store<CallState>>) -
         format!("adapter `{name}` panicked: {panic}")
     } else if let Some(meaning) = sandbox::explain_trap(&error) {
         format!("adapter `{name}` {meaning}")
-    } else if text.contains("invalid utf-8") {
+    } else if error.is::<std::str::Utf8Error>() {
         format!(
             "adapter `{name}` returned text that is not valid UTF-8 ({text}): a bug in the adapter"
         )
