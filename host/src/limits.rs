@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// Every limit one host's adapter runs under, as `Host::limits` reports them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Limits {
     /// The most linear memory one instance may have, in bytes.
     pub max_memory_bytes: usize,
@@ -204,6 +205,7 @@ impl LimitError {
 
 /// A host directory an adapter may reach, at a path of its own.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Grant {
     /// The directory on the host.
     pub host_path: PathBuf,

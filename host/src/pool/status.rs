@@ -2,6 +2,7 @@
 
 /// How many workers are where, and what happened to them so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PoolStatus {
     /// Workers the pool keeps running.
     pub size: usize,

@@ -11,6 +11,7 @@ const BOUNDS: [f64; 12] = [
 
 /// Checkout waits so far: a count per bucket, their sum and their number.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct QueueWait {
     /// Each bucket's upper bound in seconds and how many waits fell in it
     /// (not cumulative); the last bound is `f64::INFINITY`.
