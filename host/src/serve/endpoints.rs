@@ -1,0 +1,295 @@
+//! The endpoints: each reads its request, runs its calls through the host
+//! and writes its answer. The rules every request passes first are the
+//! guard's; the status each error gets is `api`'s.
+
+use super::api::{self, ApiError, BatchBody, CallBody, CallFailure, Order, Outcome};
+use super::app::{App, InFlight};
+use crate::{Request, Response};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Runs one call, counting it and logging it; with `hide_internals`, a
+/// failure is logged whole at `warn` and its caller gets it without internals.
+async fn run_call(app: &App, request: Request) -> Result<Response, CallFailure> {
+    let started = Instant::now();
+    let command = request.command.clone();
+    let session = request.session.clone();
+    let result = app.host.call(request).await;
+    let elapsed = started.elapsed();
+    app.metrics
+        .observe(&command, result.as_ref().map(|_| ()), elapsed);
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    let worker = result.as_ref().ok().and_then(|r| r.worker_pid);
+    tracing::debug!(
+        target: "snakepen::serve",
+        command = %command,
+        session = session.as_deref().unwrap_or(""),
+        worker,
+        outcome,
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        "call"
+    );
+    result.map_err(|error| {
+        if !app.settings.hide_internals {
+            return CallFailure {
+                error,
+                request_id: None,
+            };
+        }
+        let n = app.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{:x}-{n}", app.started);
+        tracing::warn!(
+            target: "snakepen::serve",
+            request_id,
+            command = %command,
+            error = ?error,
+            "call failed (its caller got it without internals)"
+        );
+        CallFailure {
+            error: api::without_internals(&error, &command),
+            request_id: Some(request_id),
+        }
+    })
+}
+
+/// Reads the whole body, up to `max_body_bytes` and within `body_timeout`:
+/// a client that sends too much gets 413, one that sends too slowly 408.
+/// (No worker is held meanwhile: the call starts once the body is here.)
+async fn body_of(app: &App, body: Body) -> Result<Bytes, ApiError> {
+    let (limit, within) = (app.settings.max_body_bytes, app.settings.body_timeout);
+    match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::body_too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "bad-request",
+            format!(
+                "the body did not arrive within {within:?}; send it whole, or raise server.body_timeout_ms"
+            ),
+        )),
+    }
+}
+
+/// Whether reading a body failed on the size limit (http-body-util's
+/// `LengthLimitError`, somewhere in the error's chain).
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+fn json_response(status: StatusCode, bytes: Vec<u8>) -> axum::response::Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(bytes),
+    )
+        .into_response()
+}
+
+pub(super) async fn call(
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    let body = body_of(&app, body).await?;
+    let call: CallBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
+    let _in_flight = InFlight::enter(&app)?;
+    let result = run_call(&app, call.into_request()).await;
+    if let Err(e) = &result {
+        return Err(ApiError::from(e));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        Outcome::of(&result).to_bytes(false),
+    ))
+}
+
+pub(super) async fn batch(
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    let body = body_of(&app, body).await?;
+    let batch: BatchBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a batch", &e))?;
+    if batch.requests.len() > app.settings.max_batch {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!(
+                "the batch has {} requests, over the server's limit of {}; split it, or raise server.max_batch",
+                batch.requests.len(),
+                app.settings.max_batch
+            ),
+        ));
+    }
+    let in_flight = InFlight::enter(&app)?;
+    let calls = batch_calls(&app, batch.requests);
+    let status = |result: &Result<Response, CallFailure>| match result {
+        Ok(_) => 200,
+        Err(e) => api::status_of(&e.error).as_u16(),
+    };
+    match batch.order {
+        Order::Request => {
+            let mut results: Vec<_> = calls.collect().await;
+            results.sort_by_key(|(index, _)| *index);
+            let outcomes: Vec<Outcome> = results
+                .iter()
+                .map(|(_, result)| Outcome {
+                    status: Some(status(result)),
+                    ..Outcome::of(result)
+                })
+                .collect();
+            let bytes = serde_json::to_vec(&serde_json::json!({ "results": outcomes }))
+                .expect("outcomes serialize");
+            drop(in_flight);
+            Ok(json_response(StatusCode::OK, bytes))
+        }
+        Order::Completion => {
+            // The guard goes with the stream: the batch is in flight until its last line.
+            let lines = calls.map(move |(index, result)| {
+                let _ = &in_flight;
+                let outcome = Outcome {
+                    index: Some(index),
+                    status: Some(status(&result)),
+                    ..Outcome::of(&result)
+                };
+                Ok::<_, std::convert::Infallible>(outcome.to_bytes(true))
+            });
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                Body::from_stream(lines),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// A batch's calls as they finish, each with its index: the calls of one
+/// session one after another in request order (a session's state is
+/// built by its earlier calls), everything else at once.
+fn batch_calls(
+    app: &Arc<App>,
+    requests: Vec<CallBody>,
+) -> futures_util::stream::SelectAll<BoxStream<'static, (usize, Result<Response, CallFailure>)>> {
+    let mut sessions: Vec<Vec<(usize, Request)>> = Vec::new();
+    let mut session_of: std::collections::HashMap<String, usize> = Default::default();
+    let mut alone = Vec::new();
+    for (index, call) in requests.into_iter().enumerate() {
+        let request = call.into_request();
+        match request.session.clone() {
+            Some(session) => {
+                let at = *session_of.entry(session).or_insert_with(|| {
+                    sessions.push(Vec::new());
+                    sessions.len() - 1
+                });
+                sessions[at].push((index, request));
+            }
+            None => alone.push(vec![(index, request)]),
+        }
+    }
+    let streams = sessions.into_iter().chain(alone).map(|calls| {
+        let app = Arc::clone(app);
+        futures_util::stream::iter(calls)
+            .then(move |(index, request)| {
+                let app = Arc::clone(&app);
+                async move { (index, run_call(&app, request).await) }
+            })
+            .boxed()
+    });
+    futures_util::stream::select_all(streams)
+}
+
+pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Response {
+    let host = &app.host;
+    let body = serde_json::json!({
+        "adapter": {
+            "name": host.adapter_name(),
+            "path": host.adapter_path(),
+            "contract": host.adapter_info().contract.as_ref().map(|v| format!("snakepen:adapter@{v}")),
+            "counters": host.counters(),
+        },
+        "pool": host.pool().map(|pool| serde_json::json!({
+            "module": pool.module(),
+            "status": pool.status(),
+            "workers": pool.workers(),
+            "worker_pids": pool.worker_pids(),
+            "fork_server_pid": pool.fork_server_pid(),
+        })),
+        "cassette_mode": host.record_mode().map(|m| m.as_str()),
+        "in_flight": *app.in_flight.borrow(),
+        "draining": app.draining.load(Ordering::Acquire),
+    });
+    axum::Json(body).into_response()
+}
+
+pub(super) async fn healthz() -> axum::response::Response {
+    axum::Json(serde_json::json!({ "status": "live" })).into_response()
+}
+
+pub(super) async fn readyz(
+    State(app): State<Arc<App>>,
+) -> Result<axum::response::Response, ApiError> {
+    if app.draining.load(Ordering::Acquire) {
+        return Err(ApiError::draining());
+    }
+    if let Some(status) = app.host.status()
+        && !status.all_ready()
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "not every worker is ready: {} of {} ({} starting, {} dead)",
+                status.idle + status.busy,
+                status.size,
+                status.starting,
+                status.dead
+            ),
+        ));
+    }
+    Ok(axum::Json(serde_json::json!({ "status": "ready" })).into_response())
+}
+
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "bad-request",
+        format!(
+            "no endpoint {}; the API has POST /v1/call, POST /v1/batch, GET /v1/status, /healthz, /readyz and /metrics",
+            uri.path()
+        ),
+    )
+}
