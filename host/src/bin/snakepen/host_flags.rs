@@ -351,7 +351,7 @@ impl HostFlags {
         plugin_dirs: &[PathBuf],
     ) -> Result<Host, Failure> {
         let config = self.overlay()?.parse()?;
-        if config.adapter_name().is_none() && config.cassette.is_none() {
+        if config.adapter_name().is_none() && !config.has_cassette() {
             return Err(Failure::Usage(
                 "say which adapter to run with --adapter NAME (such as mock), or give Python handlers with --module FILE (or --config FILE)".into(),
             ));

@@ -171,7 +171,7 @@ pub(crate) async fn serve(
     args: ServeArgs,
 ) -> Result<(), Failure> {
     let config = args.config()?;
-    if config.adapter_name().is_none() && config.cassette.is_none() {
+    if config.adapter_name().is_none() && !config.has_cassette() {
         return Err(Failure::Usage(
             "say what to serve: --module FILE (Python handlers), --adapter NAME (such as mock), or a configuration file with [pool] or [adapter]".into(),
         ));

@@ -1,0 +1,120 @@
+//! `[pool]`: the Python workers, lowered into a [`PoolConfig`] and checked
+//! as the pool itself would check it at start.
+
+use super::file::{ConfigError, ServiceConfig};
+use crate::{Affinity, PoolConfig};
+use std::path::Path;
+use std::time::Duration;
+
+impl ServiceConfig {
+    /// `[pool]` as a [`PoolConfig`], if there is one.
+    pub fn pool_config(&self) -> Result<Option<PoolConfig>, ConfigError> {
+        let Some(section) = &self.pool else {
+            return Ok(None);
+        };
+        let module = section.module.get_ref();
+        let file = crate::pool::is_module_file(module).then(|| self.path(Path::new(module)));
+        let module = match &file {
+            Some(file) => file.display().to_string(),
+            None => module.clone(),
+        };
+        let mut pool = PoolConfig::new(module);
+        if let Some(size) = &section.size {
+            if *size.get_ref() == 0 {
+                return Err(self.error_at(
+                    size,
+                    "`pool.size` is 0: a pool needs at least one worker".into(),
+                ));
+            }
+            pool.size = *size.get_ref();
+        }
+        if let Some(python) = &section.python {
+            pool.python = python.clone();
+        }
+        pool.python_path
+            .extend(section.python_path.iter().map(|p| self.path(p)));
+        pool.env
+            .extend(section.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        pool.preload.extend(section.preload.iter().cloned());
+        pool.expose.extend(section.expose.iter().cloned());
+        let s = &mut pool.settings;
+        if let Some(affinity) = &section.affinity {
+            s.affinity = affinity.get_ref().parse::<Affinity>().map_err(|_| {
+                self.error_at(
+                    affinity,
+                    format!(
+                        "`pool.affinity` = {:?}: write \"hint\" or \"strict\"",
+                        affinity.get_ref()
+                    ),
+                )
+            })?;
+        }
+        let ms = Duration::from_millis;
+        if let Some(v) = section.session_ttl_ms {
+            s.session_ttl = ms(v);
+        }
+        if let Some(v) = section.fork_server {
+            s.fork_server = v;
+        }
+        if let Some(v) = self.positive("pool.start_timeout_ms", &section.start_timeout_ms)? {
+            s.start_timeout = ms(v);
+        }
+        // 0 would recycle every worker as soon as it starts, forever.
+        if let Some(v) = self.positive("pool.max_requests", &section.max_requests)? {
+            s.max_requests = Some(v);
+        }
+        if let Some(v) = self.positive("pool.max_age_ms", &section.max_age_ms)? {
+            s.max_age = Some(ms(v));
+        }
+        if let Some(v) = self.positive("pool.max_rss_bytes", &section.max_rss_bytes)? {
+            s.max_rss_bytes = Some(v);
+        }
+        if let Some(v) = section.health_interval_ms {
+            s.health_interval = (v > 0).then(|| ms(v));
+        }
+        if let Some(v) = section.shutdown_grace_ms {
+            s.shutdown_grace = ms(v);
+        }
+        if let Some(v) = self.positive("pool.max_frame_bytes", &section.max_frame_bytes)? {
+            s.max_frame_bytes = v;
+        }
+        if let Some(v) = self.positive("pool.max_sessions", &section.max_sessions)? {
+            s.max_sessions = v;
+        }
+        if let Some(v) =
+            self.positive("pool.max_session_id_bytes", &section.max_session_id_bytes)?
+        {
+            s.max_session_id_bytes = v;
+        }
+        // What the pool itself would refuse at start (its size against the
+        // ceiling and this process's descriptor limit), refused here too.
+        if let Err((field, message)) = pool.check() {
+            let message = format!("`pool.{field}` {message}");
+            return Err(match (field, &section.size) {
+                ("size", Some(size)) => self.error_at(size, message),
+                _ => self.error_at(&section.module, message),
+            });
+        }
+        if let Some(file) = file {
+            if file.is_dir() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `pool.python_path`",
+                        file.display()
+                    ),
+                ));
+            }
+            if !file.is_file() {
+                return Err(self.error_at(
+                    &section.module,
+                    format!(
+                        "`pool.module`: no such file {} (relative paths are taken from the configuration file's folder)",
+                        file.display()
+                    ),
+                ));
+            }
+        }
+        Ok(Some(pool))
+    }
+}

@@ -1,0 +1,112 @@
+//! The file read as a user writes it: each mistake refused where it is.
+
+use super::*;
+use std::path::Path;
+
+fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+    ServiceConfig::parse(Path::new("/srv/snakepen.toml"), text)
+}
+
+#[test]
+fn a_misspelt_key_is_refused_with_its_line() {
+    let err = parse("[server]\nlisten = \"127.0.0.1:1\"\n\n[pool]\nmodul = \"x\"\n").unwrap_err();
+    assert_eq!(err.line, Some(5), "{err}");
+    assert!(
+        err.to_string().starts_with("/srv/snakepen.toml:5: "),
+        "{err}"
+    );
+    assert!(err.message.contains("unknown field `modul`"), "{err}");
+}
+
+#[test]
+fn a_bad_address_names_the_key_and_line() {
+    let err = parse("[server]\n\nlisten = \"localhost\"\n").unwrap_err();
+    assert_eq!(err.line, Some(3));
+    assert!(err.message.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_and_a_bad_value_are_refused_where_they_are() {
+    let err = parse("[pool]\nmodule = \"app.handlers\"\nsize = \"four\"\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    let err = parse("[pool]\nmodule = \"app.handlers\"\nsize = 0\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("pool.size"), "{err}");
+    let err = parse("[pool]\nmodule = \"app.handlers\"\naffinity = \"sticky\"\n").unwrap_err();
+    assert!(err.message.contains("\"hint\" or \"strict\""), "{err}");
+    let err = parse("[cassette]\npath = \"c.jsonl\"\nmode = \"sometimes\"\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+}
+
+#[test]
+fn a_module_file_that_is_not_there_is_named() {
+    let err = parse("[pool]\nmodule = \"nowhere/handlers.py\"\n").unwrap_err();
+    assert!(err.message.contains("/srv/nowhere/handlers.py"), "{err}");
+}
+
+#[test]
+fn a_pool_the_machine_cannot_hold_is_refused_where_its_size_is() {
+    let err = parse("[pool]\nmodule = \"app.handlers\"\n\nsize = 100000\n").unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+    assert!(err.message.contains("ceiling of 1024 workers"), "{err}");
+}
+
+#[test]
+fn a_directory_given_as_the_module_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snakepen.toml");
+    std::fs::create_dir(dir.path().join("handlers.py")).unwrap();
+    let err = ServiceConfig::parse(&file, "[pool]\nmodule = \"handlers.py\"\n").unwrap_err();
+    assert!(
+        err.message.contains("is a directory, not a module"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_limit_the_runtime_cannot_honour_is_refused_naming_its_key_and_most() {
+    let err = parse("[limits]\n\nmax_memory_bytes = 8589934592\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(
+        err.message.starts_with("`limits.max_memory_bytes` = 8589934592 (8 GiB) is over the most the runtime can honour, 4294967296 (4 GiB)"),
+        "{err}"
+    );
+    let err = parse("[limits]\nmax_stack_bytes = 1024\n").unwrap_err();
+    assert!(
+        err.message.contains(
+            "`limits.max_stack_bytes` = 1024 (1 KiB) is under the least that works, 65536 (64 KiB)"
+        ),
+        "{err}"
+    );
+    for key in [
+        "call_timeout_ms",
+        "max_table_elements",
+        "max_response_bytes",
+        "max_instances",
+    ] {
+        let err = parse(&format!("[limits]\n{key} = 0\n")).unwrap_err();
+        assert!(
+            err.message.contains(&format!("`limits.{key}` = 0")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_raised_memory_limit_reaches_the_runtime_and_the_host() {
+    let config = parse("[limits]\nmax_memory_bytes = 268435456\nmax_instances = 8\n").unwrap();
+    let runtime = config
+        .runtime_builder(crate::Runtime::builder().no_cache())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.default_limits().max_memory_bytes, 256 << 20);
+    assert_eq!(runtime.default_limits().max_instances, 8);
+}
+
+#[test]
+fn an_empty_file_means_every_default() {
+    let config = parse("").unwrap();
+    assert_eq!(config.serve_settings().unwrap(), ServeSettings::default());
+    assert_eq!(config.adapter_name(), None);
+}
