@@ -3,8 +3,10 @@
 //! configuration file's TOML (flags override the file), so that there is one
 //! path from what a user wrote to a host: [`ServiceConfig`], then
 //! [`ServiceConfig::host_builder`] on a runtime of
-//! [`ServiceConfig::runtime_builder`].
+//! [`ServiceConfig::runtime_builder`]. How a flag lands on a key is
+//! [`Overlay`]'s.
 
+use crate::overlay::Overlay;
 use crate::{Failure, progress};
 use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -144,120 +146,6 @@ fn record_mode_parser() -> impl TypedValueParser<Value = RecordMode> {
     .map(|name| name.parse().expect("a listed record mode parses"))
 }
 
-/// The configuration file's TOML with flags laid over it, remembering which
-/// key each flag set, so that an error about a key a flag set names the flag.
-pub(crate) struct Overlay {
-    /// The file (or `(command line)` in the current directory).
-    path: PathBuf,
-    text: String,
-    doc: toml::Table,
-    before: toml::Table,
-    cwd: PathBuf,
-    flags: Vec<(String, &'static str)>,
-}
-
-impl Overlay {
-    /// The file `config` names, parsed as written (its errors name its own
-    /// lines), or an empty one.
-    pub(crate) fn read(config: Option<&Path>) -> Result<Overlay, Failure> {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let (path, text) = match config {
-            Some(file) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    Failure::Usage(format!(
-                        "cannot read the configuration file {} ({e}); check the path given to --config",
-                        file.display()
-                    ))
-                })?;
-                ServiceConfig::parse(file, &text)?;
-                (file.to_path_buf(), text)
-            }
-            None => (cwd.join("(command line)"), String::new()),
-        };
-        let doc: toml::Table = toml::from_str(&text).unwrap_or_default();
-        Ok(Overlay {
-            path,
-            text,
-            before: doc.clone(),
-            doc,
-            cwd,
-            flags: Vec::new(),
-        })
-    }
-
-    /// Sets `section.key` to `value`, as `flag` asked.
-    pub(crate) fn set(
-        &mut self,
-        section: &str,
-        key: &str,
-        flag: &'static str,
-        value: impl Into<toml::Value>,
-    ) {
-        self.flags.push((format!("{section}.{key}"), flag));
-        let table = self
-            .doc
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-        if let Some(table) = table.as_table_mut() {
-            table.insert(key.into(), value.into());
-        }
-    }
-
-    /// Appends `items` to the list `section.key`.
-    fn extend(&mut self, section: &str, key: &str, flag: &'static str, items: Vec<String>) {
-        if items.is_empty() {
-            return;
-        }
-        let mut list = self
-            .doc
-            .get(section)
-            .and_then(|s| s.get(key))
-            .and_then(toml::Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        list.extend(items.into_iter().map(toml::Value::from));
-        self.set(section, key, flag, toml::Value::Array(list));
-    }
-
-    /// A number as TOML has it (flags' values past i64 are refused by the
-    /// key's own check, as the largest integer TOML holds).
-    pub(crate) fn number(value: u64) -> toml::Value {
-        toml::Value::Integer(i64::try_from(value).unwrap_or(i64::MAX))
-    }
-
-    /// `path` taken from the current directory, as a flag's path is.
-    pub(crate) fn absolute(&self, path: &Path) -> String {
-        self.cwd.join(path).display().to_string()
-    }
-
-    /// Whether the file or a flag gave the section.
-    pub(crate) fn has(&self, section: &str) -> bool {
-        self.doc.contains_key(section)
-    }
-
-    /// The whole, checked: an error about a key a flag set names the flag.
-    pub(crate) fn parse(self) -> Result<ServiceConfig, Failure> {
-        let text = if self.doc == self.before {
-            self.text
-        } else {
-            toml::to_string(&self.doc).expect("a TOML table serializes")
-        };
-        ServiceConfig::parse(&self.path, &text).map_err(|e| {
-            // A flag's value is the flag's to fix, not a line of a file the user never wrote.
-            match self
-                .flags
-                .iter()
-                .find(|(key, _)| e.message.contains(&format!("`{key}`")))
-            {
-                Some((key, flag)) => {
-                    Failure::Usage(e.message.replace(&format!("`{key}`"), &format!("`{flag}`")))
-                }
-                None => Failure::Usage(format!("{e} (with the command line's flags applied)")),
-            }
-        })
-    }
-}
-
 impl HostFlags {
     /// The configuration file (or none) with these flags laid over it.
     pub(crate) fn overlay(&self) -> Result<Overlay, Failure> {
@@ -284,17 +172,8 @@ impl HostFlags {
             o.set("pool", "module", "--module", module);
         }
         let pool = o.has("pool");
-        let needs_pool = |flag: &str| {
-            if pool {
-                Ok(())
-            } else {
-                Err(Failure::Usage(format!(
-                    "{flag} is a setting of the pool: give the handlers with --module (or [pool] in the configuration file)"
-                )))
-            }
-        };
         if let Some(size) = self.pool_size {
-            needs_pool("--pool-size")?;
+            o.needs("pool", "--pool-size")?;
             o.set("pool", "size", "--pool-size", Overlay::number(size as u64));
         }
         if let Some(python) = &self.python
@@ -304,11 +183,11 @@ impl HostFlags {
             o.set("pool", "python", "--python", python.display().to_string());
         }
         if let Some(affinity) = self.affinity {
-            needs_pool("--affinity")?;
+            o.needs("pool", "--affinity")?;
             o.set("pool", "affinity", "--affinity", affinity.name());
         }
         if let Some(ms) = self.session_ttl_ms {
-            needs_pool("--session-ttl-ms")?;
+            o.needs("pool", "--session-ttl-ms")?;
             o.set(
                 "pool",
                 "session_ttl_ms",
@@ -317,11 +196,11 @@ impl HostFlags {
             );
         }
         if self.no_fork_server {
-            needs_pool("--no-fork-server")?;
+            o.needs("pool", "--no-fork-server")?;
             o.set("pool", "fork_server", "--no-fork-server", false);
         }
         if !self.python_path.is_empty() {
-            needs_pool("--python-path")?;
+            o.needs("pool", "--python-path")?;
             let dirs = self.python_path.iter().map(|d| o.absolute(d)).collect();
             o.extend("pool", "python_path", "--python-path", dirs);
         }
@@ -331,11 +210,11 @@ impl HostFlags {
             o.extend("pool", "python_path", "--module", here);
         }
         if !self.preload.is_empty() {
-            needs_pool("--preload")?;
+            o.needs("pool", "--preload")?;
             o.extend("pool", "preload", "--preload", self.preload.clone());
         }
         if !self.expose.is_empty() {
-            needs_pool("--expose")?;
+            o.needs("pool", "--expose")?;
             o.extend("pool", "expose", "--expose", self.expose.clone());
         }
         self.cassette.lay_over(&mut o)?;
@@ -381,34 +260,24 @@ impl CassetteFlags {
             let path = o.absolute(path);
             o.set("cassette", "path", "--cassette", path);
         }
-        let cassette = o.has("cassette");
-        let needs = |flag: &str| {
-            if cassette {
-                Ok(())
-            } else {
-                Err(Failure::Usage(format!(
-                    "{flag} is a setting of the cassette: give one with --cassette FILE (or [cassette] in the configuration file)"
-                )))
-            }
-        };
         if let Some(mode) = self.record_mode {
-            needs("--record-mode")?;
+            o.needs("cassette", "--record-mode")?;
             o.set("cassette", "mode", "--record-mode", mode.as_str());
         }
         if !self.filter.is_empty() {
-            needs("--filter")?;
+            o.needs("cassette", "--filter")?;
             o.extend("cassette", "filter", "--filter", self.filter.clone());
         }
         if !self.ignore.is_empty() {
-            needs("--ignore")?;
+            o.needs("cassette", "--ignore")?;
             o.extend("cassette", "ignore", "--ignore", self.ignore.clone());
         }
         if self.match_session {
-            needs("--match-session")?;
+            o.needs("cassette", "--match-session")?;
             o.set("cassette", "match_session", "--match-session", true);
         }
         if self.allow_repeats {
-            needs("--allow-repeats")?;
+            o.needs("cassette", "--allow-repeats")?;
             o.set("cassette", "allow_repeats", "--allow-repeats", true);
         }
         Ok(())

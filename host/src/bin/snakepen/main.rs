@@ -4,6 +4,7 @@
 
 mod advice;
 mod host_flags;
+mod overlay;
 mod progress;
 mod replay;
 mod run;

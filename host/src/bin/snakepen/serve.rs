@@ -1,7 +1,8 @@
 //! `snakepen serve` and `snakepen config check`.
 
 use crate::Failure;
-use crate::host_flags::{HostFlags, Overlay};
+use crate::host_flags::HostFlags;
+use crate::overlay::Overlay;
 use clap::Args;
 use snakepen::serve::{ServeSettings, Server, ServiceConfig, Token};
 use snakepen::{AdapterConfig, Runtime, RuntimeBuilder};
