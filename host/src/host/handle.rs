@@ -125,7 +125,7 @@ impl Host {
     pub async fn close(&self) -> Result<usize, Error> {
         let inner = &*self.inner;
         if let Some(pool) = &inner.links.pool {
-            pool.shutdown().await;
+            pool.close().await;
         }
         if let Some(next) = &inner.next {
             // The adapter behind holds no cassette, so it has nothing to save

@@ -4,10 +4,10 @@
 //! its workers: `process/` is the transport of Python processes on this
 //! machine (started through the pool's reaper or forked by its fork
 //! server). In front of the seam, written once: `state` is the slot table,
-//! `core` what slot tasks, leases and this handle share, `checkout` how
+//! `shared` what slot tasks, leases and this handle share (`Core`), `checkout` how
 //! callers get a worker, `slot` keeps one worker alive, and `status` and
 //! `waits` report. Dropping the last handle of a pool kills its workers
-//! (and whatever they started); [`Pool::shutdown`] drains them first.
+//! (and whatever they started); [`Pool::close`] drains them first.
 
 mod checkout;
 mod config;
@@ -243,10 +243,11 @@ impl Pool {
     }
 
     /// Stops taking calls, lets calls in flight finish within the
-    /// `shutdown_grace` setting, then stops every worker (closing its
-    /// socket, then SIGTERM, then SIGKILL of its process group) and waits
-    /// until they are gone.
-    pub async fn shutdown(&self) {
+    /// `shutdown_grace` setting, then stops every worker (its transport's
+    /// `stop`: for a process, its socket closed, then SIGTERM, then SIGKILL
+    /// of its process group after `kill_grace`) and waits until they are
+    /// gone. The same operation as [`crate::Host::close`], for a pool alone.
+    pub async fn close(&self) {
         let core = &self.inner.core;
         core.begin_closing();
         let grace = core.settings().shutdown_grace;

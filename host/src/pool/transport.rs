@@ -3,7 +3,7 @@
 //! readiness handshake; a connection serves calls, reports its own end as
 //! a typed [`Exit`], stops, and reports its usage (calls, memory). Everything about
 //! lending workers out (checkout, leases, affinity, backoff, recycling,
-//! status) is written once, in front of this seam (`core`, `checkout`,
+//! status) is written once, in front of this seam (`shared`, `checkout`,
 //! `slot`), and knows nothing of processes; what a worker *is* lives
 //! behind it: `process/` (started interpreters, the fork server, the
 //! lifeline, the frame protocol) and, in the unit tests, `fake`.

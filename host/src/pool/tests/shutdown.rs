@@ -11,7 +11,7 @@ async fn shutdown_drains_calls_in_flight_refuses_new_ones_and_closes() {
         async move { call(&pool, "wait", None).await }
     });
     until(&pool, |s| s.busy == 1).await;
-    let mut shutdown = Box::pin(pool.shutdown());
+    let mut shutdown = Box::pin(pool.close());
     // Its first step, before any wait, closes the door.
     poll_once(&mut shutdown).await;
     let refused = call(&pool, "echo", None).await.expect_err("shutting down");
@@ -37,7 +37,7 @@ async fn shutdown_stops_a_call_that_outlives_the_grace() {
     });
     until(&pool, |s| s.busy == 1).await;
     let started = Instant::now();
-    pool.shutdown().await;
+    pool.close().await;
     assert_eq!(started.elapsed(), Duration::from_secs(5));
     let error = in_flight.await.unwrap().expect_err("stopped");
     assert_eq!(error.kind(), "unavailable");
@@ -63,6 +63,6 @@ async fn a_start_that_never_answers_keeps_its_slot_starting() {
     call(&pool, "echo", None)
         .await
         .expect("the ready worker serves");
-    pool.shutdown().await;
+    pool.close().await;
     assert_eq!(pool.status().stopped, 2);
 }
