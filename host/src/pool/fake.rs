@@ -53,6 +53,8 @@ struct Inner {
     closed: Mutex<bool>,
     /// Health pings answered.
     pings: Mutex<u64>,
+    /// Times the pool asked a worker for its memory.
+    memory_reads: Mutex<u64>,
     /// Bumped on every event above, for tests that await one.
     events: watch::Sender<u64>,
 }
@@ -68,6 +70,7 @@ impl Default for Inner {
             aborted: Mutex::default(),
             closed: Mutex::default(),
             pings: Mutex::default(),
+            memory_reads: Mutex::default(),
             events: watch::channel(0).0,
         }
     }
@@ -141,6 +144,11 @@ impl Fake {
     /// How many pings the workers answered.
     pub(crate) fn pings(&self) -> u64 {
         *lock(&self.inner.pings)
+    }
+
+    /// How many times the pool asked a worker for its memory.
+    pub(crate) fn memory_reads(&self) -> u64 {
+        *lock(&self.inner.memory_reads)
     }
 
     /// A receiver that sees every event of the fake.
@@ -318,6 +326,7 @@ impl Connection for FakeWorker {
     }
 
     fn memory_bytes(&self) -> Option<u64> {
+        *lock(&self.fake.inner.memory_reads) += 1;
         *lock(&self.life.memory)
     }
 }

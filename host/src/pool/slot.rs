@@ -188,7 +188,8 @@ async fn serve<C: Connection>(
                 };
                 // Back in the queue before the caller hears back, so that its
                 // next call (same session, or just sequential) finds this worker idle.
-                let recycle = recycle_reason(worker, started, &settings);
+                // Read again: the settings may have changed while the call ran.
+                let recycle = recycle_reason(worker, started, &core.settings());
                 if recycle.is_none() {
                     core.job_done(index);
                 }

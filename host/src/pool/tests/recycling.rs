@@ -38,6 +38,19 @@ async fn workers_are_recycled_by_count_age_and_memory() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_workers_memory_is_read_only_when_a_memory_limit_is_set() {
+    let (pool, fake) = fake_pool(1, |_| {});
+    pool.ready().await.expect("ready");
+    for _ in 0..3 {
+        call(&pool, "echo", None).await.expect("answered");
+    }
+    assert_eq!(fake.memory_reads(), 0, "no limit, no read of /proc");
+    pool.update_settings(|s| s.max_rss_bytes = Some(1 << 30));
+    call(&pool, "echo", None).await.expect("answered");
+    assert_eq!(fake.memory_reads(), 1, "one read after the call");
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_workers_are_pinged_and_an_unhealthy_one_replaced() {
     let (pool, fake) = fake_pool(1, |s| s.health_interval = Some(Duration::from_secs(10)));
     pool.ready().await.expect("ready");
