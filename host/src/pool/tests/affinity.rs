@@ -185,3 +185,42 @@ async fn an_expired_session_is_free_to_bind_again_even_before_the_sweep() {
         .await
         .expect("the expired session made room");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_id_over_its_limit_is_a_bad_request() {
+    let (pool, _fake) = fake_pool(1, |s| s.max_session_id_bytes = 8);
+    pool.ready().await.expect("ready");
+    call(&pool, "echo", Some("12345678"))
+        .await
+        .expect("8 bytes are within the limit");
+    let error = call(&pool, "echo", Some("123456789"))
+        .await
+        .expect_err("9 bytes are over it");
+    assert_eq!(error.kind(), "bad-request", "{error:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_over_the_limit_are_refused_and_bound_ones_keep_working() {
+    let (pool, _fake) = fake_pool(2, |s| {
+        s.max_sessions = 2;
+        s.session_ttl = Duration::from_secs(10);
+    });
+    pool.ready().await.expect("ready");
+    call(&pool, "echo", Some("a")).await.expect("bound");
+    call(&pool, "echo", Some("b")).await.expect("bound");
+    let error = call(&pool, "echo", Some("c"))
+        .await
+        .expect_err("a third session is over the limit");
+    assert_eq!(error.kind(), "unavailable", "{error:?}");
+    assert!(error.to_string().contains("max_sessions"), "{error}");
+    call(&pool, "echo", Some("a"))
+        .await
+        .expect("a bound session keeps working");
+    call(&pool, "echo", None)
+        .await
+        .expect("a call without a session is not counted");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    call(&pool, "echo", Some("c"))
+        .await
+        .expect("expired sessions made room");
+}

@@ -26,6 +26,37 @@ async fn failed_starts_back_off_doubling_up_to_the_ceiling() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_young_death_after_failed_starts_continues_the_backoff_and_a_healthy_run_ends_it() {
+    let tune = |s: &mut PoolSettings| {
+        s.restart_backoff = Duration::from_millis(100);
+        s.restart_backoff_max = Duration::from_secs(60);
+    };
+    let failure = || Plan::Fail(StartFailure::Protocol("garbage".into()));
+    // Two failed starts, then a worker that dies at once: the third wait
+    // is twice the second, as if its start had failed too.
+    let (pool, fake) = fake_pool(1, tune);
+    fake.plan([failure(), failure()]);
+    until_fake(&fake, |f| f.starts() == 3).await;
+    pool.ready().await.expect("the third start succeeds");
+    let died = Instant::now();
+    fake.end(pool.workers()[0].id, Exit::Code(1));
+    until_fake(&fake, |f| f.starts() == 4).await;
+    assert_eq!(fake.start_times()[3] - died, Duration::from_millis(400));
+
+    // The same, but the worker ran longer than a healthy uptime first:
+    // the streak is forgotten and it is replaced at once.
+    let (pool, fake) = fake_pool(1, tune);
+    fake.plan([failure(), failure()]);
+    until_fake(&fake, |f| f.starts() == 3).await;
+    pool.ready().await.expect("the third start succeeds");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let died = Instant::now();
+    fake.end(pool.workers()[0].id, Exit::Code(1));
+    until_fake(&fake, |f| f.starts() == 4).await;
+    assert_eq!(fake.start_times()[3], died);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_module_that_never_imports_fails_ready_and_every_call_at_once() {
     let (pool, fake) = fake_pool(2, |s| s.restart_backoff = Duration::from_secs(1));
     fake.plan(std::iter::repeat_n(Plan::Fail(import_error()), 100));
