@@ -76,7 +76,8 @@ fn replay_against_live(c: &mut Criterion) {
                 .build(),
         )
         .expect("the replayer is built: run `just plugins`");
-    let mut pool = PoolConfig::new(root.join("examples/handlers.py").display().to_string()).size(2);
+    let mut pool = PoolConfig::new(root.join("examples/handlers.py").display().to_string());
+    pool.size = 2;
     pool.settings.affinity = Affinity::Strict;
     let live = tokio
         .block_on(async {

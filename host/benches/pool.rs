@@ -59,7 +59,9 @@ async fn measure(calls: usize) -> Ours {
         let module = module.clone();
         let python = python.clone();
         async move {
-            let mut pool = PoolConfig::new(module).size(size).python(python);
+            let mut pool = PoolConfig::new(module);
+            pool.size = size;
+            pool.python = python.into();
             pool.settings.fork_server = fork_server;
             Host::builder()
                 .runtime(&runtime)

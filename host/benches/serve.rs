@@ -56,9 +56,9 @@ fn main() {
 
 async fn measure(calls: usize) -> Vec<Row> {
     let mock = Host::builder().adapter("mock").build().await.unwrap();
-    let pool = PoolConfig::new(root().join("bench/handlers.py").display().to_string())
-        .size(2)
-        .python(common::python());
+    let mut pool = PoolConfig::new(root().join("bench/handlers.py").display().to_string());
+    pool.size = 2;
+    pool.python = common::python().into();
     let python = Host::builder()
         .adapter("python-bridge")
         .pool(pool)

@@ -28,10 +28,9 @@ impl Dice {
 }
 
 /// A ready python-bridge host of `size` workers with `config` on `pool`.
-async fn ready_bridge(size: usize, config: serde_json::Value, pool: PoolConfig) -> Host {
-    let host = bridge_with(config, pool.size(size))
-        .await
-        .expect("the host builds");
+async fn ready_bridge(size: usize, config: serde_json::Value, mut pool: PoolConfig) -> Host {
+    pool.size = size;
+    let host = bridge_with(config, pool).await.expect("the host builds");
     within(60, host.ready()).await.expect("the workers start");
     host
 }
@@ -200,9 +199,9 @@ async fn ten_thousand_callers_dropped_at_random_points_lose_no_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_of_a_slow_starting_pool_get_the_typed_error_then_answers() {
-    let pool = PoolConfig::new(python_module("slow_import"))
-        .size(2)
-        .env("SLOW_IMPORT_SECONDS", "2");
+    let mut pool = PoolConfig::new(python_module("slow_import"));
+    pool.size = 2;
+    pool.env.push(("SLOW_IMPORT_SECONDS".into(), "2".into()));
     let host = bridge(pool).await;
     let early = host
         .call(Request::new("ping_me", Vec::new()).deadline(Duration::from_secs(1)))

@@ -52,9 +52,11 @@ async fn the_committed_cassette_recorded_from_python_replays_without_python() {
         "the demo cassette has sessions"
     );
     // A pool that could never start: replaying does not start it.
+    let mut pool = PoolConfig::new("examples/handlers.py");
+    pool.python = "/nonexistent/python3".into();
     let host = Host::builder()
         .cassette(Cassette::replay(&path))
-        .pool(PoolConfig::new("examples/handlers.py").python("/nonexistent/python3"))
+        .pool(pool)
         .build()
         .await
         .expect("a replaying host needs no Python");

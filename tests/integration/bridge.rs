@@ -7,7 +7,9 @@ use snakepen::{CallError, Host, PoolConfig, Request};
 
 /// A python-bridge host with `config` on two workers of tests/python/handlers.py.
 async fn bridge(config: serde_json::Value) -> Result<Host, snakepen::Error> {
-    bridge_with(config, PoolConfig::new(python_module("handlers")).size(2)).await
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.size = 2;
+    bridge_with(config, pool).await
 }
 
 fn crash_once(marker: &std::path::Path) -> Request {

@@ -16,7 +16,8 @@ fn demo_handlers() -> String {
 }
 
 fn strict_pool(module: String, size: usize) -> PoolConfig {
-    let mut pool = PoolConfig::new(module).size(size);
+    let mut pool = PoolConfig::new(module);
+    pool.size = size;
     pool.settings.affinity = Affinity::Strict;
     pool
 }
@@ -34,9 +35,11 @@ async fn recording(cassette: Cassette, pool: PoolConfig) -> Host {
 
 /// A host whose Python could never start: proof that replay needs none.
 async fn replaying_without_python(path: &std::path::Path, module: String) -> Host {
+    let mut pool = PoolConfig::new(module);
+    pool.python = "/nonexistent/bin/python3".into();
     let host = Host::builder()
         .cassette(Cassette::replay(path))
-        .pool(PoolConfig::new(module).python("/nonexistent/bin/python3"))
+        .pool(pool)
         .build()
         .await
         .expect("replaying needs no Python");
@@ -109,11 +112,9 @@ async fn a_real_session_replays_with_python_unavailable() {
 async fn thirty_two_tasks_record_and_replay_calls_whose_answers_differ() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tickets.jsonl");
-    let host = recording(
-        cassette(&path, RecordMode::All),
-        PoolConfig::new(python_module("handlers")).size(4),
-    )
-    .await;
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.size = 4;
+    let host = recording(cassette(&path, RecordMode::All), pool).await;
     let tally = |answers: Vec<Response>| {
         let mut count = BTreeMap::new();
         for answer in answers {

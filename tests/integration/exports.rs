@@ -55,7 +55,8 @@ async fn a_module_with_all_serves_exactly_what_it_lists() {
 #[tokio::test]
 async fn expose_serves_a_name_on_purpose_and_a_missing_one_fails_the_start() {
     for fork_server in [true, false] {
-        let mut pool = PoolConfig::new(python_module("exports")).expose("imported_dumps");
+        let mut pool = PoolConfig::new(python_module("exports"));
+        pool.expose.push("imported_dumps".into());
         pool.settings.fork_server = fork_server;
         let host = ready(pool).await;
         assert_eq!(call(&host, "imported_dumps", "[[1]]").await.unwrap(), "[1]");
@@ -66,7 +67,9 @@ async fn expose_serves_a_name_on_purpose_and_a_missing_one_fails_the_start() {
         host.close().await.unwrap();
     }
 
-    let host = bridge(PoolConfig::new(python_module("exports")).expose("nowhere")).await;
+    let mut pool = PoolConfig::new(python_module("exports"));
+    pool.expose.push("nowhere".into());
+    let host = bridge(pool).await;
     let err = within(60, host.ready()).await.unwrap_err().to_string();
     assert!(
         err.contains("expose names 'nowhere'") && err.contains("it has: defined"),

@@ -132,8 +132,8 @@ async fn a_missing_module_and_a_missing_python_say_what_to_fix() {
         "{message}"
     );
 
-    let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
-        .python("/nonexistent/python3");
+    let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"));
+    pool.python = "/nonexistent/python3".into();
     pool.settings.restart_backoff = Duration::from_millis(50);
     let host = snakepen::Host::builder()
         .adapter(crate::support::plugin("python-bridge"))

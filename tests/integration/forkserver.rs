@@ -90,10 +90,9 @@ async fn the_pool_keeps_serving_when_its_fork_server_is_killed_and_restarts_it()
 
 #[tokio::test]
 async fn preloaded_modules_are_imported_once_and_in_every_forked_worker() {
-    let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
-        .size(2)
-        .preload("difflib")
-        .preload("fractions");
+    let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"));
+    pool.size = 2;
+    pool.preload = vec!["difflib".into(), "fractions".into()];
     pool.settings.fork_server = true;
     let host = crate::support::bridge(pool).await;
     within(60, host.ready()).await.unwrap();
@@ -111,8 +110,8 @@ async fn preloaded_modules_are_imported_once_and_in_every_forked_worker() {
 #[tokio::test]
 async fn a_preload_that_does_not_import_fails_the_start_naming_it() {
     for fork_server in [true, false] {
-        let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"))
-            .preload("no_such_preload_module");
+        let mut pool = snakepen::PoolConfig::new(crate::support::python_module("handlers"));
+        pool.preload.push("no_such_preload_module".into());
         pool.settings.fork_server = fork_server;
         let host = crate::support::bridge(pool).await;
         let err = within(60, host.ready()).await.unwrap_err().to_string();

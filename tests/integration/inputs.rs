@@ -8,7 +8,8 @@ use snakepen::{CallError, Host, PoolConfig, PoolSettings, Request};
 use std::time::Duration;
 
 async fn inputs(size: usize, tune: impl FnOnce(&mut PoolSettings)) -> Host {
-    let mut pool = PoolConfig::new(python_module("inputs")).size(size);
+    let mut pool = PoolConfig::new(python_module("inputs"));
+    pool.size = size;
     tune(&mut pool.settings);
     let host = bridge(pool).await;
     within(60, host.ready()).await.expect("the workers start");

@@ -26,9 +26,8 @@ async fn a_python_wrappers_environment_and_limits_reach_the_workers() {
         "SNAKEPEN_WRAPPED=yes; export SNAKEPEN_WRAPPED\nulimit -n 300\nexec python3 \"$@\"",
     );
     for fork_server in [true, false] {
-        let mut pool = PoolConfig::new(python_module("output"))
-            .size(1)
-            .python(&wrapper);
+        let mut pool = PoolConfig::new(python_module("output"));
+        pool.python = wrapper.clone();
         pool.settings.fork_server = fork_server;
         let host = bridge(pool).await;
         within(60, host.ready()).await.expect("the workers start");
@@ -62,9 +61,9 @@ async fn a_python_wrappers_environment_and_limits_reach_the_workers() {
 async fn a_python_wrapper_that_never_starts_python_fails_ready_in_time() {
     let dir = tempfile::tempdir().unwrap();
     let wrapper = script(dir.path(), "exec sleep 3600");
-    let mut pool = PoolConfig::new(python_module("output"))
-        .size(2)
-        .python(&wrapper);
+    let mut pool = PoolConfig::new(python_module("output"));
+    pool.size = 2;
+    pool.python = wrapper.clone();
     pool.settings.start_timeout = Duration::from_secs(2);
     let host = bridge(pool).await;
     match within(30, host.ready()).await {

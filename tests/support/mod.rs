@@ -66,7 +66,8 @@ pub async fn python_host(
     size: usize,
     tune: impl FnOnce(&mut snakepen::PoolSettings),
 ) -> Host {
-    let mut pool = snakepen::PoolConfig::new(python_module(module)).size(size);
+    let mut pool = snakepen::PoolConfig::new(python_module(module));
+    pool.size = size;
     tune(&mut pool.settings);
     bridge(pool).await
 }

@@ -26,7 +26,8 @@ pub fn is_module_file(module: &str) -> bool {
 }
 
 /// What the pool's workers run. Fixed for the life of the pool. Build one
-/// with [`PoolConfig::new`], then set its fields.
+/// with [`PoolConfig::new`], then set its public fields (there are no
+/// setters: one way to say each thing).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PoolConfig {
@@ -79,36 +80,6 @@ impl PoolConfig {
             cwd: None,
             settings: PoolSettings::default(),
         }
-    }
-
-    /// Sets how many workers run at once.
-    pub fn size(mut self, size: usize) -> PoolConfig {
-        self.size = size;
-        self
-    }
-
-    /// Sets the Python interpreter.
-    pub fn python(mut self, python: impl Into<PathBuf>) -> PoolConfig {
-        self.python = python.into();
-        self
-    }
-
-    /// Adds a module to import before the user's module.
-    pub fn preload(mut self, module: impl Into<String>) -> PoolConfig {
-        self.preload.push(module.into());
-        self
-    }
-
-    /// Serves `name` as a command too (see [`PoolConfig::expose`]).
-    pub fn expose(mut self, name: impl Into<String>) -> PoolConfig {
-        self.expose.push(name.into());
-        self
-    }
-
-    /// Adds a directory to the workers' `sys.path`.
-    pub fn python_path(mut self, dir: impl Into<PathBuf>) -> PoolConfig {
-        self.python_path.push(dir.into());
-        self
     }
 
     /// The worker program's arguments for this pool (the fork server's with
@@ -183,18 +154,6 @@ impl PoolConfig {
             ));
         }
         Ok(())
-    }
-
-    /// Adds an environment variable for the workers.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> PoolConfig {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Replaces the pool's settings.
-    pub fn settings(mut self, settings: PoolSettings) -> PoolConfig {
-        self.settings = settings;
-        self
     }
 }
 
