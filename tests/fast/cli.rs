@@ -70,12 +70,31 @@ fn a_payload_that_is_not_json_is_refused_with_an_example() {
 
 #[test]
 fn a_payload_nested_too_deep_is_called_that_and_not_invalid() {
-    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let output = snakepen(&["call", "-a", "mock", "ping", &deep]);
-    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let output = snakepen(&["call", "-a", "mock", "ping", &nested(127)]);
     assert!(
-        output.stderr.contains("deeper than 128 levels")
-            && !output.stderr.contains("not valid JSON"),
+        !output.stderr.contains("PAYLOAD"),
+        "127 levels are read: {}",
+        output.stderr
+    );
+    for levels in [128, 200] {
+        let output = snakepen(&["call", "-a", "mock", "ping", &nested(levels)]);
+        assert_eq!(output.code, Some(2), "{}", output.stderr);
+        assert!(
+            output
+                .stderr
+                .contains(&format!("nests arrays or objects {levels} levels deep"))
+                && output.stderr.contains("reads at most 127")
+                && !output.stderr.contains("not valid JSON"),
+            "{}",
+            output.stderr
+        );
+    }
+    // Brackets inside a string are text, not nesting.
+    let text = format!("[\"{}\"", "[".repeat(300));
+    let output = snakepen(&["call", "-a", "mock", "ping", &text]);
+    assert!(
+        output.stderr.contains("not valid JSON"),
         "{}",
         output.stderr
     );
@@ -363,6 +382,26 @@ fn inspect_reports_the_sandbox_limits() {
     let output = snakepen(&["inspect", "mock", "--json"]);
     let value: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(value["limits"]["max_memory_bytes"], 64 << 20);
+}
+
+#[test]
+fn the_authoring_guide_gives_the_deadline_slack_inspect_reports() {
+    let output = snakepen(&["inspect", "mock", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let slack = value["limits"]["deadline_slack_ms"].as_u64().unwrap();
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/authoring-adapters.md"),
+    )
+    .unwrap();
+    let said = format!("stopped at most {slack} ms after its call's");
+    assert!(
+        guide
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&said),
+        "docs/authoring-adapters.md should say {said:?}"
+    );
 }
 
 #[test]

@@ -97,13 +97,19 @@ async fn an_adapter_built_against_each_kept_version_runs_on_this_host() {
 }
 
 #[test]
-fn the_shipped_adapters_are_built_against_the_current_contract() {
+fn the_shipped_adapters_are_built_against_the_current_contract_and_export_only_it() {
     let runtime = snakepen::Runtime::new().unwrap();
     for name in ["mock", "python-bridge", "recorder", "replayer"] {
         let inspection = snakepen::adapter::inspect(&runtime, &plugin(name)).unwrap();
         assert_eq!(
             inspection.info.contract.as_ref(),
             Some(&CONTRACT_VERSION),
+            "{name}"
+        );
+        // The adapter interface and nothing else: `inspect` lists no stray export.
+        assert_eq!(
+            inspection.info.exports,
+            [format!("snakepen:adapter/adapter@{CONTRACT_VERSION}")],
             "{name}"
         );
     }
