@@ -15,10 +15,7 @@ async fn strict_affinity_waits_for_the_sessions_worker_and_hint_does_not() {
         let (pool, fake) = fake_pool(2, |s| s.affinity = affinity);
         pool.ready().await.expect("ready");
         let bound = who(&pool, Some("s1")).await;
-        let holder = tokio::spawn({
-            let pool = pool.clone();
-            async move { call(&pool, "wait", Some("s1")).await }
-        });
+        let holder = spawn_call(&pool, "wait", Some("s1"));
         until(&pool, |s| s.busy == 1).await;
         let mut next = Box::pin(who(&pool, Some("s1")));
         match affinity {

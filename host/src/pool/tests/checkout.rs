@@ -27,10 +27,7 @@ async fn every_worker_starts_at_once_and_serves_calls() {
 async fn callers_queue_in_order_and_each_gets_the_freed_worker() {
     let (pool, fake) = fake_pool(1, |_| {});
     pool.ready().await.expect("ready");
-    let holder = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let holder = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let mut answers = Vec::new();
     for n in 0..3 {
@@ -59,10 +56,7 @@ async fn callers_queue_in_order_and_each_gets_the_freed_worker() {
 async fn a_caller_that_leaves_the_queue_is_forgotten() {
     let (pool, fake) = fake_pool(1, |_| {});
     pool.ready().await.expect("ready");
-    let holder = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let holder = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let mut queued = Box::pin(call(&pool, "echo", None));
     poll_once(&mut queued).await;
@@ -79,10 +73,7 @@ async fn a_caller_that_leaves_the_queue_is_forgotten() {
 async fn a_lease_sent_to_a_caller_that_then_left_comes_back() {
     let (pool, fake) = fake_pool(1, |_| {});
     pool.ready().await.expect("ready");
-    let holder = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let holder = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let mut queued = Box::pin(call(&pool, "echo", None));
     poll_once(&mut queued).await;
@@ -120,10 +111,7 @@ async fn a_call_dropped_in_flight_is_drained_and_its_worker_kept() {
 async fn a_pool_with_no_free_worker_says_who_is_busy_at_the_deadline() {
     let (pool, _fake) = fake_pool(1, |_| {});
     pool.ready().await.expect("ready");
-    let _holder = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let _holder = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let asked = Instant::now();
     let error = pool

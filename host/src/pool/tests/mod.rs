@@ -38,6 +38,16 @@ async fn call(pool: &Pool, command: &str, session: Option<&str>) -> Result<Respo
         .await
 }
 
+/// [`call`] on a task of its own, so that the test goes on while it runs.
+fn spawn_call(
+    pool: &Pool,
+    command: &'static str,
+    session: Option<&'static str>,
+) -> tokio::task::JoinHandle<Result<Response, CallError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { call(&pool, command, session).await })
+}
+
 /// Waits until the pool's status satisfies `test` (a minute of the
 /// paused clock at most, so a broken rule fails instead of hanging).
 async fn until(pool: &Pool, test: impl Fn(&PoolStatus) -> bool) -> PoolStatus {

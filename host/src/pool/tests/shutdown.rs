@@ -6,10 +6,7 @@ use super::*;
 async fn shutdown_drains_calls_in_flight_refuses_new_ones_and_closes() {
     let (pool, fake) = fake_pool(2, |s| s.shutdown_grace = Duration::from_secs(5));
     pool.ready().await.expect("ready");
-    let in_flight = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let in_flight = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let mut shutdown = Box::pin(pool.close());
     // Its first step, before any wait, closes the door.
@@ -31,10 +28,7 @@ async fn shutdown_drains_calls_in_flight_refuses_new_ones_and_closes() {
 async fn shutdown_stops_a_call_that_outlives_the_grace() {
     let (pool, fake) = fake_pool(1, |s| s.shutdown_grace = Duration::from_secs(5));
     pool.ready().await.expect("ready");
-    let in_flight = tokio::spawn({
-        let pool = pool.clone();
-        async move { call(&pool, "wait", None).await }
-    });
+    let in_flight = spawn_call(&pool, "wait", None);
     until(&pool, |s| s.busy == 1).await;
     let started = Instant::now();
     pool.close().await;
