@@ -1,7 +1,7 @@
 //! `kill -9` of the `snakepen` process leaves no Python worker behind.
 
-use crate::support::{alive, plugins_dir, python_module, until_dead, within};
-use std::process::{Child, Command, Stdio};
+use crate::support::{alive, python_module, sleeping_in_c, snakepen_command, until_dead, within};
+use std::process::{Child, Stdio};
 
 /// The pids of the live processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
@@ -38,9 +38,8 @@ async fn until_found<T>(look: impl Fn() -> Option<T>) -> T {
 /// Starts `snakepen call` on `size` workers of the test handlers (forked
 /// from a fork server unless `fork_server` is false) running `command`.
 fn calling_host(size: usize, fork_server: bool, command: &str, payload: &str) -> Child {
-    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"));
-    host.args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-        .args(["call", "--module", &python_module("handlers")])
+    let mut host = snakepen_command();
+    host.args(["call", "--module", &python_module("handlers")])
         .args(["--pool-size", &size.to_string()]);
     if !fork_server {
         host.arg("--no-fork-server");
@@ -122,13 +121,6 @@ async fn a_worker_holding_the_gil_dies_with_its_host() {
     }
 }
 
-/// Whether the main thread of `pid` is in the `clock_nanosleep` system call
-/// (libc's `sleep`, where `hold_gil` keeps the GIL).
-fn sleeping_in_c(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string()))
-}
-
 /// `kill -9` of a recording host: the cassette it was re-recording is left
 /// exactly as it was (the recording goes to a temporary file that only a
 /// clean shutdown renames over it), and it still replays.
@@ -147,8 +139,7 @@ async fn killing_a_recording_host_leaves_its_cassette_whole() {
     lines.push_str("{\"command\": \"sleep\", \"session\": \"s\", \"payload\": {\"ms\": 60000}}\n");
     std::fs::write(&requests, lines).unwrap();
     let record = |mode: &str| {
-        Command::new(env!("CARGO_BIN_EXE_snakepen"))
-            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        snakepen_command()
             .args([
                 "run",
                 "--module",
@@ -260,9 +251,8 @@ async fn killing_a_loaded_host_twenty_times_leaves_no_python_process() {
     std::fs::write(&requests, load).unwrap();
     for round in 0..20 {
         let fork_server = round % 2 == 0;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+        let mut command = snakepen_command();
         command
-            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
             .args(["run", "--module", &python_module("handlers")])
             .args(["--pool-size", "4"]);
         if !fork_server {

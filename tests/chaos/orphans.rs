@@ -4,11 +4,13 @@
 //! after a normal shutdown and after `kill -9` of the `snakepen` process,
 //! with and without the fork server.
 
-use crate::support::{alive, plugins_dir, python_host, python_module, spawn_call, within};
+use crate::support::{
+    alive, python_host, python_module, sleeping_in_c, snakepen_command, spawn_call, within,
+};
 use serde_json::json;
 use snakepen::Request;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// What a handler of tests/python/orphans.py leaves behind.
@@ -71,12 +73,6 @@ async fn expect_gone(pid: u32, what: String) {
     }
 }
 
-/// Whether the main thread of `pid` is in `clock_nanosleep` (libc's `sleep`).
-fn sleeping_in_c(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string()))
-}
-
 /// Runs `leftover`'s handler on the real binary, `kill -9`s the binary
 /// while the call is in flight, and expects what the handler left to die.
 async fn leaves_nothing_after_kill9(leftover: Leftover) {
@@ -84,9 +80,8 @@ async fn leaves_nothing_after_kill9(leftover: Leftover) {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("pid");
         let (command, payload) = leftover.request(&marker, true);
-        let mut host = Command::new(env!("CARGO_BIN_EXE_snakepen"));
-        host.args(["--plugin-dir", plugins_dir().to_str().unwrap()])
-            .args(["call", "--module", &python_module("orphans")])
+        let mut host = snakepen_command();
+        host.args(["call", "--module", &python_module("orphans")])
             .args(["--pool-size", "1"]);
         if !fork_server {
             host.arg("--no-fork-server");

@@ -2,7 +2,7 @@
 //! are bounded (`RuntimeBuilder::max_instances`), so a thousand calls at
 //! once cost a bounded amount of the host's memory.
 
-use crate::support::{plugins_dir, python_module};
+use crate::support::{python_module, snakepen_command};
 use std::process::Command;
 
 /// Runs `command` to its end and returns its peak resident memory in bytes
@@ -42,8 +42,7 @@ fn a_thousand_calls_at_once_keep_the_host_under_300_mib() {
         .collect();
     std::fs::write(&requests, lines.join("\n")).unwrap();
     let peak = peak_rss(
-        Command::new(env!("CARGO_BIN_EXE_snakepen"))
-            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+        snakepen_command()
             .args([
                 "run",
                 "--module",

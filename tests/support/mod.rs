@@ -129,6 +129,14 @@ pub async fn within<F: std::future::Future>(seconds: u64, future: F) -> F::Outpu
         .unwrap_or_else(|_| panic!("did not finish within {seconds} s"))
 }
 
+/// Whether the main thread of `pid` is in the `clock_nanosleep` system call
+/// (libc's `sleep`; a Python handler in `time.sleep` or one that holds the
+/// GIL in C waits there).
+pub fn sleeping_in_c(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_clock_nanosleep.to_string()))
+}
+
 /// Whether a process is still running (a zombie counts as gone).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -1,10 +1,10 @@
 //! A real `snakepen serve` process on a free loopback port, and a real HTTP
 //! client for it.
 
-use super::{plugins_dir, within};
+use super::{snakepen_command, within};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use tokio::sync::mpsc;
 
 /// A running `snakepen serve`; killed when dropped.
@@ -39,9 +39,8 @@ impl Served {
     pub async fn launch(launch: Launch<'_>) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_snakepen"));
+        let mut command = snakepen_command();
         command
-            .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
             .args(["serve", "--listen", launch.listen.unwrap_or("127.0.0.1:0")])
             .args(launch.args)
             // The tests' own environment must not set a token behind their back.
@@ -233,8 +232,7 @@ pub async fn post(
 pub fn refused_to_start(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snakepen"))
-        .args(["--plugin-dir", plugins_dir().to_str().unwrap()])
+    let mut child = snakepen_command()
         .args(args)
         .env_remove("SNAKEPEN_TOKEN")
         .stdin(Stdio::null())
