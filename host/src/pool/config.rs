@@ -82,29 +82,6 @@ impl PoolConfig {
         }
     }
 
-    /// The worker program's arguments for this pool (the fork server's with
-    /// `fork_server`).
-    pub(crate) fn worker_args(&self, fork_server: bool) -> Vec<String> {
-        let mut args = vec!["--module".to_string(), self.module.clone()];
-        if fork_server {
-            args.push("--fork-server".into());
-        }
-        for module in &self.preload {
-            args.extend(["--preload".into(), module.clone()]);
-        }
-        for dir in &self.python_path {
-            args.extend(["--path".into(), dir.to_string_lossy().into_owned()]);
-        }
-        for name in &self.expose {
-            args.extend(["--expose".into(), name.clone()]);
-        }
-        args.extend([
-            "--max-reply-bytes".into(),
-            self.settings.max_frame_bytes.to_string(),
-        ]);
-        args
-    }
-
     /// Checks what a pool of this configuration would refuse to start
     /// with: no module, a size of 0, more than [`MAX_POOL_SIZE`] workers or
     /// more than this process's file descriptor limit holds, a zero start

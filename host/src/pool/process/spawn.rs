@@ -104,7 +104,7 @@ pub(crate) async fn spawn_process(
         "-c".into(),
         WORKER_SOURCE.into(),
     ];
-    argv.extend(config.worker_args(fork_server));
+    argv.extend(worker_args(config, fork_server));
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         env.push(("PATH".into(), path.to_string_lossy().into_owned()));
@@ -140,6 +140,29 @@ pub(crate) async fn spawn_process(
         })
     };
     Ok((pid, reaper, receiver(stdout_read)?, receiver(stderr_read)?))
+}
+
+/// The worker program's arguments for a pool of `config` (the fork
+/// server's with `fork_server`).
+fn worker_args(config: &PoolConfig, fork_server: bool) -> Vec<String> {
+    let mut args = vec!["--module".to_string(), config.module.clone()];
+    if fork_server {
+        args.push("--fork-server".into());
+    }
+    for module in &config.preload {
+        args.extend(["--preload".into(), module.clone()]);
+    }
+    for dir in &config.python_path {
+        args.extend(["--path".into(), dir.to_string_lossy().into_owned()]);
+    }
+    for name in &config.expose {
+        args.extend(["--expose".into(), name.clone()]);
+    }
+    args.extend([
+        "--max-reply-bytes".into(),
+        config.settings.max_frame_bytes.to_string(),
+    ]);
+    args
 }
 
 #[cfg(test)]
