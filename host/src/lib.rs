@@ -36,6 +36,7 @@ pub mod pool;
 mod runtime;
 mod sandbox;
 pub mod serve;
+mod slots;
 
 pub use adapter::{Adapter, CONTRACT_VERSION, ComponentInfo};
 pub use call::{Request, Response};

@@ -7,11 +7,11 @@ use crate::Error;
 use crate::bindings::Plugin;
 use crate::imports::CallState;
 use crate::limits::LimitRange;
+use crate::slots::Slots;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -30,9 +30,10 @@ pub struct Runtime {
 pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) cache_dir: Option<PathBuf>,
-    /// One permit per adapter instance alive at once, so a burst of calls
-    /// waits for a slot instead of failing in the pooling allocator.
-    pub(crate) instance_slots: Arc<Semaphore>,
+    /// One slot per adapter instance alive at once (serving or kept warm by
+    /// its host), so a burst of calls waits for a slot instead of failing in
+    /// the pooling allocator.
+    pub(crate) slots: Slots,
     pub(crate) pooled: bool,
     /// The limits every instance of this runtime runs under.
     pub(crate) settings: RuntimeBuilder,
@@ -168,7 +169,7 @@ impl RuntimeBuilder {
                 engine,
                 linker,
                 cache_dir: self.cache_dir.clone(),
-                instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
+                slots: Slots::new(self.max_instances as usize),
                 pooled,
                 settings: self,
                 _ticker: ticker,

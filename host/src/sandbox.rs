@@ -14,6 +14,8 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtx
 pub(crate) struct Guard {
     max_memory_bytes: usize,
     max_table_elements: usize,
+    /// The linear memory of all of the instance's memories so far.
+    memory_bytes: usize,
     pub(crate) refused: Option<String>,
 }
 
@@ -22,8 +24,14 @@ impl Guard {
         Guard {
             max_memory_bytes,
             max_table_elements,
+            memory_bytes: 0,
             refused: None,
         }
+    }
+
+    /// The linear memory the instance holds, all its memories together.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.memory_bytes
     }
 }
 
@@ -44,6 +52,7 @@ impl ResourceLimiter for Guard {
             ));
             return Ok(false);
         }
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 

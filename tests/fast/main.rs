@@ -9,6 +9,7 @@ mod cassette_plan;
 mod cassettes;
 mod cli;
 mod errors;
+mod instances;
 mod isolation;
 mod loading;
 mod mock;

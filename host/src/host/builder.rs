@@ -4,7 +4,7 @@
 //! configured and given its workers before its host exists.
 
 use super::handle::{Host, HostInner};
-use super::instance::Prepared;
+use super::prepared::Prepared;
 use crate::adapter::{self, Adapter};
 use crate::cassette::{Cassette, CassetteStore, Plan};
 use crate::defaults::DEFAULT_CALL_TIMEOUT;

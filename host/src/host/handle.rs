@@ -6,7 +6,7 @@
 //! configuration and its pool (when it has one) was started before the
 //! first handle was made, and nothing in it changes after.
 
-use super::instance::Prepared;
+use super::prepared::Prepared;
 use crate::adapter::ComponentInfo;
 use crate::cassette::{CassetteStore, Plan, RecordMode};
 use crate::defaults::ADAPTER_SLACK;

@@ -1,145 +1,50 @@
-//! One adapter's instances: the component compiled and linked once, and for
-//! every call a fresh instance in a fresh store that is made, configured,
-//! called and dropped. A trap that ends an instance is explained here, as
-//! the typed error its caller gets.
+//! One live adapter instance: made in a store of its own, configured once,
+//! then called, one call at a time, for as long as it stays sound. A trap
+//! that ends an instance is explained here, as the typed error its caller
+//! gets.
 //!
-//! Invariant: an instance lives for one call (or one configuration check)
-//! and holds one of the runtime's instance slots until it is dropped.
+//! Invariant: an instance holds one of the runtime's slots for its whole
+//! life, and serves the calls of one host only.
 
 use crate::bindings::{Plugin, PluginPre, wit};
 use crate::defaults::GUEST_SLACK;
 use crate::imports::{CallState, Links};
 use crate::limits::Limits;
+use crate::runtime::RuntimeInner;
 use crate::sandbox::{self, Guard};
-use crate::{CallError, Error, Request, Response, Runtime};
-use std::path::Path;
-use std::sync::Arc;
+use crate::slots::Slot;
+use crate::{CallError, Request};
 use std::time::Instant;
-use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-/// An adapter compiled and linked against the host's imports, with the
-/// configuration every instance of it is given.
-pub(super) struct Prepared {
-    runtime: Runtime,
-    pre: PluginPre<CallState>,
-    config: String,
-    limits: Limits,
+/// How far an instance's linear memory may grow past what it held once
+/// configured and still be kept for another call: an instance that grew
+/// further gives its memory back by being dropped.
+const KEEP_GROWTH_BYTES: usize = 32 << 20;
+
+/// One live adapter instance; dropping it frees its slot.
+pub(super) struct Instance {
+    store: Store<CallState>,
+    plugin: Plugin,
+    /// Its linear memory once configured.
+    configured_bytes: usize,
+    _slot: Slot,
 }
 
-impl Prepared {
-    /// Links `component` (already checked to be an adapter of a supported
-    /// contract) to the host's imports.
-    pub(super) fn link(
-        runtime: Runtime,
-        path: &Path,
-        name: &str,
-        component: &Component,
-        config: String,
-        limits: Limits,
-    ) -> Result<Prepared, Error> {
-        let instance_pre = runtime
-            .inner()
-            .linker
-            .instantiate_pre(component)
-            .map_err(|source| Error::UnsupportedImport {
-                path: path.to_path_buf(),
-                message: format!("{source:#}"),
-                source,
-            })?;
-        let pre = PluginPre::new(instance_pre).map_err(|source| Error::Instantiate {
-            adapter: name.to_string(),
-            message: format!("its exports do not match the contract: {source:#}"),
-            source,
-        })?;
-        Ok(Prepared {
-            runtime,
-            pre,
-            config,
-            limits,
-        })
-    }
-
-    /// The limits every instance runs under.
-    pub(super) fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Has one instance accept the configuration, so that a configuration
-    /// the adapter refuses fails the build rather than the first call.
-    pub(super) async fn check_config(&self, links: &Links, due: Instant) -> Result<(), Error> {
-        let instance_error = |source: wasmtime::Error| Error::Instantiate {
-            adapter: links.name.to_string(),
-            message: format!("{source:#}"),
-            source,
-        };
-        let mut instance = self.instantiate(links, due).await.map_err(instance_error)?;
-        let refusal = instance
-            .configure(&self.config)
-            .await
-            .map_err(instance_error)?;
-        refusal.map_err(|e| Error::AdapterConfig {
-            adapter: links.name.to_string(),
-            field: e.field,
-            message: e.message,
-        })
-    }
-
-    /// Runs `request` in a fresh instance that reaches `links`.
-    pub(super) async fn call(
-        &self,
+impl Instance {
+    /// A new instance reaching `links`, in a store of its own, holding one
+    /// of the runtime's slots (waiting for one if need be).
+    pub(super) async fn new(
+        runtime: &RuntimeInner,
+        pre: &PluginPre<CallState>,
         links: &Links,
-        request: &Request,
+        limits: &Limits,
         due: Instant,
-    ) -> Result<Response, CallError> {
-        let name = &links.name;
-        let mut instance = self
-            .instantiate(links, due)
-            .await
-            .map_err(|e| fault(name, e, None))?;
-        match instance.configure(&self.config).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(CallError::AdapterFault(format!(
-                    "adapter `{name}` refused at call time the configuration it accepted at start: {}",
-                    e.message
-                )));
-            }
-            Err(e) => return Err(fault(name, e, Some(&instance.store))),
-        }
-        let request = wit::Request::from(request);
-        let result = instance
-            .plugin
-            .snakepen_adapter_adapter()
-            .call_call(&mut instance.store, &request)
-            .await;
-        let max = self.limits.max_response_bytes;
-        match result {
-            Ok(Ok(response)) if response.payload.len() > max => {
-                Err(CallError::AdapterFault(format!(
-                    "adapter `{name}` answered `{}` with {}, over its limit of {} (HostBuilder::max_response_bytes)",
-                    request.command,
-                    crate::limits::bytes(response.payload.len()),
-                    crate::limits::bytes(max)
-                )))
-            }
-            Ok(Ok(response)) => Ok(response.into()),
-            Ok(Err(error)) => Err(error.into()),
-            Err(trap) => Err(fault(name, trap, Some(&instance.store))),
-        }
-    }
-
-    /// A fresh instance in a fresh store, holding one of the runtime's instance slots.
-    async fn instantiate(&self, links: &Links, due: Instant) -> wasmtime::Result<Instance> {
-        let inner = self.runtime.inner();
-        let slot = Arc::clone(&inner.instance_slots)
-            .acquire_owned()
-            .await
-            .expect("the instance semaphore is never closed");
-        let limits = &self.limits;
+    ) -> wasmtime::Result<Instance> {
+        let slot = runtime.slots.acquire().await;
         let guard = Guard::new(limits.max_memory_bytes, limits.max_table_elements);
         let state = CallState::new(links.clone(), due, guard, &limits.granted_dirs)?;
-        let mut store = Store::new(&inner.engine, state);
+        let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.guard);
         // At every epoch tick a running adapter yields to the executor (so it
         // never holds a thread for long), and past its deadline it is stopped.
@@ -151,34 +56,71 @@ impl Prepared {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let plugin = self.pre.instantiate_async(&mut store).await?;
+        let plugin = pre.instantiate_async(&mut store).await?;
         Ok(Instance {
             store,
             plugin,
+            configured_bytes: 0,
             _slot: slot,
         })
     }
-}
 
-/// One live adapter instance; dropping it frees its slot.
-struct Instance {
-    store: Store<CallState>,
-    plugin: Plugin,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Instance {
-    async fn configure(&mut self, config: &str) -> wasmtime::Result<Result<(), wit::ConfigError>> {
-        self.plugin
+    /// Hands the instance its configuration (once, before any call).
+    pub(super) async fn configure(
+        &mut self,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), wit::ConfigError>> {
+        let result = self
+            .plugin
             .snakepen_adapter_adapter()
             .call_configure(&mut self.store, config)
+            .await;
+        self.configured_bytes = self.store.data().guard.memory_bytes();
+        result
+    }
+
+    /// Serves `request`, due at `due`. `Err` is a trap: the instance must
+    /// not be entered again.
+    pub(super) async fn call(
+        &mut self,
+        request: &Request,
+        due: Instant,
+    ) -> wasmtime::Result<Result<wit::Response, wit::CallError>> {
+        self.store.data_mut().begin(due);
+        self.store.set_epoch_deadline(1);
+        self.plugin
+            .snakepen_adapter_adapter()
+            .call_call(&mut self.store, &wit::Request::from(request))
             .await
+    }
+
+    /// Whether the instance may serve another call: its last call ended
+    /// without a refusal of the sandbox, its memory stayed near what it was
+    /// once configured, and its stderr capture has room for a panic
+    /// message. (A trap or a call dropped midway never gets here: the
+    /// instance is dropped with it.)
+    pub(super) fn is_sound(&self) -> bool {
+        let state = self.store.data();
+        state.guard.refused.is_none()
+            && !state.overran
+            && !state.stderr_is_filling()
+            && state.guard.memory_bytes() <= self.configured_bytes + KEEP_GROWTH_BYTES
+    }
+
+    /// What the caller of adapter `name` is told when this instance failed
+    /// with `error`.
+    pub(super) fn fault(&self, name: &str, error: wasmtime::Error) -> CallError {
+        fault(name, error, Some(&self.store))
     }
 }
 
 /// What the caller of adapter `name` is told when its instance failed with
 /// `error` (and, when the instance was made, what its store recorded).
-fn fault(name: &str, error: wasmtime::Error, store: Option<&Store<CallState>>) -> CallError {
+pub(super) fn fault(
+    name: &str,
+    error: wasmtime::Error,
+    store: Option<&Store<CallState>>,
+) -> CallError {
     if let Some(state) = store.map(Store::data) {
         if state.overran {
             return CallError::Timeout(format!(

@@ -4,8 +4,10 @@
 //!
 //! - `builder`: what a host is built from, and assembling its chain;
 //! - `handle`: [`Host`], what callers hold and ask;
-//! - `instance`: one adapter instance's life, from instantiation to the
-//!   answer or the explained trap;
+//! - `prepared`: one adapter ready to serve, which takes an instance for
+//!   each call (`warm`: the instances a host keeps between its calls;
+//!   `instance`: one instance's life, from instantiation to the answer or
+//!   the explained trap);
 //!
 //! (The deadlines and sizes used when none are given are `crate::defaults`.)
 
@@ -13,6 +15,8 @@ mod builder;
 
 mod handle;
 mod instance;
+mod prepared;
+mod warm;
 
 pub use crate::defaults::DEFAULT_CALL_TIMEOUT;
 pub use builder::HostBuilder;

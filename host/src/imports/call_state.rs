@@ -12,13 +12,16 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 /// The most of an adapter's stderr kept per call (its panic message is in there).
 const STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
-/// What an adapter instance may reach during one call. A fresh one is made
-/// for every instance, so nothing leaks from one call to the next except
-/// through what the host owns (counters, the cassette).
+/// What an adapter instance may reach during its calls. One is made for
+/// every instance and lives as long as it does: an instance serves the
+/// calls of one host only, so nothing reaches another host's calls but
+/// through what the runtime shares (nothing a guest can touch).
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
+    /// How much of `stderr` earlier calls wrote.
+    stderr_before: usize,
     pub(super) links: Links,
     /// When the call this instance serves must be answered.
     pub(super) deadline: Instant,
@@ -47,6 +50,7 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
+            stderr_before: 0,
             links,
             deadline,
             next_elapsed: None,
@@ -56,21 +60,38 @@ impl CallState {
         })
     }
 
+    /// Starts a call due at `deadline`: what is said of the call (its
+    /// stderr, its time, whether it overran) is of this call alone.
+    pub(crate) fn begin(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.next_elapsed = None;
+        self.overran = false;
+        self.created = Instant::now();
+        self.stderr_before = self.stderr.contents().len();
+    }
+
+    /// Whether an earlier call filled half of the stderr capture, so that
+    /// this call's panic message might not fit: the instance is not reused.
+    pub(crate) fn stderr_is_filling(&self) -> bool {
+        self.stderr.contents().len() > STDERR_CAPTURE_BYTES / 2
+    }
+
     /// When the call this instance serves must be answered.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
 
-    /// How long this instance has existed, in milliseconds (for messages).
+    /// How long this call has run, in milliseconds (for messages).
     pub(crate) fn running_ms(&self) -> u128 {
         self.created.elapsed().as_millis()
     }
 
-    /// What the adapter wrote to stderr so far (a guest panic message lands here).
+    /// What the adapter wrote to stderr during this call (a guest panic
+    /// message lands here).
     pub(crate) fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim_end()
-            .to_string()
+        let contents = self.stderr.contents();
+        let this_call = contents.get(self.stderr_before..).unwrap_or_default();
+        String::from_utf8_lossy(this_call).trim_end().to_string()
     }
 }
 
