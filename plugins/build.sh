@@ -85,3 +85,7 @@ for pkg in meta["packages"]:
     cmp -s "$src" "$out/$dest.wasm" 2>/dev/null || cp "$src" "$out/$dest.wasm"
     printf '%8d  %s\n' "$(stat -c %s "$out/$dest.wasm")" "target/plugins/$dest.wasm"
 done
+
+# An adapter written in Python (componentize-py), a fixture of the
+# any-language contract and a subject of the benchmarks.
+bash "$root/plugins/python-adapter/build.sh"

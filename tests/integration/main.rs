@@ -20,4 +20,5 @@ mod interpreter;
 mod lifecycle;
 mod memory;
 mod output;
+mod python_adapter;
 mod serve;
