@@ -29,6 +29,19 @@ pub struct ComponentInfo {
     pub imports: Vec<String>,
 }
 
+impl ComponentInfo {
+    /// Exports that are not the contract's: a toolchain may add its own
+    /// (componentize-py exports an `exports` instance). The host never
+    /// calls them.
+    pub fn ignored_exports(&self) -> Vec<&str> {
+        self.exports
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !name.starts_with(ADAPTER_INTERFACE))
+            .collect()
+    }
+}
+
 /// Refuses files that are not wasm, or core modules, before compiling anything.
 pub(crate) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {

@@ -322,6 +322,7 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
             "contract": contract,
             "world": info.world,
             "exports": info.exports,
+            "ignored_exports": info.ignored_exports(),
             "imports": info.imports,
             "host_contract": format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION),
             "host_runs": snakepen::adapter::supported_range(),
@@ -345,7 +346,14 @@ fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Res
         );
         println!("world:     {}", info.world.as_deref().unwrap_or("none"));
         println!("exports:");
-        info.exports.iter().for_each(|e| println!("  {e}"));
+        let ignored = info.ignored_exports();
+        for export in &info.exports {
+            if info.contract.is_some() && ignored.contains(&export.as_str()) {
+                println!("  {export}   (not part of the contract: the host ignores it)");
+            } else {
+                println!("  {export}");
+            }
+        }
         println!("imports:");
         info.imports.iter().for_each(|i| println!("  {i}"));
         println!("size:      {}", inspection.sizes());
