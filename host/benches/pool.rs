@@ -162,7 +162,7 @@ async fn measure(calls: usize) -> Ours {
     }
     h.close().await.unwrap();
 
-    eprintln!("bench: calls without Python (mock, replayer)");
+    eprintln!("bench: calls without Python workers (mock, replayer, a Python adapter)");
     let mock = Host::builder()
         .runtime(&runtime)
         .adapter("mock")
@@ -182,6 +182,13 @@ async fn measure(calls: usize) -> Ours {
         .build()
         .await
         .unwrap();
+    // An adapter written in Python (componentize-py), beside the Rust mock.
+    let python_adapter = Host::builder()
+        .runtime(&runtime)
+        .adapter(root().join("target/plugins/fixtures/python-adapter.wasm"))
+        .build()
+        .await
+        .expect("the Python adapter is built: run `just plugins`");
     let mut floor = Vec::new();
     for (name, host, requests) in [
         (
@@ -193,6 +200,11 @@ async fn measure(calls: usize) -> Ours {
             "replayer call (the demo cassette's requests)",
             &replayer,
             replayed,
+        ),
+        (
+            "componentize-py adapter call (echo 100 B)",
+            &python_adapter,
+            vec![Request::new("echo", payload.clone())],
         ),
     ] {
         let mut times = Vec::with_capacity(calls);
@@ -335,7 +347,7 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
     for (name, p50, p99) in &ours.floor {
         writeln!(
             t,
-            "| {name}, no Python, p50 / p99 | {} / {} | | |",
+            "| {name}, no Python worker, p50 / p99 | {} / {} | | |",
             ms(*p50),
             ms(*p99)
         )
