@@ -52,8 +52,9 @@ test-chaos: plugins
 
 # Benchmarks, in release mode: the mock call and a replayed call beside a live one
 # (criterion), the sandbox (an endless loop stopped, the cost of epoch checks), then
-# the pool beside a plain-Python peer, written to bench/RESULTS.md, and HTTP beside
-# Host::call, written to bench/SERVE.md.
+# the pool beside a plain-Python peer, written to bench/RESULTS.md, and `snakepen serve`
+# beside uvicorn + Starlette under wrk (installed, with the peer's venv, by the bench),
+# with CPU per call, written to bench/SERVE.md.
 bench: plugins
     cargo bench -p snakepen --bench call
     cargo bench -p snakepen --bench sandbox

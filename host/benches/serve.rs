@@ -1,204 +1,505 @@
-//! `snakepen serve` against `Host::call` on the same host and workload:
-//! calls per second and latency percentiles, at concurrency 1 and 16, with
-//! the mock adapter (the HTTP layer's own cost, no Python) and with
-//! python-bridge on 2 workers. The HTTP side is a real server on loopback
-//! and a real client (reqwest, one connection per concurrent caller).
-//! Writes `bench/SERVE.md` with the machine, date and commit.
+//! `snakepen serve` beside the stack a Python user would pick instead:
+//! uvicorn + Starlette (httptools, uvloop, 2 worker processes) on the same
+//! handler module (bench/handlers.py, through bench/peer_http.py), in the
+//! same run, driven by wrk from outside both servers, at concurrency 1, 16
+//! and 64. Each row has calls/s, p50 and p99 (wrk's), and CPU time per
+//! call read from the processes' own counters (`/proc/PID/stat`): the
+//! server process and its workers apart. Writes `bench/SERVE.md` with the
+//! machine, date and commit.
 //!
-//! Run with `just bench`. `SNAKEPEN_BENCH_CALLS` sets the calls per row
-//! (default 4000). Under `cargo test` it runs a few calls as a smoke test and
-//! writes nothing.
+//! It sets up what it uses: wrk (from Debian's packages, when missing and
+//! this runs as root) and a venv under `target/bench-venv` holding the
+//! peer's packages (pip). Run with `just bench`; `SNAKEPEN_BENCH_SECONDS`
+//! sets the seconds each row is measured (default 8).
+//!
+//! Under `cargo test` (no `--bench`) it is a smoke run: it starts `snakepen
+//! serve` alone, sends a few calls over a plain TCP connection, reads the
+//! CPU counters, and writes nothing (neither wrk nor the peer is needed).
 
 #[path = "common/mod.rs"]
 mod common;
 
 use common::root;
-use snakepen::serve::{ServeSettings, Server};
-use snakepen::{Host, PoolConfig, Request};
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PAYLOAD: &str =
-    r#"["a payload of about a hundred bytes, as a small RPC carries: ids, a few words, flags"]"#;
+/// The request every row sends: `echo` of about a hundred bytes.
+const BODY: &str = r#"{"command": "echo", "payload": ["a payload of about a hundred bytes, as a small RPC carries: ids, a few words, flags"]}"#;
 
-struct Row {
-    adapter: &'static str,
-    concurrency: usize,
-    direct: Measure,
-    http: Measure,
-}
+/// The peer's packages, pinned so that runs compare.
+const PEER_PACKAGES: [&str; 4] = [
+    "uvicorn==0.55.0",
+    "starlette==1.10.0",
+    "httptools==0.9.0",
+    "uvloop==0.23.0",
+];
 
-struct Measure {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 fn main() {
-    let (measuring, calls) = common::calls_per_row(4000, 40);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let rows = tokio.block_on(measure(calls));
-    let table = table(&rows, calls);
-    print!("{table}");
+    let measuring = std::env::args().any(|a| a == "--bench");
     if !measuring {
-        eprintln!("bench: a smoke run (cargo test): bench/SERVE.md left as it is");
+        smoke();
         return;
     }
+    let seconds: u64 = std::env::var("SNAKEPEN_BENCH_SECONDS")
+        .ok()
+        .map(|s| s.parse().expect("SNAKEPEN_BENCH_SECONDS is a number"))
+        .unwrap_or(8);
+    let wrk = wrk_program();
+    let venv = peer_venv();
+    let script = root().join("target/bench-post.lua");
+    std::fs::write(&script, wrk_script()).expect("target/ is writable");
+    let python = common::python();
+    let mut rows = Vec::new();
+    for (label, args) in [
+        (
+            "snakepen serve, mock adapter (no Python)",
+            vec!["--adapter", "mock"],
+        ),
+        (
+            "snakepen serve, python-bridge, 2 workers",
+            vec![
+                "--module",
+                "bench/handlers.py",
+                "--pool-size",
+                "2",
+                "--python",
+                &python,
+            ],
+        ),
+    ] {
+        let server = Server::snakepen(label, &args);
+        for c in CONCURRENCY {
+            rows.push(server.measure(&wrk, &script, c, seconds));
+        }
+    }
+    let peer = Server::uvicorn(&venv);
+    for c in CONCURRENCY {
+        rows.push(peer.measure(&wrk, &script, c, seconds));
+    }
+    drop(peer);
+    let table = table(&rows, seconds);
+    print!("{table}");
     let results = root().join("bench/SERVE.md");
     std::fs::write(&results, table).expect("bench/SERVE.md is writable");
     eprintln!("bench: wrote {}", results.display());
 }
 
-async fn measure(calls: usize) -> Vec<Row> {
-    let mock = Host::builder().adapter("mock").build().await.unwrap();
-    let mut pool = PoolConfig::new(root().join("bench/handlers.py").display().to_string());
-    pool.size = 2;
-    pool.python = common::python().into();
-    let python = Host::builder()
-        .adapter("python-bridge")
-        .pool(pool)
-        .build()
-        .await
-        .expect("run `just plugins` first");
-    python.ready().await.unwrap();
-    let mut rows = Vec::new();
-    for (adapter, command, host) in [
-        ("mock", "echo", mock),
-        ("python-bridge, 2 workers", "echo", python),
-    ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/call", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::new(host.clone(), ServeSettings::default());
-        let serving = tokio::spawn(server.run(listener, async {
-            let _ = stopped.await;
-        }));
-        let body: serde_json::Value = serde_json::json!({
-            "command": command,
-            "payload": serde_json::from_str::<serde_json::Value>(PAYLOAD).unwrap(),
-        });
-        for concurrency in [1, 16] {
-            eprintln!("bench: {adapter}, concurrency {concurrency}");
-            let direct = {
-                let host = host.clone();
-                run(calls, concurrency, move |_| {
-                    let host = host.clone();
-                    async move {
-                        host.call(Request::new(command, PAYLOAD)).await.unwrap();
-                    }
-                })
-                .await
-            };
-            let clients: Vec<reqwest::Client> =
-                (0..concurrency).map(|_| reqwest::Client::new()).collect();
-            let clients = Arc::new(clients);
-            let http = {
-                let url = url.clone();
-                let body = Arc::new(body.clone());
-                run(calls, concurrency, move |caller| {
-                    let (clients, url, body) = (clients.clone(), url.clone(), body.clone());
-                    async move {
-                        let response = clients[caller]
-                            .post(&url)
-                            .json(&*body)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(response.status(), 200);
-                        response.bytes().await.unwrap();
-                    }
-                })
-                .await
-            };
-            rows.push(Row {
-                adapter,
-                concurrency,
-                direct,
-                http,
-            });
-        }
-        let _ = stop.send(());
-        serving.await.unwrap().unwrap();
-    }
-    rows
+/// A server under measurement, stopped when dropped.
+struct Server {
+    label: &'static str,
+    child: Child,
+    port: u16,
+    /// Whether its handlers run in worker processes of its own (snakepen)
+    /// rather than in the server's processes (uvicorn).
+    has_workers: bool,
 }
 
-/// Runs `total` calls from `concurrency` callers (caller `i` runs `call(i)`):
-/// the rate and the latency percentiles.
-async fn run<F, Fut>(total: usize, concurrency: usize, call: F) -> Measure
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    // Warm up: connections open, instances pooled.
-    for caller in 0..concurrency {
-        call(caller).await;
+impl Server {
+    /// `snakepen serve` with `args`, on a port of its choosing, once ready.
+    fn snakepen(label: &'static str, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snakepen"))
+            .current_dir(root())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("snakepen runs");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("snakepen serve says where it listens")
+                .unwrap();
+            if let Some(address) = line.split("listening on http://").nth(1) {
+                break address.rsplit(':').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        // The rest of its output is not read: drain it so it never blocks.
+        std::thread::spawn(move || lines.for_each(drop));
+        let server = Server {
+            label,
+            child,
+            port,
+            has_workers: true,
+        };
+        server.until_answering("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        server
     }
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let callers: Vec<_> = (0..concurrency)
-        .map(|caller| {
-            let (next, call) = (next.clone(), call.clone());
-            tokio::spawn(async move {
-                let mut times = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < total {
-                    let t = Instant::now();
-                    call(caller).await;
-                    times.push(t.elapsed());
-                }
-                times
-            })
+
+    /// uvicorn with 2 workers serving bench/peer_http.py, once it answers.
+    fn uvicorn(venv: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(venv.join("bin/uvicorn"))
+            .current_dir(root().join("bench"))
+            .args(["peer_http:app", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--workers", "2", "--loop", "uvloop", "--http", "httptools"])
+            .args(["--log-level", "warning", "--no-access-log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("uvicorn runs");
+        let server = Server {
+            label: "uvicorn + Starlette, 2 workers",
+            child,
+            port,
+            has_workers: false,
+        };
+        server.until_answering(&post(port));
+        server
+    }
+
+    /// Sends `request` until a 200 comes back (a minute at most).
+    fn until_answering(&self, request: &str) {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            if exchange(self.port, request).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not answer within a minute", self.label);
+    }
+
+    /// wrk at `concurrency` for `seconds` (after a warm-up), with the CPU
+    /// the server and its workers spent meanwhile.
+    fn measure(&self, wrk: &Path, script: &Path, concurrency: usize, seconds: u64) -> Row {
+        eprintln!("bench: {}, concurrency {concurrency}", self.label);
+        run_wrk(wrk, script, self.port, concurrency, 2);
+        let pid = self.child.id();
+        let workers = descendants(pid);
+        let (host_before, workers_before) = (cpu(&[pid]), cpu(&workers));
+        let load = run_wrk(wrk, script, self.port, concurrency, seconds);
+        let (host_after, workers_after) = (cpu(&[pid]), cpu(&workers));
+        let per_call = |d: Duration| d / load.calls.max(1) as u32;
+        let host = per_call(host_after - host_before);
+        let others = per_call(workers_after - workers_before);
+        // uvicorn's handlers run in the processes that serve HTTP: all of
+        // them are its server; snakepen's run in workers, counted apart.
+        let (server, workers) = if self.has_workers {
+            (host, Some(others))
+        } else {
+            (host + others, None)
+        };
+        Row {
+            label: self.label,
+            concurrency,
+            load,
+            server,
+            workers,
+            total: host + others,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM: both servers stop their workers on it.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+struct Row {
+    label: &'static str,
+    concurrency: usize,
+    load: Load,
+    /// CPU per call of the server's own process (uvicorn's: its master and
+    /// its workers, which run the handlers).
+    server: Duration,
+    /// CPU per call of its worker processes, when it has any.
+    workers: Option<Duration>,
+    total: Duration,
+}
+
+/// What wrk measured.
+struct Load {
+    calls: u64,
+    rate: f64,
+    p50: String,
+    p99: String,
+}
+
+fn run_wrk(wrk: &Path, script: &Path, port: u16, concurrency: usize, seconds: u64) -> Load {
+    let output = Command::new(wrk)
+        .args(["-t1", "--latency"])
+        .arg(format!("-c{concurrency}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/v1/call"))
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "some calls were not answered with 200:\n{text}"
+    );
+    let field = |line_start: &str, index: usize| -> String {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.split_whitespace().nth(index))
+            .unwrap_or_else(|| panic!("no `{line_start}` in wrk's output:\n{text}"))
+            .to_string()
+    };
+    Load {
+        calls: field_in(&text, "requests in", 0),
+        rate: field("Requests/sec:", 1).parse().unwrap(),
+        p50: field("50%", 1),
+        p99: field("99%", 1),
+    }
+}
+
+/// The number `index` words into the line that contains `needle`.
+fn field_in(text: &str, needle: &str, index: usize) -> u64 {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_whitespace().nth(index))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{needle}` in wrk's output:\n{text}"))
+}
+
+fn wrk_script() -> String {
+    format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{BODY}'\n"
+    )
+}
+
+fn post(port: u16) -> String {
+    format!(
+        "POST /v1/call HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    )
+}
+
+/// One request on a connection of its own: the response's head and body.
+fn exchange(port: u16, request: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    let mut buffer = [0; 4096];
+    // Read until the body's end: the head, then Content-Length bytes.
+    loop {
+        let n = stream.read(&mut buffer).ok()?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// The CPU time (user and system) the processes `pids` spent so far.
+fn cpu(pids: &[u32]) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+            Some(fields.get(11)? + fields.get(12)?)
+        })
+        .sum();
+    Duration::from_micros(ticks * 1_000_000 / ticks_per_second)
+}
+
+/// Every process below `pid` (children, their children, …).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
         })
         .collect();
-    let mut times = Vec::with_capacity(total);
-    for caller in callers {
-        times.extend(caller.await.unwrap());
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
     }
-    let elapsed = started.elapsed();
-    times.sort();
-    Measure {
-        rate: total as f64 / elapsed.as_secs_f64(),
-        p50: times[times.len() / 2],
-        p99: times[times.len() * 99 / 100],
-    }
+    found.remove(0);
+    found
 }
 
-fn table(rows: &[Row], calls: usize) -> String {
-    let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+/// wrk: on PATH, or installed from Debian's packages when this runs as root.
+fn wrk_program() -> PathBuf {
+    let found = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("wrk"))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(wrk) = found() {
+        return wrk;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("bench: installing wrk (apt-get install wrk)");
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+            || (Command::new("apt-get")
+                .args(["update", "-qq"])
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "wrk"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()
+                    .is_ok_and(|s| s.success()));
+        if installed && let Some(wrk) = found() {
+            return wrk;
+        }
+    }
+    panic!("the HTTP bench needs wrk, the load generator: sudo apt-get install wrk");
+}
+
+/// `target/bench-venv` with the peer's packages, made when missing.
+fn peer_venv() -> PathBuf {
+    let venv = root().join("target/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        eprintln!("bench: creating {}", venv.display());
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            made,
+            "python3 cannot make a venv: sudo apt-get install python3-venv"
+        );
+    }
+    let ready = Command::new(&python)
+        .args(["-c", "import uvicorn, starlette, httptools, uvloop"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!(
+            "bench: installing the peer's packages: {}",
+            PEER_PACKAGES.join(" ")
+        );
+        let installed = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PEER_PACKAGES)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed,
+            "pip could not install the peer: {} -m pip install {}",
+            python.display(),
+            PEER_PACKAGES.join(" ")
+        );
+    }
+    venv
+}
+
+/// Under `cargo test`: the server starts, answers, and its counters read.
+fn smoke() {
+    let server = Server::snakepen("snakepen serve, mock adapter", &["--adapter", "mock"]);
+    let before = cpu(&[server.child.id()]);
+    for _ in 0..20 {
+        let response = exchange(server.port, &post(server.port)).expect("it answers");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    assert!(cpu(&[server.child.id()]) >= before);
+    eprintln!("bench: a smoke run (cargo test): bench/SERVE.md left as it is");
+}
+
+fn table(rows: &[Row], seconds: u64) -> String {
     let mut t = String::new();
-    writeln!(t, "# snakepen serve: HTTP against Host::call\n").unwrap();
+    writeln!(t, "# snakepen serve beside uvicorn + Starlette\n").unwrap();
     writeln!(
         t,
         "Written by `just bench` (host/benches/serve.rs); do not edit by hand.\n"
     )
     .unwrap();
-    writeln!(
-        t,
-        "{}- calls per row: {calls}, payload {} bytes\n",
-        common::provenance(),
-        PAYLOAD.len()
-    )
-    .unwrap();
-    writeln!(t, "direct: `Host::call` in the same process. HTTP: `POST /v1/call` to `snakepen serve`'s router on loopback, from reqwest (one connection per caller), client and server in one process on the same cores.\n").unwrap();
-    writeln!(t, "| adapter | concurrency | direct calls/s | HTTP calls/s | direct p50 / p99 | HTTP p50 / p99 |\n|---|---|---|---|---|---|").unwrap();
+    t.push_str(&common::provenance());
+    writeln!(t, "- seconds per row: {seconds} (after 2 s of warm-up)\n").unwrap();
+    writeln!(t, "Every row: `POST /v1/call` of `echo` with a 100-byte payload, from wrk (one thread, `-c` connections) outside both servers, on the same 2 cores. snakepen: `snakepen serve` (release build); its handlers run in Python worker processes (python-bridge) or nowhere (the mock adapter). Peer: uvicorn with 2 worker processes, httptools and uvloop, serving bench/peer_http.py, which calls the same bench/handlers.py in-process. CPU per call is read from `/proc/PID/stat` (user + system) of the server process and of every process below it, divided by the calls wrk counted; for uvicorn, whose handlers run in the processes that serve HTTP, the server column is all of its processes.\n").unwrap();
+    writeln!(t, "| server | concurrency | calls/s | p50 | p99 | CPU/call: server process | CPU/call: workers | CPU/call: total | calls/s vs uvicorn |").unwrap();
+    writeln!(t, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
     for row in rows {
+        let peer = rows
+            .iter()
+            .find(|r| r.workers.is_none() && r.concurrency == row.concurrency);
+        let ratio = peer.map_or(String::new(), |p| {
+            format!("{:.2}×", row.load.rate / p.load.rate)
+        });
         writeln!(
             t,
-            "| {} | {} | {:.0} | {:.0} ({:.0} %) | {} / {} | {} / {} |",
-            row.adapter,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.label,
             row.concurrency,
-            row.direct.rate,
-            row.http.rate,
-            100.0 * row.http.rate / row.direct.rate,
-            ms(row.direct.p50),
-            ms(row.direct.p99),
-            ms(row.http.p50),
-            ms(row.http.p99)
+            row.load.rate,
+            row.load.p50,
+            row.load.p99,
+            us(row.server),
+            row.workers.map_or("(in-process)".into(), us),
+            us(row.total),
+            ratio
         )
         .unwrap();
     }
