@@ -457,3 +457,16 @@ fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
         "{message}"
     );
 }
+
+#[test]
+fn threads_are_a_global_flag_and_zero_is_refused() {
+    let output = snakepen(&["--threads", "0", "call", "-a", "mock", "ping"]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(output.stderr.contains("--threads"), "{}", output.stderr);
+    let output = snakepen(&["call", "-a", "mock", "--threads", "1", "ping"]);
+    assert!(
+        !output.stderr.contains("--threads"),
+        "one thread serves: {}",
+        output.stderr
+    );
+}

@@ -222,6 +222,13 @@ impl HostFlags {
         Ok(o)
     }
 
+    /// How many Python workers the host these flags describe runs (none
+    /// without a pool), or `None` when they cannot be read.
+    pub(crate) fn pool_size(&self) -> Option<usize> {
+        let config = self.overlay().ok()?.parse().ok()?;
+        Some(config.pool_config().ok()?.map_or(0, |pool| pool.size))
+    }
+
     /// The host these flags (and their file) describe, with its workers
     /// ready, its progress and its cassette's mode shown on stderr.
     pub(crate) async fn build(

@@ -275,3 +275,10 @@ impl std::fmt::Display for Summary {
         Ok(())
     }
 }
+
+impl RunArgs {
+    /// The host these arguments describe.
+    pub(crate) fn host(&self) -> &HostFlags {
+        &self.host
+    }
+}

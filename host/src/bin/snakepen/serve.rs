@@ -64,6 +64,11 @@ pub(crate) struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The host these arguments describe.
+    pub(crate) fn host(&self) -> &HostFlags {
+        &self.host
+    }
+
     /// The file (or an empty one) with the flags laid over it.
     fn config(&self) -> Result<ServiceConfig, Failure> {
         let mut o = self.host.overlay()?;
