@@ -110,3 +110,54 @@ async fn calls_of_many_hosts_on_few_slots_all_finish() {
         assert!(answer.unwrap() >= 1);
     }
 }
+
+#[tokio::test]
+async fn every_call_of_a_reused_instance_has_its_share_of_stderr() {
+    let runtime = Runtime::new().unwrap();
+    let host = hostile(&runtime).await;
+    // 6 KiB, then 12 KiB, and again: a reused instance must still take
+    // a call's whole 16 KiB after what earlier calls wrote.
+    for bytes in ["6144", "12288"].repeat(8) {
+        assert_eq!(run(&host, "say", bytes).await.unwrap(), bytes);
+    }
+    let error = run(&host, "panic", "").await.unwrap_err();
+    assert!(
+        error.to_string().contains("panics on purpose"),
+        "the panic message is there whole: {error}"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_keeps_files_open_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("note.txt"), "hello").unwrap();
+    let runtime = Runtime::new().unwrap();
+    let host = Host::builder()
+        .runtime(&runtime)
+        .adapter(fixture("hostile"))
+        .grant_dir(dir.path(), "/data", true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(remember(&host).await, 1);
+    assert_eq!(
+        run(&host, "hoard-files", "/data/note.txt 1").await.unwrap(),
+        "1"
+    );
+    assert_eq!(
+        remember(&host).await,
+        2,
+        "one file more is within the margin"
+    );
+    assert_eq!(
+        run(&host, "hoard-files", "/data/note.txt 32")
+            .await
+            .unwrap(),
+        "32"
+    );
+    assert_eq!(
+        remember(&host).await,
+        1,
+        "an instance holding 33 files of the host's is not reused"
+    );
+}

@@ -22,12 +22,20 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 /// further gives its memory back by being dropped.
 const KEEP_GROWTH_BYTES: usize = 32 << 20;
 
+/// How many more WASI resources than it held once configured an instance
+/// may hold and still be kept: a guest's own streams (stdout, stderr) are
+/// made on first use; more is something it opened and never closed (a file
+/// in a granted directory holds a descriptor of the host's).
+const KEEP_MORE_RESOURCES: usize = 8;
+
 /// One live adapter instance; dropping it frees its slot.
 pub(super) struct Instance {
     store: Store<CallState>,
     plugin: Plugin,
     /// Its linear memory once configured.
     configured_bytes: usize,
+    /// The WASI resources it held once configured.
+    configured_resources: usize,
     _slot: Slot,
 }
 
@@ -61,6 +69,7 @@ impl Instance {
             store,
             plugin,
             configured_bytes: 0,
+            configured_resources: 0,
             _slot: slot,
         })
     }
@@ -76,17 +85,19 @@ impl Instance {
             .call_configure(&mut self.store, config)
             .await;
         self.configured_bytes = self.store.data().guard.memory_bytes();
+        self.configured_resources = self.store.data_mut().resources();
         result
     }
 
-    /// Serves `request`, due at `due`. `Err` is a trap: the instance must
-    /// not be entered again.
+    /// Serves `request`, which began at `started` and is due at `due`.
+    /// `Err` is a trap: the instance must not be entered again.
     pub(super) async fn call(
         &mut self,
         request: &Request,
+        started: Instant,
         due: Instant,
     ) -> wasmtime::Result<Result<wit::Response, wit::CallError>> {
-        self.store.data_mut().begin(due);
+        self.store.data_mut().begin(started, due);
         self.store.set_epoch_deadline(1);
         self.plugin
             .snakepen_adapter_adapter()
@@ -95,16 +106,18 @@ impl Instance {
     }
 
     /// Whether the instance may serve another call: its last call ended
-    /// without a refusal of the sandbox, its memory stayed near what it was
-    /// once configured, and its stderr capture has room for a panic
-    /// message. (A trap or a call dropped midway never gets here: the
-    /// instance is dropped with it.)
-    pub(super) fn is_sound(&self) -> bool {
-        let state = self.store.data();
+    /// without a refusal of the sandbox, its memory and its WASI resources
+    /// stayed near what it held once configured, and its stderr capture
+    /// has a call's share left. (A trap or a call dropped midway never gets
+    /// here: the instance is dropped with it.)
+    pub(super) fn is_sound(&mut self) -> bool {
+        let configured = (self.configured_bytes, self.configured_resources);
+        let state = self.store.data_mut();
         state.guard.refused.is_none()
             && !state.overran
             && !state.stderr_is_filling()
-            && state.guard.memory_bytes() <= self.configured_bytes + KEEP_GROWTH_BYTES
+            && state.guard.memory_bytes() <= configured.0 + KEEP_GROWTH_BYTES
+            && state.resources() <= configured.1 + KEEP_MORE_RESOURCES
     }
 
     /// What the caller of adapter `name` is told when this instance failed

@@ -101,11 +101,12 @@ impl Prepared {
         due: Instant,
     ) -> Result<Response, CallError> {
         let name = &links.name;
+        let started = Instant::now();
         let mut instance = match self.warm.take() {
             Some(instance) => instance,
             None => self.configured(links, due).await?,
         };
-        let answer = match instance.call(request, due).await {
+        let answer = match instance.call(request, started, due).await {
             Ok(answer) => answer,
             Err(trap) => return Err(instance.fault(name, trap)),
         };

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-/// The most of an adapter's stderr kept per call (its panic message is in there).
-const STDERR_CAPTURE_BYTES: usize = 16 << 10;
+/// What each call may write to stderr and have kept (its panic message is
+/// in there). An instance captures four times that over its life, and is
+/// not reused once fewer than this many bytes are left.
+const STDERR_PER_CALL_BYTES: usize = 16 << 10;
+const STDERR_CAPTURE_BYTES: usize = 4 * STDERR_PER_CALL_BYTES;
 
 /// What an adapter instance may reach during its calls. One is made for
 /// every instance and lives as long as it does: an instance serves the
@@ -60,20 +63,27 @@ impl CallState {
         })
     }
 
-    /// Starts a call due at `deadline`: what is said of the call (its
-    /// stderr, its time, whether it overran) is of this call alone.
-    pub(crate) fn begin(&mut self, deadline: Instant) {
+    /// Starts a call that began at `started` (its instance may have been
+    /// made and configured since) and is due at `deadline`: what is said of
+    /// the call (its stderr, its time, whether it overran) is of this call
+    /// alone.
+    pub(crate) fn begin(&mut self, started: Instant, deadline: Instant) {
         self.deadline = deadline;
         self.next_elapsed = None;
         self.overran = false;
-        self.created = Instant::now();
+        self.created = started;
         self.stderr_before = self.stderr.contents().len();
     }
 
-    /// Whether an earlier call filled half of the stderr capture, so that
-    /// this call's panic message might not fit: the instance is not reused.
+    /// Whether the next call could not write its share of stderr: the
+    /// instance is not reused.
     pub(crate) fn stderr_is_filling(&self) -> bool {
-        self.stderr.contents().len() > STDERR_CAPTURE_BYTES / 2
+        self.stderr.contents().len() > STDERR_CAPTURE_BYTES - STDERR_PER_CALL_BYTES
+    }
+
+    /// How many WASI resources (streams, open files, …) the instance holds.
+    pub(crate) fn resources(&mut self) -> usize {
+        self.table.iter_mut().count()
     }
 
     /// When the call this instance serves must be answered.
