@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 /// A host: a loaded adapter, its configuration and its counters.
 ///
 /// Clones share the same adapter and counters; separate hosts share nothing.
-/// Every call runs in a fresh, isolated adapter instance.
+/// Its calls run in adapter instances of its own, configured once and kept
+/// between calls, one call at a time each (wit/adapter.wit, `interface
+/// adapter`, says what they may keep).
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostInner>,
