@@ -353,9 +353,28 @@ def import_error(module_name, exc):
     }
 
 
+def takes_bytes(fn):
+    """Whether `fn` takes the payload as it came: one parameter, annotated
+    `bytes` (`def f(data: bytes)`). Read from the code object rather than
+    with `inspect`, whose import would slow every worker's start."""
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_argcount != 1 or code.co_kwonlyargcount:
+        return False
+    annotation = getattr(fn, "__annotations__", {}).get(code.co_varnames[0])
+    return annotation is bytes or annotation == "bytes"
+
+
 def serve(sock, reader, module, handlers, started, max_reply_bytes):
     served = 0
-    encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+    encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+    def encode(value):
+        # Bytes are the answer as it is: no JSON in between.
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        return encoder(value).encode()
+
+    raw = {name for name, fn in handlers.items() if takes_bytes(fn)}
     while True:
         frame = read_frame(reader)
         if frame is None:
@@ -365,7 +384,7 @@ def serve(sock, reader, module, handlers, started, max_reply_bytes):
         rid = header.get("id")
         command = header.get("command", "")
         try:
-            error, encoded = handle(module, handlers, command, body, encode, served, started)
+            error, encoded = handle(module, handlers, raw, command, body, encode, served, started)
             if error is None and len(encoded) > max_reply_bytes - REPLY_HEADER_ROOM:
                 error, encoded = too_large(command, len(encoded), max_reply_bytes), None
         except BaseException as exc:  # a bug here must cost one call, never the worker
@@ -376,13 +395,21 @@ def serve(sock, reader, module, handlers, started, max_reply_bytes):
             reply_error(sock, rid, bounded(error))
 
 
-def handle(module, handlers, command, body, encode, served, started):
-    """Runs one request: (None, the answer as JSON text), or (an error, None)."""
+def handle(module, handlers, raw, command, body, encode, served, started):
+    """Runs one request: (None, the answer's bytes), or (an error, None). A
+    handler in `raw` gets the payload's bytes as they came; any handler that
+    returns bytes answers with them as they are."""
     if command == "ping":
         return None, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served})
     if command == "info":
         return None, encode(info(module, handlers, served, started))
     fn = handlers.get(command)
+    if fn is not None and command in raw:
+        try:
+            result = fn(body)
+        except BaseException as exc:  # SystemExit too: a handler must not end the worker
+            return call_error(command, fn, (body,), {}, exc), None
+        return answer(command, result, encode)
     if fn is None:
         return {
             "kind": "no-such-command",
@@ -403,13 +430,19 @@ def handle(module, handlers, command, body, encode, served, started):
         result = fn(*args, **kwargs)
     except BaseException as exc:  # SystemExit too: a handler must not end the worker
         return call_error(command, fn, args, kwargs, exc), None
+    return answer(command, result, encode)
+
+
+def answer(command, result, encode):
+    """A handler's result as the answer's bytes, or the error of one JSON
+    cannot encode."""
     try:
         return None, encode(result)
     except (TypeError, ValueError, RecursionError, MemoryError) as exc:
         return {
             "kind": "python-exception",
             "type": "TypeError",
-            "message": "%s returned a value JSON cannot encode (a %s): %s: %s. Return dicts, lists, str, int, float, bool or None, nested less than %d deep" % (
+            "message": "%s returned a value JSON cannot encode (a %s): %s: %s. Return dicts, lists, str, int, float, bool or None, nested less than %d deep, or bytes (sent as they are)" % (
                 shown(command), type_name(result), type_name(exc), exc, sys.getrecursionlimit()),
             "traceback": "",
         }, None
@@ -561,7 +594,7 @@ def send(sock, header, body=b""):
 
 
 def reply_ok(sock, rid, encoded):
-    send(sock, {"id": rid, "ok": True}, encoded.encode())
+    send(sock, {"id": rid, "ok": True}, encoded)
 
 
 def reply_error(sock, rid, error):

@@ -170,3 +170,22 @@ async fn a_megabyte_travels_both_ways() {
     let blob = call(&host, "blob", "[2000000]").await.unwrap();
     assert_eq!(blob.as_str().unwrap().len(), 2_000_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bytes_handler_gets_and_gives_the_payload_untouched() {
+    let host = handlers(1).await;
+    let bytes: Vec<u8> = (0..=255).cycle().take(1 << 20).collect();
+    let echoed = within(30, host.call(Request::new("echo_bytes", bytes.clone())))
+        .await
+        .expect("answered");
+    assert!(echoed.payload == bytes, "the megabyte came back as it went");
+    // `data: "bytes"` (a string annotation, as under `from __future__
+    // import annotations`) counts too, and the answer of a plain value is JSON.
+    let length = call(&host, "length", "not json at all").await.unwrap();
+    assert_eq!(length, json!(15));
+    // A handler that returns bytes answers with them, whatever it takes.
+    let raw = within(30, host.call(Request::new("as_bytes", r#"["caf\u00e9"]"#)))
+        .await
+        .expect("answered");
+    assert_eq!(raw.payload, "café".as_bytes());
+}

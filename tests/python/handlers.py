@@ -42,6 +42,18 @@ def not_json():
     return {1, 2, 3}
 
 
+def echo_bytes(data: bytes) -> bytes:
+    return data
+
+
+def length(data: "bytes"):
+    return len(data)
+
+
+def as_bytes(text):
+    return text.encode()
+
+
 def die(code=3):
     sys.stderr.write("about to die with %d\n" % code)
     sys.stderr.flush()
