@@ -12,6 +12,11 @@ def echo(data):
     return data
 
 
+def echo_bytes(data: bytes) -> bytes:
+    """The payload as it came, both ways: no JSON in between."""
+    return data
+
+
 def hold(seconds):
     time.sleep(seconds)
     return os.getpid()

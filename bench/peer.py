@@ -30,13 +30,13 @@ def ready_seconds(n):
     return elapsed
 
 
-def round_trips(calls, payload):
+def round_trips(calls, payload, fn=handlers.echo):
     with cf.ProcessPoolExecutor(max_workers=1) as ex:
         ex.submit(handlers.nothing).result()
         times = []
         for _ in range(calls):
             t = time.perf_counter()
-            ex.submit(handlers.echo, payload).result()
+            ex.submit(fn, payload).result()
             times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2], times[int(len(times) * 0.99)]
@@ -74,6 +74,7 @@ def main():
     for name, size in (("100B", 100), ("10KB", 10_000), ("1MB", 1_000_000)):
         n = calls if size < 1_000_000 else max(calls // 20, 50)
         out["round_trip_s"][name] = round_trips(n, "x" * size)
+    out["round_trip_s"]["1MB bytes"] = round_trips(max(calls // 20, 50), b"x" * 1_000_000, handlers.echo_bytes)
     for concurrency in (1, 16, 64):
         out["throughput"][str(concurrency)] = throughput(calls * 2, concurrency)
     print(json.dumps(out))

@@ -120,6 +120,19 @@ async fn measure(calls: usize) -> Ours {
         times.sort();
         round_trip.push((name, times[n / 2], times[n * 99 / 100]));
     }
+    eprintln!("bench: sequential round trips, 1MB of bytes (a bytes handler)");
+    let n = (calls / 20).max(50);
+    let bytes = vec![b'x'; 1_000_000];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        h.call(Request::new("echo_bytes", bytes.clone()))
+            .await
+            .unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    round_trip.push(("1MB bytes", times[n / 2], times[n * 99 / 100]));
     // The same 100 B call straight into the pool, without the adapter: its share of the cost.
     let pool = h.pool().unwrap();
     let payload = serde_json::to_vec(&serde_json::json!(["x".repeat(100)])).unwrap();
