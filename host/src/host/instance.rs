@@ -115,7 +115,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.guard.refused.is_none()
             && !state.overran
-            && !state.stderr_is_filling()
+            && !state.end_stderr_share()
             && state.guard.memory_bytes() <= configured.0 + KEEP_GROWTH_BYTES
             && state.resources() <= configured.1 + KEEP_MORE_RESOURCES
     }

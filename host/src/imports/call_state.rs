@@ -23,7 +23,8 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
-    /// How much of `stderr` earlier calls wrote.
+    /// How much of `stderr` earlier calls (and `configure`) wrote, as
+    /// counted when the last call ended: reading the pipe copies it.
     stderr_before: usize,
     pub(super) links: Links,
     /// When the call this instance serves must be answered.
@@ -72,13 +73,14 @@ impl CallState {
         self.next_elapsed = None;
         self.overran = false;
         self.created = started;
-        self.stderr_before = self.stderr.contents().len();
     }
 
-    /// Whether the next call could not write its share of stderr: the
-    /// instance is not reused.
-    pub(crate) fn stderr_is_filling(&self) -> bool {
-        self.stderr.contents().len() > STDERR_CAPTURE_BYTES - STDERR_PER_CALL_BYTES
+    /// Ends this call's share of stderr (what it wrote is before the next
+    /// call's), and says whether the next call could not write its own
+    /// share: then the instance is not reused.
+    pub(crate) fn end_stderr_share(&mut self) -> bool {
+        self.stderr_before = self.stderr.contents().len();
+        self.stderr_before > STDERR_CAPTURE_BYTES - STDERR_PER_CALL_BYTES
     }
 
     /// How many WASI resources (streams, open files, …) the instance holds.
