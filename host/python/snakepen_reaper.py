@@ -18,10 +18,12 @@ kills every descendant, reaps them, repeats until none is left, and exits.
 Control messages use the worker protocol's frames (u32 big-endian header
 length, u32 big-endian body length, a JSON header, a body):
 host -> reaper: {"kind": "spawn", "id": n, "argv": [...], "env": {...},
-                 "cwd": dir or null}, sent with four descriptors
-                (SCM_RIGHTS) that become the new process's fd 3, 1, 2 and 4
-                (its socket, stdout, stderr, lifeline); stdin is /dev/null
-                and the process leads its own process group;
+                 "cwd": dir or null, "targets": [3, 5, 1, 2, 4]}, sent
+                with one descriptor per target (SCM_RIGHTS), which becomes
+                the new process's descriptor of that number (a worker's
+                request and reply pipes, stdout, stderr, lifeline; the fork
+                server's socket, stdout, stderr, lifeline); stdin is
+                /dev/null and the process leads its own process group;
                 {"kind": "reap", "pid": p} once the host has killed the
                 group of process p, which ended.
 reaper -> host: {"kind": "ready", "pid": p} first;
@@ -36,6 +38,7 @@ Any other child it gains (an orphan) is reaped as soon as it ends.
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import selectors
@@ -112,8 +115,9 @@ def serve(control, wake):
                     header = json.loads(buffered[FRAME.size:FRAME.size + head_len])
                     buffered = buffered[end:]
                     if header["kind"] == "spawn":
-                        mine, fds = fds[:4], fds[4:]
-                        if len(mine) < 4 and truncated:
+                        wanted = len(header.get("targets", ()))
+                        mine, fds = fds[:wanted], fds[wanted:]
+                        if len(mine) < wanted and truncated:
                             reply = failed(header["id"], errno.EMFILE, "receiving the new process's descriptors")
                         else:
                             reply = spawn(header, mine)
@@ -158,8 +162,9 @@ def failed(rid, code, where):
 def spawn(header, fds):
     """Starts one process on `fds`; the reply for the host."""
     rid = header["id"]
-    if len(fds) != 4:
-        return failed(rid, errno.EINVAL, "a spawn request needs 4 descriptors, got %d" % len(fds))
+    targets = header.get("targets", [])
+    if len(fds) != len(targets) or not {1, 2}.issubset(targets):
+        return failed(rid, errno.EINVAL, "a spawn request needs a descriptor for each of its targets %r (stdout and stderr among them), got %d" % (targets, len(fds)))
     argv, env, cwd = header["argv"], header["env"], header.get("cwd")
     try:
         # The child reports why exec failed on this pipe; exec closes it.
@@ -173,7 +178,7 @@ def spawn(header, fds):
         os.close(report_w)
         return failed(rid, exc.errno, "fork")
     if pid == 0:
-        start_child(argv, env, cwd, fds, report_w)  # never returns
+        start_child(argv, env, cwd, list(zip(fds, targets)), report_w)  # never returns
     os.close(report_w)
     try:
         os.setpgid(pid, pid)  # also in the child: whichever runs first
@@ -198,15 +203,18 @@ def start_child(argv, env, cwd, fds, report):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         where = "descriptors"
-        sock, out, err, line = fds  # all above 4: the reaper holds 0 to 4
+        # First all above every target, so that no dup2 overwrites a
+        # descriptor still to be placed (the report pipe included).
+        floor = max(target for _, target in fds) + 1
+        fds = [(fcntl.fcntl(fd, fcntl.F_DUPFD, floor), target) for fd, target in fds]
+        report = fcntl.fcntl(report, fcntl.F_DUPFD_CLOEXEC, floor)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        os.dup2(sock, CONTROL_FD)
-        os.dup2(line, LIFELINE_FD)
-        os.closerange(5, report)
-        os.closerange(report + 1, os.sysconf("SC_OPEN_MAX"))
+        for fd, target in fds:
+            os.dup2(fd, target)
+        keep = sorted({0, report} | {target for _, target in fds})
+        for low, high in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
+            os.closerange(low + 1, high)
         if cwd:
             where = "cannot enter %s" % cwd
             os.chdir(cwd)

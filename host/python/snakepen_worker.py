@@ -4,9 +4,11 @@ Standard library only; Python 3.9+. The host starts it as
 
     python -I -u -c <this file> --module handlers.py [--path DIR]...
 
-with a connected socket on file descriptor 3 (the protocol), the read end of
-the host's lifeline pipe on 4, and pipes on 0/1/2, so that print() in user
-code reaches the host's log and never the protocol.
+with the protocol on two pipes, requests read from file descriptor 3 and
+replies written to 5, the read end of the host's lifeline pipe on 4, and
+pipes on 0/1/2, so that print() in user code reaches the host's log and
+never the protocol. (Pipes rather than a socket: reading a socket pair
+wakes whoever waits on the other end, for nothing, on every call.)
 
 Protocol, both directions: frames of
     u32 big-endian header length, u32 big-endian body length,
@@ -17,7 +19,7 @@ worker -> host: first a handshake {"kind": "ready", ...} or
                 {"kind": "failed", "error": {...}}; then one reply per
                 request, {"id": n, "ok": true} with the result as JSON in
                 the body, or {"id": n, "ok": false, "error": {...}}.
-The worker exits when the host closes its end of the socket (a watcher
+The worker exits when the host closes its end of the request pipe (a watcher
 thread sees the hang-up), and is killed by the kernel the moment the host's
 process ends, whatever the worker is doing: only the host holds the write
 end of the lifeline pipe, and the worker asks for SIGKILL when that end
@@ -27,9 +29,10 @@ worker stuck in C code holding the GIL dies as promptly as an idle one.
 With --fork-server the process imports the module once, freezes its heap
 for copy-on-write (gc.freeze()) and forks workers on request instead of
 serving calls. Control messages on fd 3 use the same frames:
-host -> server: {"kind": "fork", "id": n}, sent with four descriptors
-                (SCM_RIGHTS): the new worker's protocol socket, its stdout,
-                its stderr and the read end of its own lifeline;
+host -> server: {"kind": "fork", "id": n}, sent with five descriptors
+                (SCM_RIGHTS): the new worker's request pipe (read end),
+                reply pipe (write end), its stdout, its stderr and the
+                read end of its own lifeline;
                 {"kind": "reap", "pid": p} once the host has cleaned up
                 after worker p.
 server -> host: the handshake, then {"kind": "forked", "id": n, "pid": p};
@@ -37,7 +40,7 @@ server -> host: the handshake, then {"kind": "forked", "id": n, "pid": p};
                 when a worker ends (it stays a zombie, so its pid and
                 process group cannot be reused, until the host says reap).
 A forked worker leads its own process group, sends its own handshake on
-its socket and serves exactly as a started one.
+its reply pipe and serves exactly as a started one.
 """
 
 import fcntl
@@ -55,7 +58,8 @@ import sys
 import threading
 import time
 
-PROTOCOL_FD = 3
+PROTOCOL_FD = 3  # the worker's requests; the fork server's control socket
+REPLIES_FD = 5
 LIFELINE_FD = 4
 F_SETSIG = 10  # Linux; the fcntl module does not name it
 FRAME = struct.Struct(">II")
@@ -79,20 +83,20 @@ def main(argv):
     arm_lifeline(LIFELINE_FD)
     if options.fork_server:
         return serve_forks(options)
-    sock = socket.socket(fileno=PROTOCOL_FD)
-    watch_for_host_exit(sock.fileno())
-    reader = sock.makefile("rb", buffering=1 << 16)
+    watch_for_host_exit(PROTOCOL_FD)
+    reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
+    write = writer(REPLIES_FD)
     started = time.monotonic()
     try:
         module, handlers = load_module(options)
     except BaseException as exc:  # the host reports it; nothing else to do here
-        send(sock, {"kind": "failed", "error": import_error(options.module, exc)})
+        send(write, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
         handlers.pop(name, None)
-    send(sock, ready_message(module, handlers, shadowed))
-    serve(sock, reader, module, handlers, started, options.max_reply_bytes)
+    send(write, ready_message(module, handlers, shadowed))
+    serve(write, reader, module, handlers, started, options.max_reply_bytes)
     return 0
 
 
@@ -117,7 +121,7 @@ def serve_forks(options):
     try:
         module, handlers = load_module(options)
     except BaseException as exc:
-        send(control, {"kind": "failed", "error": import_error(options.module, exc)})
+        send(control.sendall, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
@@ -126,7 +130,7 @@ def serve_forks(options):
     # for as long as nobody writes to it: keep the collector's hands off it.
     gc.collect()
     gc.freeze()
-    send(control, ready_message(module, handlers, shadowed))
+    send(control.sendall, ready_message(module, handlers, shadowed))
 
     children = {}  # pidfd -> pid
     selector = selectors.DefaultSelector()
@@ -152,7 +156,7 @@ def serve_forks(options):
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
                         selector.register(pidfd, selectors.EVENT_READ)
-                        send(control, {"kind": "forked", "id": header["id"], "pid": pid})
+                        send(control.sendall, {"kind": "forked", "id": header["id"], "pid": pid})
                     elif header["kind"] == "reap":
                         for pidfd, pid in list(children.items()):
                             if pid == header["pid"]:
@@ -165,7 +169,7 @@ def serve_forks(options):
                 pidfd = key.fd
                 selector.unregister(pidfd)
                 info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
-                send(control, exited(children[pidfd], info))
+                send(control.sendall, exited(children[pidfd], info))
 
 
 def recv_with_fds(sock):
@@ -188,31 +192,37 @@ def exited(pid, info):
 
 def fork_worker(fds, control, children, module, handlers, shadowed, options):
     """Forks one worker from this process; returns its pid (in the server)."""
-    if len(fds) != 4:
-        raise ProtocolError("a fork request needs 4 descriptors, got %d" % len(fds))
-    sock_fd, out_fd, err_fd, lifeline_fd = fds
+    if len(fds) != 5:
+        raise ProtocolError("a fork request needs 5 descriptors, got %d" % len(fds))
     pid = os.fork()
     if pid:
         for fd in fds:
             os.close(fd)
         return pid
-    # The worker: its own process group, its own socket and pipes, nothing of the server's.
+    # The worker: its own process group, its own pipes, nothing of the server's.
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Above every target first: a received descriptor may have any
+        # number above the server's own (0 to 4), fd 5 included.
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, REPLIES_FD + 1) for fd in fds]
+        for fd in fds + list(children):
+            os.close(fd)
+        requests_fd, replies_fd, out_fd, err_fd, lifeline_fd = moved
         os.dup2(lifeline_fd, LIFELINE_FD)  # replaces the server's own lifeline
         arm_lifeline(LIFELINE_FD)
-        os.dup2(sock_fd, PROTOCOL_FD)
+        os.dup2(requests_fd, PROTOCOL_FD)  # replaces the server's control socket
+        os.dup2(replies_fd, REPLIES_FD)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        for fd in [sock_fd, out_fd, err_fd, lifeline_fd] + list(children):
+        for fd in moved:
             os.close(fd)
         gc.unfreeze()
-        sock = socket.socket(fileno=PROTOCOL_FD)
-        watch_for_host_exit(sock.fileno())
-        reader = sock.makefile("rb", buffering=1 << 16)
-        send(sock, ready_message(module, handlers, shadowed))
-        serve(sock, reader, module, handlers, time.monotonic(), options.max_reply_bytes)
+        watch_for_host_exit(PROTOCOL_FD)
+        reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
+        write = writer(REPLIES_FD)
+        send(write, ready_message(module, handlers, shadowed))
+        serve(write, reader, module, handlers, time.monotonic(), options.max_reply_bytes)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -270,7 +280,7 @@ def arm_lifeline(fd):
 
 
 def watch_for_host_exit(fd):
-    """Exit at once when the host's end of the socket closes, even while
+    """Exit at once when the host's end of the request pipe closes, even while
     user code is busy: a worker never outlives its host."""
     def watch():
         poller = select.poll()
@@ -364,7 +374,7 @@ def takes_bytes(fn):
     return annotation is bytes or annotation == "bytes"
 
 
-def serve(sock, reader, module, handlers, started, max_reply_bytes):
+def serve(write, reader, module, handlers, started, max_reply_bytes):
     served = 0
     encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
@@ -390,9 +400,9 @@ def serve(sock, reader, module, handlers, started, max_reply_bytes):
         except BaseException as exc:  # a bug here must cost one call, never the worker
             error, encoded = internal_error(command, exc), None
         if error is None:
-            reply_ok(sock, rid, encoded)
+            reply_ok(write, rid, encoded)
         else:
-            reply_error(sock, rid, bounded(error))
+            reply_error(write, rid, bounded(error))
 
 
 def handle(module, handlers, raw, command, body, encode, served, started):
@@ -584,21 +594,40 @@ def read_frame(reader):
     return json.loads(header), body
 
 
-def send(sock, header, body=b""):
-    head = json.dumps(header, separators=(",", ":")).encode()
+def writer(fd):
+    """A function that writes all of its bytes to the pipe `fd`."""
+    write = os.write
+
+    def write_all(data):
+        sent = write(fd, data)
+        if sent < len(data):  # a signal cut a large write short
+            view = memoryview(data)
+            while sent < len(view):
+                sent += write(fd, view[sent:])
+
+    return write_all
+
+
+def send(write, header, body=b""):
+    """Writes one frame with `write` (a function that writes all it is given)."""
+    put(write, json.dumps(header, separators=(",", ":")).encode(), body)
+
+
+def put(write, head, body):
+    """Writes the frame of `head` (JSON text, as bytes) and `body`."""
     if len(body) < 65536:
-        sock.sendall(FRAME.pack(len(head), len(body)) + head + body)
+        write(FRAME.pack(len(head), len(body)) + head + body)
     else:  # no copy of a large body: two writes instead
-        sock.sendall(FRAME.pack(len(head), len(body)) + head)
-        sock.sendall(body)
+        write(FRAME.pack(len(head), len(body)) + head)
+        write(body)
 
 
-def reply_ok(sock, rid, encoded):
-    send(sock, {"id": rid, "ok": True}, encoded)
+def reply_ok(write, rid, encoded):
+    send(write, {"id": rid, "ok": True}, encoded)
 
 
-def reply_error(sock, rid, error):
-    send(sock, {"id": rid, "ok": False, "error": error})
+def reply_error(write, rid, error):
+    send(write, {"id": rid, "ok": False, "error": error})
 
 
 if __name__ == "__main__":

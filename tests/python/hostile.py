@@ -5,11 +5,10 @@ Each function misbehaves towards the host in one way; `ok` is a normal call.
 
 import os
 import signal
-import socket
 import struct
 import time
 
-PROTOCOL_FD = 3
+REPLIES_FD = 5  # where a worker writes its replies
 
 
 def ok():
@@ -18,21 +17,21 @@ def ok():
 
 def garbage():
     """Writes bytes that are not a frame where the protocol expects one."""
-    os.write(PROTOCOL_FD, b"\xde\xad\xbe\xefHELLO, this is not a frame at all" * 8)
+    os.write(REPLIES_FD, b"\xde\xad\xbe\xefHELLO, this is not a frame at all" * 8)
     time.sleep(60)
 
 
 def oversized(size):
     """Announces a frame of `size` bytes, over the host's limit."""
-    os.write(PROTOCOL_FD, struct.pack(">II", 16, size))
+    os.write(REPLIES_FD, struct.pack(">II", 16, size))
     time.sleep(60)
 
 
 def hang_up():
-    """Hangs up its end of the protocol and keeps running: it even disarms
-    the worker's hang-up watcher, which would otherwise exit on the hang-up."""
+    """Hangs up its end of the protocol (closes its reply pipe) and keeps
+    running; it even disarms os._exit, should anything try to end it."""
     os._exit = lambda code: time.sleep(3600)
-    socket.socket(fileno=os.dup(PROTOCOL_FD)).shutdown(socket.SHUT_RDWR)
+    os.close(REPLIES_FD)
     time.sleep(60)
 
 

@@ -3,7 +3,7 @@
 //! that a new worker costs a fork instead of an interpreter start plus the
 //! imports. On by default (`PoolSettings::fork_server`).
 //!
-//! The host passes each new worker's socket, stdout, stderr and lifeline
+//! The host passes each new worker's protocol pipes, stdout, stderr and lifeline
 //! over the server's control socket (SCM_RIGHTS, see `control`): the
 //! worker's life is tied to the host's by its own lifeline, not to the
 //! server's. A forked worker leads its own process group and is served
@@ -41,11 +41,12 @@ pub(crate) struct ForkServer {
 }
 
 impl ForkServer {
-    /// Asks for a worker on `fds` (its socket, stdout, stderr and the read
-    /// end of its lifeline); its pid.
+    /// Asks for a worker on `fds` (the read end of its request pipe, the
+    /// write end of its reply pipe, its stdout, its stderr and the read end
+    /// of its lifeline); its pid.
     pub(crate) async fn fork(
         &self,
-        fds: [OwnedFd; 4],
+        fds: [OwnedFd; 5],
         within: Duration,
     ) -> Result<u32, control::RequestError> {
         let request = serde_json::json!({ "kind": "fork" });
@@ -144,7 +145,7 @@ async fn start(
         config,
         launcher,
         settings,
-        OwnedFd::from(theirs),
+        spawn::Protocol::Socket(OwnedFd::from(theirs)),
         line,
         true,
     )
@@ -186,11 +187,11 @@ async fn start(
     Ok((server, exit, reader, lifeline, reaper))
 }
 
-/// Asks `server` for a worker on `socket` and `lifeline` (the read end), with
-/// pipes for its output.
+/// Asks `server` for a worker on its protocol pipes and `lifeline` (the
+/// read end), with pipes for its output.
 pub(super) async fn fork_from(
     server: &ForkServer,
-    (socket, lifeline): (OwnedFd, OwnedFd),
+    (requests, replies, lifeline): (OwnedFd, OwnedFd, OwnedFd),
     settings: &PoolSettings,
 ) -> Result<
     (
@@ -204,7 +205,7 @@ pub(super) async fn fork_from(
     let (stderr_read, stderr_write) = spawn::pipe()?;
     let pid = server
         .fork(
-            [socket, stdout_write, stderr_write, lifeline],
+            [requests, replies, stdout_write, stderr_write, lifeline],
             settings.start_timeout,
         )
         .await?;

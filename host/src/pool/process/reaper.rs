@@ -19,7 +19,7 @@
 use super::control::{self, Control, HandshakeError, RequestError};
 use super::lifeline::{LIFELINE_FD, Lifeline};
 use super::output::{self, Tail};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -118,14 +118,14 @@ impl Launcher {
         &self.python
     }
 
-    /// Starts `program` on `fds` (its socket, stdout, stderr and lifeline,
-    /// which become its fd 3, 1, 2 and 4) in a process group of its own: its
+    /// Starts `program` on `fds` (each with the number it gets in the
+    /// program: its protocol, stdout, stderr and lifeline) in a process group of its own: its
     /// pid, and the reaper that is its parent (which reports its exit and
     /// reaps it when told).
     pub(crate) async fn spawn(
         &self,
         program: &Program,
-        fds: [OwnedFd; 4],
+        fds: Vec<(OwnedFd, RawFd)>,
         start_timeout: Duration,
         max_frame_bytes: usize,
     ) -> Result<(u32, Arc<Control>), LaunchError> {
@@ -135,7 +135,9 @@ impl Launcher {
             "argv": program.argv,
             "env": program.env.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect::<serde_json::Map<_, _>>(),
             "cwd": program.cwd.as_ref().map(|dir| dir.to_string_lossy()),
+            "targets": fds.iter().map(|(_, target)| *target).collect::<Vec<_>>(),
         });
+        let fds: Vec<OwnedFd> = fds.into_iter().map(|(fd, _)| fd).collect();
         let pid = control.start(request, &fds, start_timeout).await?;
         Ok((pid, control))
     }

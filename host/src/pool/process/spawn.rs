@@ -1,14 +1,14 @@
 //! How a process of the pool is started: the worker program run by the
 //! interpreter through the pool's reaper (as a worker or as the fork
-//! server), with its socket on fd 3, its lifeline's read end on fd 4 and
-//! pipes for its output.
+//! server), with its protocol on fd 3 (and 5), its lifeline's read end on
+//! fd 4 and pipes for its output.
 
 use super::group::kill_group;
 use super::lifeline;
 use super::reaper::{LaunchError, Launcher, Program};
 use crate::pool::config::{PoolConfig, PoolSettings, descriptor_limit};
 use crate::pool::transport::StartFailure;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 
@@ -64,6 +64,60 @@ impl StartFailure {
     }
 }
 
+/// What a started program finds on its descriptors besides its output
+/// and its lifeline.
+pub(crate) enum Protocol {
+    /// The fork server's control socket on fd 3 (descriptors come over it).
+    Socket(OwnedFd),
+    /// A worker's two pipes: it reads requests from fd 3 and writes
+    /// replies to fd 5. Pipes rather than a socket pair: reading from a
+    /// socket pair wakes whatever waits on the writer's socket (a worker
+    /// blocked reading its next request, the host's poller), a wake-up
+    /// for nothing on every call; a pipe wakes its writer only when it
+    /// was full.
+    Pipes { requests: OwnedFd, replies: OwnedFd },
+}
+
+/// Where a worker reads requests.
+pub(crate) const REQUESTS_FD: RawFd = 3;
+/// Where a worker writes replies.
+pub(crate) const REPLIES_FD: RawFd = 5;
+
+impl Protocol {
+    /// The descriptors with the numbers they get in the program.
+    pub(super) fn into_fds(self) -> Vec<(OwnedFd, RawFd)> {
+        match self {
+            Protocol::Socket(socket) => vec![(socket, REQUESTS_FD)],
+            Protocol::Pipes { requests, replies } => {
+                vec![(requests, REQUESTS_FD), (replies, REPLIES_FD)]
+            }
+        }
+    }
+}
+
+/// A worker's protocol pipes: the host's ends (the request pipe's write
+/// end, the reply pipe's read end, both non-blocking) and the worker's.
+pub(super) fn protocol_pipes() -> std::io::Result<(OwnedFd, OwnedFd, Protocol)> {
+    let (requests, to_worker) = lifeline::pipe()?;
+    let (from_worker, replies) = lifeline::pipe()?;
+    for fd in [&to_worker, &from_worker] {
+        lifeline::set_nonblocking(fd)?;
+        // A large payload crosses in fewer wake-ups with more room than a
+        // pipe's default 64 KiB; refused (a user past their pipe quota),
+        // the default still works.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+    }
+    Ok((
+        to_worker,
+        from_worker,
+        Protocol::Pipes { requests, replies },
+    ))
+}
+
+/// The room asked for in each protocol pipe.
+const PIPE_BYTES: libc::c_int = 256 << 10;
+
 /// A pipe for a worker's output: (read end, non-blocking; write end).
 pub(super) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) = lifeline::pipe()?;
@@ -84,15 +138,15 @@ pub(super) fn open_pidfd(pid: u32) -> Option<AsyncFd<OwnedFd>> {
 }
 
 /// Starts the worker program (the fork server when `fork_server`) through
-/// the pool's reaper, with `socket` on fd 3, the read end of its `lifeline`
-/// on fd 4, and pipes for its output: its pid, its parent (the reaper) and
+/// the pool's reaper, with its `protocol` on fd 3 (and 5), the read end of
+/// its `lifeline` on fd 4, and pipes for its output: its pid, its parent (the reaper) and
 /// the read ends of its stdout and stderr. The interpreter runs as the user
 /// named it (a wrapper script runs too, and applies).
 pub(crate) async fn spawn_process(
     config: &PoolConfig,
     launcher: &Launcher,
     settings: &PoolSettings,
-    socket: OwnedFd,
+    protocol: Protocol,
     lifeline: OwnedFd,
     fork_server: bool,
 ) -> Result<Started, StartFailure> {
@@ -124,10 +178,16 @@ pub(crate) async fn spawn_process(
         |during: &str, e: std::io::Error| StartFailure::os(python, during, e.raw_os_error(), e);
     let (stdout_read, stdout_write) = pipe().map_err(|e| failed("creating a stdout pipe", e))?;
     let (stderr_read, stderr_write) = pipe().map_err(|e| failed("creating a stderr pipe", e))?;
+    let mut fds = protocol.into_fds();
+    fds.extend([
+        (stdout_write, 1),
+        (stderr_write, 2),
+        (lifeline, lifeline::LIFELINE_FD),
+    ]);
     let (pid, reaper) = launcher
         .spawn(
             &program,
-            [socket, stdout_write, stderr_write, lifeline],
+            fds,
             settings.start_timeout,
             settings.max_frame_bytes,
         )
@@ -175,7 +235,7 @@ mod tests {
         let error = std::io::Error::from_raw_os_error(libc::EMFILE);
         let failure = StartFailure::os(
             Path::new("python3"),
-            "creating the protocol socket",
+            "creating the protocol pipes",
             error.raw_os_error(),
             error,
         );
@@ -183,7 +243,7 @@ mod tests {
         let message = failure.describe("handlers.py");
         assert!(
             message.contains("out of file descriptors")
-                && message.contains("creating the protocol socket")
+                && message.contains("creating the protocol pipes")
                 && message.contains(&format!("RLIMIT_NOFILE, is {limit}"))
                 && message.contains("ulimit -n")
                 && message.contains("lower the pool size"),

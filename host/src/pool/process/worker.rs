@@ -1,5 +1,5 @@
 //! One Python worker process as the pool's connection: its handshake
-//! (after `spawn` started it), one call at a time on its socket, how its
+//! (after `spawn` started it), one call at a time on its pipes, how its
 //! end is seen (its pidfd, or its parent's report) and how it is stopped.
 
 use super::control::Control;
@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -44,8 +43,10 @@ pub(crate) struct Worker {
     pidfd: Option<AsyncFd<OwnedFd>>,
     /// Whether its parent was told to reap it (its group id may then belong to another).
     reaped: bool,
-    reader: BufReader<OwnedReadHalf>,
-    writer: Option<OwnedWriteHalf>,
+    /// The reply pipe's read end.
+    reader: BufReader<pipe::Receiver>,
+    /// The request pipe's write end; closed to ask the worker to exit.
+    writer: Option<pipe::Sender>,
     stderr_tail: Arc<Mutex<Tail>>,
     stderr_task: tokio::task::JoinHandle<()>,
     next_request: u64,
@@ -67,18 +68,19 @@ impl Worker {
         fork_server: Option<Arc<ForkServer>>,
     ) -> Result<Worker, StartFailure> {
         let python = launcher.python();
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| {
-            StartFailure::os(python, "creating the protocol socket", e.raw_os_error(), e)
+        let (to_worker, from_worker, protocol) = spawn::protocol_pipes().map_err(|e| {
+            StartFailure::os(python, "creating the protocol pipes", e.raw_os_error(), e)
         })?;
         let (lifeline, line) = Lifeline::new().map_err(|e| {
             StartFailure::os(python, "creating the lifeline pipe", e.raw_os_error(), e)
         })?;
-        let (socket, line) = (OwnedFd::from(theirs), line);
-        let (pid, parent, stdout, stderr): Started = match fork_server {
-            Some(server) => {
+        let (pid, parent, stdout, stderr): Started = match (fork_server, protocol) {
+            (Some(server), spawn::Protocol::Pipes { requests, replies }) => {
                 // The fork server may fail to fork; then the worker is
                 // started the usual way, on descriptors of its own.
-                match super::forkserver::fork_from(&server, (socket, line), settings).await {
+                match super::forkserver::fork_from(&server, (requests, replies, line), settings)
+                    .await
+                {
                     Ok((pid, stdout, stderr)) => (pid, server.control(), stdout, stderr),
                     Err(e) => {
                         tracing::warn!(
@@ -89,23 +91,19 @@ impl Worker {
                     }
                 }
             }
-            None => spawn::spawn_process(config, launcher, settings, socket, line, false).await?,
+            (_, protocol) => {
+                spawn::spawn_process(config, launcher, settings, protocol, line, false).await?
+            }
         };
         let stderr_tail = Arc::new(Mutex::new(Tail::default()));
         let stderr_task = output::forward(stdout, stderr, id, pid, Some(Arc::clone(&stderr_tail)));
         let exit = Some(parent.exit_of(pid));
         let cannot = |e: std::io::Error| {
             kill_group(pid, libc::SIGKILL);
-            StartFailure::os(
-                python,
-                "setting up the protocol socket",
-                e.raw_os_error(),
-                e,
-            )
+            StartFailure::os(python, "setting up the protocol pipes", e.raw_os_error(), e)
         };
-        ours.set_nonblocking(true).map_err(cannot)?;
-        let stream = UnixStream::from_std(ours).map_err(cannot)?;
-        let (read, write) = stream.into_split();
+        let write = pipe::Sender::from_owned_fd(to_worker).map_err(cannot)?;
+        let read = pipe::Receiver::from_owned_fd(from_worker).map_err(cannot)?;
         let mut worker = Worker {
             id,
             served: 0,
@@ -183,7 +181,7 @@ impl Worker {
             protocol::read_frame(reader, max).await
         };
         // A worker whose process ends fails the call at once, even if
-        // something it forked still holds its socket open.
+        // something it forked still holds its reply pipe open.
         let exchange = async {
             tokio::select! {
                 biased;
@@ -282,7 +280,7 @@ impl Worker {
         status
     }
 
-    /// Stops the worker: close its socket (it exits by itself when idle),
+    /// Stops the worker: close its request pipe (it exits by itself when idle),
     /// then SIGTERM, then SIGKILL of its whole process group.
     async fn shut(&mut self, kill_grace: Duration) {
         self.writer = None;
@@ -340,7 +338,7 @@ impl Worker {
             Err(_) => {
                 self.kill_group(libc::SIGKILL);
                 let exit = self.exited().await;
-                let told = format!("{exit} (killed: it closed its socket but kept running)");
+                let told = format!("{exit} (killed: it closed its reply pipe but kept running)");
                 (exit, told)
             }
         }
