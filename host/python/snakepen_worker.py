@@ -514,7 +514,7 @@ def bounded(error):
 def arguments(body):
     if not body:
         return (), {}
-    value = json.loads(body)
+    value = loads(body)
     if isinstance(value, dict):
         return (), value
     if isinstance(value, list):
@@ -591,7 +591,24 @@ def read_frame(reader):
     body = reader.read(body_len) if body_len else b""
     if len(header) < header_len or len(body) < body_len:
         raise ProtocolError("the host closed the socket inside a frame")
-    return json.loads(header), body
+    return loads(header), body
+
+
+_raw_decode = json.JSONDecoder().raw_decode  # the settings json.loads uses
+
+
+def loads(data):
+    """json.loads(data) for bytes: the same value or the same error, sooner
+    for what hosts send (UTF-8 without surrounding whitespace), which skips
+    json.loads's encoding detection and whitespace scans."""
+    try:
+        text = data.decode("utf-8")
+        value, end = _raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:  # not UTF-8, or not JSON from its first character
+        pass
+    return json.loads(data)
 
 
 def writer(fd):
@@ -623,7 +640,10 @@ def put(write, head, body):
 
 
 def reply_ok(write, rid, encoded):
-    send(write, {"id": rid, "ok": True}, encoded)
+    if type(rid) is int:
+        put(write, b'{"id":%d,"ok":true}' % rid, encoded)  # json.dumps's text, sooner
+    else:
+        send(write, {"id": rid, "ok": True}, encoded)
 
 
 def reply_error(write, rid, error):
