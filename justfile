@@ -33,8 +33,22 @@ record-cassette: plugins
         --cassette tests/cassettes/demo.jsonl --record-mode all --match-session target/demo/small.jsonl
     target/release/snakepen replay tests/cassettes/demo.jsonl
 
+# Two interpreters for the worker's JSON, made with pip when missing: target/orjson-venv
+# (with orjson) and target/plain-venv (the standard library alone). The integration
+# tier checks they answer alike; the bench measures both.
+json-venvs:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! target/orjson-venv/bin/python -c "import orjson" 2>/dev/null; then
+        python3 -m venv target/orjson-venv
+        target/orjson-venv/bin/python -m pip install --quiet --disable-pip-version-check orjson==3.13.0
+    fi
+    if [ ! -x target/plain-venv/bin/python ]; then
+        python3 -m venv --without-pip target/plain-venv
+    fi
+
 # Every test of every tier.
-test: plugins
+test: plugins json-venvs
     cargo test --workspace --all-targets
 
 # The fast tier alone: no Python, seconds (the library's unit tests, the pool's
@@ -43,7 +57,7 @@ test-fast: plugins
     cargo test -p snakepen --lib --test fast
 
 # The integration tier alone: real Python workers.
-test-integration: plugins
+test-integration: plugins json-venvs
     cargo test -p snakepen --test integration
 
 # The chaos tier alone: crash storms, dropped callers, slow starts, kill -9 of the host.
@@ -55,7 +69,7 @@ test-chaos: plugins
 # the pool beside a plain-Python peer, written to bench/RESULTS.md, and `snakepen serve`
 # beside uvicorn + Starlette under wrk (installed, with the peer's venv, by the bench),
 # with CPU per call, written to bench/SERVE.md.
-bench: plugins
+bench: plugins json-venvs
     cargo bench -p snakepen --bench call
     cargo bench -p snakepen --bench sandbox
     cargo bench -p snakepen --bench pool

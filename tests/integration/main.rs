@@ -5,6 +5,7 @@
 mod support;
 
 mod affinity;
+mod answers;
 mod authoring;
 mod bridge;
 mod calls;

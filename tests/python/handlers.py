@@ -1,8 +1,12 @@
 """Handlers the integration and chaos tiers call. Each one shows one behaviour."""
 
+import dataclasses
+import datetime
+import enum
 import os
 import sys
 import time
+import uuid
 
 _state = {}
 
@@ -102,3 +106,67 @@ def hold_gil(seconds):
 def loaded(name):
     """Whether module `name` is imported in this worker."""
     return name in sys.modules
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    DEEP = {"nested": [1, 2]}
+
+
+def kinds():
+    """Answers of every kind the worker's JSON rules name."""
+    return {
+        "text": "caf\u00e9 \u2603 \U0001f40d",
+        "big": 12345678901234567890123,
+        "float": 1e16,
+        "keys": {1: "int key", None: "none key"},
+        "enum": [Colour.RED, Colour.DEEP],
+        "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "none": None,
+        "deep": nested(300),
+    }
+
+
+def kind(name):
+    """One of `kinds()`, alone."""
+    return kinds()[name]
+
+
+def nested(depth):
+    value = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def a_nan():
+    return [None, float("nan")]
+
+
+def an_infinity():
+    return {"x": float("-inf")}
+
+
+def a_date():
+    return datetime.date(2026, 12, 3)
+
+
+def a_dataclass():
+    return Point(1, 2)
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+def kinds_without_null():
+    """Answers orjson writes by itself (no null, no big integer)."""
+    return {
+        "text": "caf\u00e9",
+        "float": 1e16,
+        "enum": Colour.RED,
+        "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "list": [1, 2.5, True, "x"],
+    }
