@@ -95,8 +95,9 @@ def main(argv):
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
         handlers.pop(name, None)
+    encoder = json_encoder()  # imports orjson, if any, before the worker says it is ready
     send(write, ready_message(module, handlers, shadowed))
-    serve(write, reader, module, handlers, started, options.max_reply_bytes)
+    serve(write, reader, module, handlers, started, options.max_reply_bytes, encoder)
     return 0
 
 
@@ -126,6 +127,7 @@ def serve_forks(options):
     shadowed = sorted(name for name in BUILTINS if name in handlers)
     for name in BUILTINS:
         handlers.pop(name, None)
+    encoder = json_encoder()  # orjson, if any, imported once for every worker
     # Everything imported so far is shared with every worker, page for page,
     # for as long as nobody writes to it: keep the collector's hands off it.
     gc.collect()
@@ -151,7 +153,7 @@ def serve_forks(options):
                     header = json.loads(buffered[FRAME.size:FRAME.size + head_len])
                     buffered = buffered[end:]
                     if header["kind"] == "fork":
-                        pid = fork_worker(fds, control, children, module, handlers, shadowed, options)
+                        pid = fork_worker(fds, control, children, module, handlers, shadowed, options, encoder)
                         fds = []
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
@@ -190,7 +192,7 @@ def exited(pid, info):
     return report
 
 
-def fork_worker(fds, control, children, module, handlers, shadowed, options):
+def fork_worker(fds, control, children, module, handlers, shadowed, options, encoder):
     """Forks one worker from this process; returns its pid (in the server)."""
     if len(fds) != 5:
         raise ProtocolError("a fork request needs 5 descriptors, got %d" % len(fds))
@@ -222,7 +224,7 @@ def fork_worker(fds, control, children, module, handlers, shadowed, options):
         reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
         write = writer(REPLIES_FD)
         send(write, ready_message(module, handlers, shadowed))
-        serve(write, reader, module, handlers, time.monotonic(), options.max_reply_bytes)
+        serve(write, reader, module, handlers, time.monotonic(), options.max_reply_bytes, encoder)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -374,9 +376,8 @@ def takes_bytes(fn):
     return annotation is bytes or annotation == "bytes"
 
 
-def serve(write, reader, module, handlers, started, max_reply_bytes):
+def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
     served = 0
-    encoder = json_encoder()
 
     def encode(value):
         # Bytes are the answer as it is: no JSON in between.

@@ -73,7 +73,13 @@ async fn payloads_mean_what_json_loads_makes_of_them() {
         ),
     ] {
         let text = String::from_utf8_lossy(&payload).into_owned();
-        assert_eq!(echoed(payload).await.unwrap(), meant, "{text}");
+        // Compared as JSON values: with orjson the answer's text differs.
+        let got = echoed(payload).await.unwrap();
+        let value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert_eq!(value(&got), value(meant), "{text}: {got}");
+        if text.contains("1234567890") {
+            assert!(got.contains("12345678901234567890123"), "{got}");
+        }
     }
     for bad in [
         &b"\"a\" x"[..],
