@@ -243,6 +243,10 @@ def kill_everything():
     and the next round kills those."""
     me = os.getpid()
     while True:
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return  # no child, so no descendant: nothing to look for in /proc
         for pid in descendants(me):
             try:
                 os.kill(pid, signal.SIGKILL)
