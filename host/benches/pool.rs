@@ -45,19 +45,21 @@ struct Ours {
     throughput: Vec<(usize, f64)>,
     /// Calls that need no Python: the mock, and the replayer on the demo cassette.
     floor: Vec<(&'static str, Duration, Duration)>,
+    /// One-shot `snakepen call` processes, and a bare interpreter start beside them.
+    one_shot: Vec<(&'static str, Duration)>,
 }
 
 async fn measure(calls: usize) -> Ours {
     let runtime = Runtime::new().unwrap();
     let module = root().join("bench/handlers.py").display().to_string();
-    // The interpreter itself, as the peer runs it: a pyenv shim in front of it
-    // costs ~170 ms per pool (it is resolved once per pool), which is pyenv's
-    // time, not the pool's.
-    let python = common::python();
-    let forking_host = |size: usize, fork_server: bool| {
+    // A venv of the interpreter the peer runs, without orjson, so that JSON
+    // is the standard library's whatever the machine's interpreter has; a
+    // pyenv shim in front of an interpreter would cost ~170 ms per pool,
+    // which is pyenv's time, not the pool's.
+    let python = common::venv_python("plain-venv");
+    let host_on = |size: usize, fork_server: bool, python: String| {
         let runtime = runtime.clone();
         let module = module.clone();
-        let python = python.clone();
         async move {
             let mut pool = PoolConfig::new(module);
             pool.size = size;
@@ -72,6 +74,7 @@ async fn measure(calls: usize) -> Ours {
                 .expect("run `just plugins` first")
         }
     };
+    let forking_host = |size: usize, fork_server: bool| host_on(size, fork_server, python.clone());
     // Every other row runs the default pool, which forks its workers.
     let host = |size: usize| forking_host(size, true);
     // Warm the compiled-adapter cache so that the ready rows time the workers only.
@@ -133,6 +136,22 @@ async fn measure(calls: usize) -> Ours {
     }
     times.sort();
     round_trip.push(("1MB bytes", times[n / 2], times[n * 99 / 100]));
+    eprintln!("bench: sequential round trips, 1MB of JSON written by orjson");
+    let with_orjson = host_on(1, true, common::venv_python("orjson-venv")).await;
+    with_orjson.ready().await.unwrap();
+    let payload = serde_json::to_vec(&serde_json::json!(["x".repeat(1_000_000)])).unwrap();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        with_orjson
+            .call(Request::new("echo", payload.clone()))
+            .await
+            .unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    round_trip.push(("1MB, orjson", times[n / 2], times[n * 99 / 100]));
+    with_orjson.close().await.unwrap();
     // The same 100 B call straight into the pool, without the adapter: its share of the cost.
     let pool = h.pool().unwrap();
     let payload = serde_json::to_vec(&serde_json::json!(["x".repeat(100)])).unwrap();
@@ -230,13 +249,60 @@ async fn measure(calls: usize) -> Ours {
         times.sort();
         floor.push((name, times[calls / 2], times[calls * 99 / 100]));
     }
+    let one_shot = one_shot(&module, if calls > 100 { 15 } else { 2 });
     Ours {
         ready,
         round_trip,
         pool_round_trip,
         throughput,
         floor,
+        one_shot,
     }
+}
+
+/// Medians of `runs` one-shot `snakepen call` processes (start to exit) on
+/// each interpreter, and of a bare `python -I -c pass` on it: the floor
+/// that no pool started from nothing can go under.
+fn one_shot(module: &str, runs: usize) -> Vec<(&'static str, Duration)> {
+    eprintln!("bench: one-shot `snakepen call`");
+    let median_of = |command: &mut std::process::Command| {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                let status = command
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{command:?} failed");
+                started.elapsed()
+            })
+            .collect();
+        median(&mut times)
+    };
+    let mut rows = Vec::new();
+    for (venv, call, bare) in [
+        (
+            "plain-venv",
+            "one-shot `snakepen call` (standard-library JSON)",
+            "bare `python -I -c pass`, the same interpreter",
+        ),
+        (
+            "orjson-venv",
+            "one-shot `snakepen call` (an interpreter with orjson, imported at start)",
+            "bare `python -I -c pass`, the interpreter with orjson",
+        ),
+    ] {
+        let python = common::venv_python(venv);
+        let called = median_of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_snakepen"))
+                .args(["call", "--python", &python, "--module", module])
+                .args(["echo", r#"["x"]"#]),
+        );
+        let started = median_of(std::process::Command::new(&python).args(["-I", "-c", "pass"]));
+        rows.push((call, called));
+        rows.push((bare, started));
+    }
+    rows
 }
 
 fn median(times: &mut [Duration]) -> Duration {
@@ -326,7 +392,8 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         .unwrap();
     }
     for (name, p50, p99) in &ours.round_trip {
-        let pv = &peer["round_trip_s"][*name];
+        // The peer pickles: orjson or not is the same call to it.
+        let pv = &peer["round_trip_s"][name.trim_end_matches(", orjson")];
         let (pp50, pp99) = (secs(&pv[0]), secs(&pv[1]));
         writeln!(
             t,
@@ -366,6 +433,15 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         )
         .unwrap();
     }
+    for (name, median) in &ours.one_shot {
+        writeln!(
+            t,
+            "| {name}, process start to exit (median) | {} | | |",
+            ms(*median)
+        )
+        .unwrap();
+    }
+    writeln!(t, "\nRows of a size alone carry JSON written by the standard library (the workers run on target/plain-venv); \"1MB, orjson\" the same call on target/orjson-venv, whose interpreter has orjson; \"1MB bytes\" a handler that takes and returns bytes, with no JSON at all.").unwrap();
     writeln!(t, "\nThe peer's workers are forked from an interpreter that has already imported everything; snakepen (by default) forks its workers from one fresh, isolated interpreter (`python -I`) that imported the module once, or without the fork server starts each worker as such an interpreter. Every row but the ready times runs the default pool.").unwrap();
     t
 }

@@ -62,3 +62,15 @@ pub fn python() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .expect("python3 runs")
 }
+
+/// The interpreter of `target/{venv}` (`just json-venvs` makes `plain-venv`,
+/// the standard library alone, and `orjson-venv`).
+pub fn venv_python(venv: &str) -> String {
+    let python = root().join("target").join(venv).join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `just json-venvs` (`just bench` does)",
+        python.display()
+    );
+    python.display().to_string()
+}
