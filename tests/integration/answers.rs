@@ -48,7 +48,9 @@ async fn answers_are_the_same_json_with_orjson_and_without() {
     // Each alone, so that each reason orjson has to leave an answer to the
     // standard library (a null, an integer beyond 64 bits, keys that are
     // not strings, nesting deeper than orjson goes) is met by itself.
-    let names = ["text", "big", "float", "keys", "enum", "uuid", "none", "deep"];
+    let names = [
+        "text", "big", "float", "keys", "enum", "uuid", "none", "deep",
+    ];
     for name in names {
         let request = || Request::json("kind", &serde_json::json!({ "name": name }));
         let a = within(30, plain.call(request())).await.unwrap().payload;
@@ -58,8 +60,14 @@ async fn answers_are_the_same_json_with_orjson_and_without() {
             assert_eq!(value(&a), value(&b), "{name}");
         }
     }
-    let (a, b) = (answer(&plain, "kinds").await.unwrap(), answer(&fast, "kinds").await.unwrap());
-    assert_eq!(a, b, "an answer with a null in it is the standard library's");
+    let (a, b) = (
+        answer(&plain, "kinds").await.unwrap(),
+        answer(&fast, "kinds").await.unwrap(),
+    );
+    assert_eq!(
+        a, b,
+        "an answer with a null in it is the standard library's"
+    );
     assert!(a.contains("12345678901234567890123"), "{a}");
     // orjson did write the answer it can write alike: its text differs.
     let text = answer(&fast, "kinds_without_null").await.unwrap();
@@ -70,12 +78,18 @@ async fn answers_are_the_same_json_with_orjson_and_without() {
         ("a_nan", "Out of range float values"),
         ("an_infinity", "Out of range float values"),
         ("a_date", "Object of type date is not JSON serializable"),
-        ("a_dataclass", "Object of type Point is not JSON serializable"),
+        (
+            "a_dataclass",
+            "Object of type Point is not JSON serializable",
+        ),
     ] {
         for host in [&plain, &fast] {
             match answer(host, command).await {
                 Err(CallError::PythonException { message, .. }) => {
-                    assert!(message.contains("returned a value JSON cannot encode"), "{message}");
+                    assert!(
+                        message.contains("returned a value JSON cannot encode"),
+                        "{message}"
+                    );
                     assert!(message.contains(says), "{command}: {message}");
                 }
                 other => panic!("{command} gave {other:?}"),
