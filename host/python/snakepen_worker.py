@@ -57,6 +57,7 @@ import struct
 import sys
 import threading
 import time
+from types import CoroutineType
 
 PROTOCOL_FD = 3  # the worker's requests; the fork server's control socket
 REPLIES_FD = 5
@@ -386,6 +387,7 @@ def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
         return encoder(value)
 
     raw = {name for name, fn in handlers.items() if takes_bytes(fn)}
+    run = EventLoop().run
     while True:
         frame = read_frame(reader)
         if frame is None:
@@ -395,7 +397,7 @@ def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
         rid = header.get("id")
         command = header.get("command", "")
         try:
-            error, encoded = handle(module, handlers, raw, command, body, encode, served, started)
+            error, encoded = handle(module, handlers, raw, command, body, encode, served, started, run)
             if error is None and len(encoded) > max_reply_bytes - REPLY_HEADER_ROOM:
                 error, encoded = too_large(command, len(encoded), max_reply_bytes), None
         except BaseException as exc:  # a bug here must cost one call, never the worker
@@ -404,6 +406,23 @@ def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
             reply_ok(write, rid, encoded)
         else:
             reply_error(write, rid, bounded(error))
+
+
+class EventLoop:
+    """The worker's own event loop, made at its first coroutine (asyncio is
+    imported only by a worker that needs it) and kept for its life: what
+    one call leaves on it (a client's connection pool) serves the next."""
+
+    def __init__(self):
+        self.loop = None
+
+    def run(self, coroutine):
+        if self.loop is None:
+            import asyncio
+
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop.run_until_complete(coroutine)
 
 
 def json_encoder():
@@ -453,10 +472,11 @@ def by_rule(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 
-def handle(module, handlers, raw, command, body, encode, served, started):
+def handle(module, handlers, raw, command, body, encode, served, started, run):
     """Runs one request: (None, the answer's bytes), or (an error, None). A
     handler in `raw` gets the payload's bytes as they came; any handler that
-    returns bytes answers with them as they are."""
+    returns bytes answers with them as they are. An `async def` handler's
+    coroutine is run to its end by `run` (on the worker's event loop)."""
     if command == "ping":
         return None, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served})
     if command == "info":
@@ -465,6 +485,8 @@ def handle(module, handlers, raw, command, body, encode, served, started):
     if fn is not None and command in raw:
         try:
             result = fn(body)
+            if type(result) is CoroutineType:
+                result = run(result)
         except BaseException as exc:  # SystemExit too: a handler must not end the worker
             return call_error(command, fn, (body,), {}, exc), None
         return answer(command, result, encode)
@@ -486,6 +508,8 @@ def handle(module, handlers, raw, command, body, encode, served, started):
             shown(command), type_name(exc), exc)}, None
     try:
         result = fn(*args, **kwargs)
+        if type(result) is CoroutineType:
+            result = run(result)
     except BaseException as exc:  # SystemExit too: a handler must not end the worker
         return call_error(command, fn, args, kwargs, exc), None
     return answer(command, result, encode)

@@ -97,6 +97,32 @@ async fn payloads_mean_what_json_loads_makes_of_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_handler_runs_on_the_worker_s_own_event_loop() {
+    let host = handlers(1).await;
+    assert_eq!(
+        call(&host, "later", r#"{"ms": 5, "value": [1, "two"]}"#)
+            .await
+            .unwrap(),
+        json!([1, "two"])
+    );
+    // One loop for the worker's life, not one per call.
+    let first = call(&host, "loop_id", "").await.unwrap();
+    assert_eq!(call(&host, "loop_id", "").await.unwrap(), first);
+    match call(&host, "async_boom", r#"["from a coroutine"]"#).await {
+        Err(CallError::PythonException {
+            type_name,
+            message,
+            traceback,
+        }) => {
+            assert_eq!(type_name, "ValueError");
+            assert_eq!(message, "from a coroutine");
+            assert!(traceback.contains("async_boom"), "{traceback}");
+        }
+        other => panic!("expected the coroutine's exception, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_response_names_the_worker_that_served_it() {
     let host = handlers(1).await;
     let response = within(30, host.call(Request::new("pid", "")))

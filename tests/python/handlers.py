@@ -1,5 +1,6 @@
 """Handlers the integration and chaos tiers call. Each one shows one behaviour."""
 
+import asyncio
 import dataclasses
 import datetime
 import enum
@@ -170,3 +171,19 @@ def kinds_without_null():
         "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
         "list": [1, 2.5, True, "x"],
     }
+
+
+async def later(ms, value):
+    """An async handler: answers `value` after `ms` milliseconds."""
+    await asyncio.sleep(ms / 1000)
+    return value
+
+
+async def async_boom(message):
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+async def loop_id():
+    """Which event loop runs this worker's async handlers."""
+    return id(asyncio.get_running_loop())
