@@ -453,7 +453,7 @@ fn a_pool_the_descriptor_limit_cannot_hold_is_refused_naming_the_limit() {
     let message = output.stderr;
     assert!(
         message.contains("over this process's limit of 256 (RLIMIT_NOFILE)")
-            && message.contains("run at most 32 workers"),
+            && message.contains("run at most 27 workers"),
         "{message}"
     );
 }

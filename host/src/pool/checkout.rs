@@ -60,7 +60,7 @@ impl Core {
                     None => {}
                 }
             }
-            if let Some(slot) = st.take_idle(only.or(prefer), only.is_some()) {
+            if let Some(slot) = st.take_room(only.or(prefer), only.is_some()) {
                 let lease = self.lease(&mut st, slot);
                 st.bind(session, lease.worker, started + settings.session_ttl);
                 drop(st);

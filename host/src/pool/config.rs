@@ -10,10 +10,13 @@ use std::time::Duration;
 /// descriptors; a larger number is a typo far more often than a plan.
 pub const MAX_POOL_SIZE: usize = 1024;
 
-/// File descriptors the host holds per worker: its socket, the lifeline's
-/// write end, its stdout and stderr pipes, its pidfd, and one to spare for
-/// a restart in progress.
-pub const DESCRIPTORS_PER_WORKER: u64 = 6;
+/// The most calls one worker may hold at once ([`PoolConfig::max_concurrency`]).
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// File descriptors the host holds per worker: its ends of the request and
+/// reply pipes, the lifeline's write end, its stdout and stderr pipes, its
+/// pidfd, and one to spare for a restart in progress.
+pub const DESCRIPTORS_PER_WORKER: u64 = 7;
 
 /// Descriptors kept free for everything else (the listener, clients, logs).
 const DESCRIPTORS_RESERVED: u64 = 64;
@@ -62,6 +65,14 @@ pub struct PoolConfig {
     pub env: Vec<(String, String)>,
     /// The workers' working directory (default: the host's).
     pub cwd: Option<PathBuf>,
+    /// How many calls one worker holds at once (default 1: one at a time,
+    /// on the worker's main thread). Above 1, a worker runs `async def`
+    /// handlers as tasks of its event loop and plain functions on a pool of
+    /// this many threads; checkout hands a worker to this many callers,
+    /// the least loaded first; a call past its deadline is cancelled (an
+    /// async one) or its worker is drained and replaced (a plain function,
+    /// which no one can stop). At most [`MAX_CONCURRENCY`].
+    pub max_concurrency: usize,
     /// How the pool behaves; can be changed while it runs.
     pub settings: PoolSettings,
 }
@@ -78,6 +89,7 @@ impl PoolConfig {
             expose: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            max_concurrency: 1,
             settings: PoolSettings::default(),
         }
     }
@@ -95,6 +107,15 @@ impl PoolConfig {
         }
         if self.size == 0 {
             return Err(("size", "must be at least 1".into()));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err((
+                "max_concurrency",
+                format!(
+                    "is {}: a worker holds from 1 to {MAX_CONCURRENCY} calls at once",
+                    self.max_concurrency
+                ),
+            ));
         }
         if self.size > MAX_POOL_SIZE {
             return Err((

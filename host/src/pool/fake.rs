@@ -7,18 +7,23 @@
 //! `echo` answers with its payload, `who` with its worker id, `fail`
 //! with a Python exception,
 //! `crash` dies during the call (SIGSEGV), `break` breaks the protocol,
-//! `hang` never answers (the deadline ends it), and `wait` answers once
-//! the test opens the gate ([`Fake::open_gate`]) (`wait-who` then says
-//! its worker id). Starts follow the plans
-//! the test queued ([`Fake::plan`]), and succeed at once when none is left.
+//! `hang` never answers and cannot be cancelled (a plain function stuck on
+//! a thread), `hang-async` never answers until it is cancelled (an async
+//! handler), and `wait` answers once the test opens the gate
+//! ([`Fake::open_gate`]) (`wait-who` then says its worker id). Starts
+//! follow the plans the test queued ([`Fake::plan`]), and succeed at once
+//! when none is left.
 
 use super::config::PoolSettings;
-use super::transport::{Connection, Exit, Fatal, StartFailure, Transport, WorkerId, WorkerInfo};
+use super::transport::{
+    Connection, Exit, Fatal, Incoming, RequestId, StartFailure, Transport, WorkerId, WorkerInfo,
+};
 use crate::{CallError, Response};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// What one start does.
@@ -48,6 +53,10 @@ struct Inner {
     gate: Semaphore,
     /// Workers stopped by the pool, in order.
     stopped: Mutex<Vec<WorkerId>>,
+    /// Workers killed by the pool (a call past its deadline), in order.
+    killed: Mutex<Vec<WorkerId>>,
+    /// Requests the pool asked to cancel.
+    cancels: Mutex<usize>,
     /// What `abort` was given, once it was called.
     aborted: Mutex<Option<Vec<WorkerInfo>>>,
     closed: Mutex<bool>,
@@ -67,6 +76,8 @@ impl Default for Inner {
             live: Mutex::default(),
             gate: Semaphore::new(0),
             stopped: Mutex::default(),
+            killed: Mutex::default(),
+            cancels: Mutex::default(),
             aborted: Mutex::default(),
             closed: Mutex::default(),
             pings: Mutex::default(),
@@ -131,6 +142,16 @@ impl Fake {
         lock(&self.inner.stopped).clone()
     }
 
+    /// The workers the pool killed, in order.
+    pub(crate) fn killed(&self) -> Vec<WorkerId> {
+        lock(&self.inner.killed).clone()
+    }
+
+    /// How many requests the pool asked a worker to cancel.
+    pub(crate) fn cancels(&self) -> usize {
+        *lock(&self.inner.cancels)
+    }
+
     /// What the pool's drop handed to `abort`, if it was called.
     pub(crate) fn aborted(&self) -> Option<Vec<WorkerInfo>> {
         lock(&self.inner.aborted).clone()
@@ -183,12 +204,16 @@ impl Transport for Fake {
             sick: Mutex::new(false),
         });
         lock(&self.inner.live).insert(id, Arc::clone(&life));
+        let (tx, rx) = mpsc::unbounded_channel();
         Ok(FakeWorker {
             id,
             fake: self.clone(),
             life,
-            calls: 0,
             functions: vec!["echo".into()],
+            tx,
+            rx,
+            waiting: JoinSet::new(),
+            hanging: HashMap::new(),
         })
     }
 
@@ -219,8 +244,14 @@ pub(crate) struct FakeWorker {
     id: WorkerId,
     fake: Fake,
     life: Arc<Life>,
-    calls: u64,
     functions: Vec<String>,
+    /// The worker's messages, in the order it sends them.
+    tx: mpsc::UnboundedSender<Result<Incoming, Fatal>>,
+    rx: mpsc::UnboundedReceiver<Result<Incoming, Fatal>>,
+    /// Calls waiting at the gate.
+    waiting: JoinSet<()>,
+    /// Calls that never answer by themselves: whether a cancel stops them.
+    hanging: HashMap<RequestId, bool>,
 }
 
 impl FakeWorker {
@@ -231,6 +262,17 @@ impl FakeWorker {
             stderr_tail: String::new(),
         }
     }
+
+    fn reply(&self, id: RequestId, outcome: Result<Response, CallError>) {
+        let _ = self.tx.send(Ok(Incoming::Reply { id, outcome }));
+    }
+}
+
+fn answer(payload: Vec<u8>) -> Result<Response, CallError> {
+    Ok(Response {
+        payload,
+        worker_pid: None,
+    })
 }
 
 impl Connection for FakeWorker {
@@ -242,87 +284,124 @@ impl Connection for FakeWorker {
         &self.functions
     }
 
-    async fn call(
+    async fn send(
         &mut self,
+        id: RequestId,
         command: &str,
         payload: &[u8],
-        deadline: Instant,
-        _grace: Duration,
-    ) -> Result<Result<Response, CallError>, Fatal> {
-        self.calls += 1;
-        let answer = |payload: Vec<u8>| {
-            Ok(Ok(Response {
-                payload,
-                worker_pid: None,
-            }))
-        };
-        match command {
-            "echo" => answer(payload.to_vec()),
-            "who" => answer(self.id.to_string().into_bytes()),
-            "fail" => Ok(Err(CallError::PythonException {
-                type_name: "ValueError".into(),
-                message: "asked to fail".into(),
-                traceback: String::new(),
-            })),
-            "crash" => Err(Fatal::Died {
-                exit: Exit::Signal(libc::SIGSEGV),
-                error: self.crashed(),
-            }),
-            "break" => Err(Fatal::Broke(CallError::WorkerCrashed {
-                pid: 0,
-                exit_status: "killed for breaking the protocol".into(),
-                stderr_tail: String::new(),
-            })),
-            "hang" => {
-                tokio::time::sleep_until(deadline).await;
-                Err(Fatal::TimedOut(CallError::Timeout(
-                    "`hang` ran past its deadline".into(),
-                )))
-            }
-            "wait" | "wait-who" => {
-                let permit = self.fake.inner.gate.acquire().await;
-                permit.expect("the gate is never closed").forget();
-                match command {
-                    "wait" => answer(payload.to_vec()),
-                    _ => answer(self.id.to_string().into_bytes()),
-                }
-            }
-            other => Ok(Err(CallError::NoSuchCommand(other.to_string()))),
-        }
-    }
-
-    async fn ping(
-        &mut self,
         _deadline: Instant,
         _grace: Duration,
-    ) -> Result<Result<Response, CallError>, Fatal> {
-        *lock(&self.fake.inner.pings) += 1;
-        self.fake.event();
-        if *lock(&self.life.sick) {
-            return Ok(Err(CallError::Timeout("the ping was not answered".into())));
+    ) -> Result<(), Fatal> {
+        match command {
+            "ping" => {
+                *lock(&self.fake.inner.pings) += 1;
+                self.fake.event();
+                if *lock(&self.life.sick) {
+                    self.reply(
+                        id,
+                        Err(CallError::Timeout("the ping was not answered".into())),
+                    );
+                } else {
+                    self.reply(id, answer(b"\"pong\"".to_vec()));
+                }
+            }
+            "echo" => self.reply(id, answer(payload.to_vec())),
+            "who" => self.reply(id, answer(self.id.to_string().into_bytes())),
+            "fail" => self.reply(
+                id,
+                Err(CallError::PythonException {
+                    type_name: "ValueError".into(),
+                    message: "asked to fail".into(),
+                    traceback: String::new(),
+                }),
+            ),
+            "crash" => {
+                let error = self.crashed();
+                let _ = self.tx.send(Err(Fatal::Died {
+                    exit: Exit::Signal(libc::SIGSEGV),
+                    error,
+                }));
+            }
+            "break" => {
+                let _ = self.tx.send(Err(Fatal::Broke(CallError::WorkerCrashed {
+                    pid: 0,
+                    exit_status: "killed for breaking the protocol".into(),
+                    stderr_tail: String::new(),
+                })));
+            }
+            "hang" => {
+                self.hanging.insert(id, false);
+            }
+            "hang-async" => {
+                self.hanging.insert(id, true);
+            }
+            "wait" | "wait-who" => {
+                let (fake, tx) = (self.fake.clone(), self.tx.clone());
+                let body = match command {
+                    "wait" => payload.to_vec(),
+                    _ => self.id.to_string().into_bytes(),
+                };
+                self.waiting.spawn(async move {
+                    let permit = fake.inner.gate.acquire().await;
+                    permit.expect("the gate is never closed").forget();
+                    let _ = tx.send(Ok(Incoming::Reply {
+                        id,
+                        outcome: answer(body),
+                    }));
+                });
+            }
+            other => self.reply(id, Err(CallError::NoSuchCommand(other.to_string()))),
         }
-        Ok(Ok(Response {
-            payload: b"\"pong\"".to_vec(),
-            worker_pid: None,
-        }))
+        Ok(())
     }
 
-    async fn ended(&mut self) -> Exit {
-        let mut exit = self.life.exit.subscribe();
-        let ended = exit.wait_for(Option::is_some).await.map(|e| e.clone());
-        match ended {
-            Ok(Some(exit)) => exit,
-            _ => std::future::pending().await,
+    async fn cancel(
+        &mut self,
+        id: RequestId,
+        _deadline: Instant,
+        _grace: Duration,
+    ) -> Result<(), Fatal> {
+        *lock(&self.fake.inner.cancels) += 1;
+        self.fake.event();
+        match self.hanging.get(&id) {
+            Some(true) => {
+                self.hanging.remove(&id);
+                self.reply(id, Err(CallError::Timeout("cancelled".into())));
+            }
+            Some(false) => {
+                let _ = self.tx.send(Ok(Incoming::Uncancellable { id }));
+            }
+            None => {}
         }
+        Ok(())
+    }
+
+    async fn next(&mut self, _grace: Duration) -> Result<Incoming, Fatal> {
+        let mut exit = self.life.exit.subscribe();
+        tokio::select! {
+            biased;
+            message = self.rx.recv() => message.expect("the worker holds a sender"),
+            ended = exit.wait_for(Option::is_some) => {
+                let exit = ended.ok().and_then(|e| e.clone()).unwrap_or(Exit::Lost("gone".into()));
+                let error = CallError::WorkerCrashed {
+                    pid: 0,
+                    exit_status: exit.to_string(),
+                    stderr_tail: String::new(),
+                };
+                Err(Fatal::Died { exit, error })
+            }
+        }
+    }
+
+    async fn kill(&mut self, _grace: Duration) -> Exit {
+        lock(&self.fake.inner.killed).push(self.id);
+        self.fake.event();
+        Exit::Signal(libc::SIGKILL)
     }
 
     async fn stop(&mut self, _grace: Duration) {
         lock(&self.fake.inner.stopped).push(self.id);
         self.fake.event();
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls
     }
 
     fn memory_bytes(&self) -> Option<u64> {

@@ -24,8 +24,8 @@ mod transport;
 mod waits;
 
 pub use config::{
-    Affinity, DESCRIPTORS_PER_WORKER, MAX_POOL_SIZE, PoolConfig, PoolSettings, UnknownAffinity,
-    is_module_file,
+    Affinity, DESCRIPTORS_PER_WORKER, MAX_CONCURRENCY, MAX_POOL_SIZE, PoolConfig, PoolSettings,
+    UnknownAffinity, is_module_file,
 };
 pub use status::PoolStatus;
 pub use transport::{WorkerId, WorkerInfo};

@@ -42,14 +42,18 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(config: PoolConfig) -> (Arc<Core>, Vec<mpsc::Receiver<Job>>) {
         let mut receivers = Vec::with_capacity(config.size);
+        let capacity = config.max_concurrency.max(1);
         let slots = (0..config.size)
             .map(|_| {
-                // One job at a time: a slot gets a job only through a lease.
-                let (tx, rx) = mpsc::channel(1);
+                // A slot gets a job only through a lease, and holds at most
+                // `capacity` leases.
+                let (tx, rx) = mpsc::channel(capacity);
                 receivers.push(rx);
                 Slot {
                     phase: Phase::Starting,
                     worker: None,
+                    load: 0,
+                    draining: false,
                     failing: false,
                     jobs: tx,
                 }
@@ -60,7 +64,8 @@ impl Core {
             config,
             state: Mutex::new(super::state::State {
                 slots,
-                idle: VecDeque::new(),
+                room: VecDeque::new(),
+                capacity,
                 waiters: VecDeque::new(),
                 sessions: HashMap::new(),
                 restarts: 0,
@@ -125,6 +130,8 @@ impl Core {
         let s = &mut st.slots[slot];
         s.phase = Phase::Starting;
         s.worker = None;
+        s.load = 0;
+        s.draining = false;
         drop(st);
         self.changed();
     }
@@ -158,9 +165,12 @@ impl Core {
         let mut st = self.lock();
         let s = &mut st.slots[slot];
         s.worker = Some(worker);
+        s.phase = Phase::Ready;
+        s.load = 0;
+        s.draining = false;
         s.failing = false;
         st.start_failure = None;
-        self.make_idle(&mut st, slot);
+        self.make_room(&mut st, slot);
         drop(st);
         self.changed();
     }
@@ -170,31 +180,55 @@ impl Core {
         Arc::clone(&self.functions.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// One call the slot's worker held has ended: its room goes to a
+    /// waiter, or back to the room queue.
     pub(crate) fn job_done(self: &Arc<Self>, slot: usize) {
         let mut st = self.lock();
-        self.make_idle(&mut st, slot);
+        let s = &mut st.slots[slot];
+        s.load = s.load.saturating_sub(1);
+        self.make_room(&mut st, slot);
         drop(st);
         self.changed();
     }
 
-    /// Takes an idle worker out of the queue for a health check.
+    /// Takes a worker that holds no call out of the room queue for a health check.
     pub(crate) fn try_check(&self, slot: usize, worker: WorkerId) -> bool {
         let mut st = self.lock();
         let s = &st.slots[slot];
-        if s.phase != Phase::Idle || s.worker_id() != Some(worker) {
+        if s.phase != Phase::Ready || s.load > 0 || s.draining || s.worker_id() != Some(worker) {
             return false;
         }
-        st.idle.retain(|&i| i != slot);
+        st.room.retain(|&i| i != slot);
         st.slots[slot].phase = Phase::Checking;
         true
+    }
+
+    /// Its health check passed: it takes calls again.
+    pub(crate) fn checked(self: &Arc<Self>, slot: usize) {
+        let mut st = self.lock();
+        st.slots[slot].phase = Phase::Ready;
+        self.make_room(&mut st, slot);
+        drop(st);
+        self.changed();
+    }
+
+    /// The slot's worker takes no more calls; it goes once those it holds end.
+    pub(crate) fn drain(&self, slot: usize) {
+        let mut st = self.lock();
+        st.slots[slot].draining = true;
+        st.room.retain(|&i| i != slot);
+        drop(st);
+        self.changed();
     }
 
     /// The slot's worker is gone (crashed, killed, recycled or stopped).
     pub(crate) fn ended(&self, slot: usize, worker: WorkerId, counted: Ended) {
         let mut st = self.lock();
-        st.idle.retain(|&i| i != slot);
+        st.room.retain(|&i| i != slot);
         let closing = st.closing;
         let s = &mut st.slots[slot];
+        s.load = 0;
+        s.draining = false;
         s.phase = if closing {
             Phase::Stopped
         } else {
@@ -242,9 +276,10 @@ impl Core {
             ..PoolStatus::default()
         };
         for slot in &st.slots {
+            status.in_flight += slot.load;
             match slot.phase {
-                Phase::Idle => status.idle += 1,
-                Phase::Leased | Phase::Busy | Phase::Checking => status.busy += 1,
+                Phase::Ready if slot.load == 0 => status.idle += 1,
+                Phase::Ready | Phase::Checking => status.busy += 1,
                 Phase::Starting => status.starting += 1,
                 Phase::BackingOff => status.dead += 1,
                 Phase::Stopped => status.stopped += 1,
@@ -295,16 +330,17 @@ impl Core {
 
     fn release(self: &Arc<Self>, slot: usize, worker: WorkerId) {
         let mut st = self.lock();
-        let s = &st.slots[slot];
-        if s.phase == Phase::Leased && s.worker_id() == Some(worker) {
-            self.make_idle(&mut st, slot);
+        let s = &mut st.slots[slot];
+        if s.phase == Phase::Ready && s.worker_id() == Some(worker) {
+            s.load = s.load.saturating_sub(1);
+            self.make_room(&mut st, slot);
             drop(st);
             self.changed();
         }
     }
 
+    /// A lease on `slot`, whose `load` already counts it.
     pub(super) fn lease(self: &Arc<Self>, st: &mut State, slot: usize) -> Lease {
-        st.slots[slot].phase = Phase::Leased;
         Lease {
             core: Arc::clone(self),
             slot,
@@ -315,25 +351,32 @@ impl Core {
         }
     }
 
-    /// Gives the slot's worker to the first waiter that wants it, or queues it as idle.
-    pub(super) fn make_idle(self: &Arc<Self>, st: &mut State, slot: usize) {
-        let worker = st.slots[slot].worker_id();
-        while let Some(pos) = st
-            .waiters
-            .iter()
-            .position(|w| w.only.is_none_or(|only| Some(only) == worker))
+    /// Gives the room the slot's worker has to the first waiters that want
+    /// it, and queues what room is left.
+    pub(super) fn make_room(self: &Arc<Self>, st: &mut State, slot: usize) {
+        let s = &st.slots[slot];
+        if s.phase != Phase::Ready || s.draining {
+            return;
+        }
+        let worker = s.worker_id();
+        while st.slots[slot].load < st.capacity
+            && let Some(pos) = st
+                .waiters
+                .iter()
+                .position(|w| w.only.is_none_or(|only| Some(only) == worker))
         {
             let waiter = st.waiters.remove(pos).expect("the position is in range");
+            st.slots[slot].load += 1;
             let lease = self.lease(st, slot);
-            match waiter.tx.send(Ok(lease)) {
-                Ok(()) => return,
+            if let Err(Ok(mut lease)) = waiter.tx.send(Ok(lease)) {
                 // That caller is gone: the lease comes back unsent; try the next.
-                Err(Ok(mut lease)) => lease.armed = false,
-                Err(Err(_)) => unreachable!("a lease was sent"),
+                lease.armed = false;
+                st.slots[slot].load -= 1;
             }
         }
-        st.slots[slot].phase = Phase::Idle;
-        st.idle.push_back(slot);
+        if st.slots[slot].load < st.capacity && !st.room.contains(&slot) {
+            st.room.push_back(slot);
+        }
     }
 
     /// Hands the request to the leased worker. Gives the job back when the
@@ -342,14 +385,11 @@ impl Core {
         let mut st = self.lock();
         lease.armed = false;
         let slot = &mut st.slots[lease.slot];
-        if slot.phase != Phase::Leased || slot.worker_id() != Some(lease.worker) {
+        if slot.phase != Phase::Ready || slot.worker_id() != Some(lease.worker) {
             return Err(job);
         }
         match slot.jobs.try_send(job) {
-            Ok(()) => {
-                slot.phase = Phase::Busy;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
                 // The slot's task is gone (the pool shut down): so is the slot.
                 slot.phase = Phase::Stopped;

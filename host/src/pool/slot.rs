@@ -1,13 +1,16 @@
 //! One slot of the pool: a task that keeps one worker alive. It starts the
-//! worker through the pool's transport, serves the requests leased to it,
-//! pings it when idle, recycles it, replaces it when it dies (with backoff
-//! when it dies young), and stops it when the pool closes.
+//! worker through the pool's transport, serves the requests leased to it
+//! (up to the pool's `max_concurrency` at once, matched to their answers by
+//! request id), holds each to its deadline, pings the worker when idle,
+//! recycles it, replaces it when it dies (with backoff when it dies young),
+//! and stops it when the pool closes.
 
 use super::config::PoolSettings;
 use super::shared::Core;
 use super::state::{Ended, Job};
-use super::transport::{Connection, Exit, Fatal, Transport};
+use super::transport::{Connection, Exit, Fatal, Incoming, RequestId, Transport};
 use crate::{CallError, Response};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -22,10 +25,11 @@ const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 enum End {
     Shutdown,
-    /// It ended during a call.
+    /// It ended while it held calls.
     Crashed(Exit),
-    /// It broke the protocol during a call and was killed.
+    /// It broke the protocol and was killed.
     Broke,
+    /// A call ran past its deadline and only the worker's end could stop it.
     TimedOut,
     DiedIdle(Exit),
     Unhealthy(String),
@@ -44,8 +48,8 @@ impl End {
         match self {
             End::Shutdown => "the pool shut down".into(),
             End::Crashed(exit) => format!("it died during a call ({exit})"),
-            End::Broke => "it broke the protocol during a call".into(),
-            End::TimedOut => "a call ran past its deadline".into(),
+            End::Broke => "it broke the protocol".into(),
+            End::TimedOut => "a call ran past its deadline and could not be stopped".into(),
             End::DiedIdle(exit) => format!("it died while idle ({exit})"),
             End::Unhealthy(why) => format!("it is unhealthy: {why}"),
             End::Recycle(why) => format!("recycled: it {why}"),
@@ -116,8 +120,8 @@ pub(crate) async fn run<T: Transport>(
             }
         }
         core.ended(index, info.id, counted);
-        // The caller hears of the end only once the pool's status shows it.
-        if let Some((reply, error)) = owed {
+        // The callers hear of the end only once the pool's status shows it.
+        for (reply, error) in owed {
             let _ = reply.send(Err(error));
         }
         // Anything still queued was sent to the worker that just ended.
@@ -164,8 +168,35 @@ async fn pause(settings: &PoolSettings, failures: u32, closed: &mut watch::Recei
     }
 }
 
+/// A call (or a health ping) the worker holds.
+struct InFlight {
+    /// The caller's channel, until it was answered (a call past its
+    /// deadline is answered at once, before the worker is done with it).
+    reply: Option<Reply>,
+    command: String,
+    started: Instant,
+    deadline: Instant,
+    ping: bool,
+    /// Cancelled at its deadline: the worker must answer by then, or say it
+    /// cannot stop the call, or be killed.
+    cancelled_until: Option<Instant>,
+    /// The worker cannot stop it (a plain function on a thread).
+    stuck: bool,
+}
+
+impl InFlight {
+    /// When the slot must next look at it.
+    fn due(&self) -> Option<Instant> {
+        if self.stuck {
+            None
+        } else {
+            Some(self.cancelled_until.unwrap_or(self.deadline))
+        }
+    }
+}
+
 /// Serves the slot's jobs until the worker must go. Returns why, and the
-/// error owed to the call the worker was serving when it ended, if any.
+/// errors owed to the calls it held when it went.
 async fn serve<C: Connection>(
     core: &Arc<Core>,
     index: usize,
@@ -173,78 +204,250 @@ async fn serve<C: Connection>(
     started: Instant,
     jobs: &mut mpsc::Receiver<Job>,
     closed: &mut watch::Receiver<bool>,
-) -> (End, Option<Owed>) {
+) -> (End, Vec<Owed>) {
+    let capacity = core.config.max_concurrency.max(1);
+    let info = worker.info();
+    let mut calls: HashMap<RequestId, InFlight> = HashMap::new();
+    let mut next_id: RequestId = 0;
+    let mut served: u64 = 0;
+    // Set once the worker takes no new calls: why it goes when it is done.
+    let mut draining: Option<End> = None;
+    let mut idle_since = Instant::now();
     loop {
         let settings = core.settings();
-        let idle_for = settings.health_interval.unwrap_or(Duration::MAX);
+        let grace = settings.kill_grace;
+        if let Some(end) = draining.take() {
+            if calls.values().all(|c| c.stuck) && jobs.is_empty() {
+                if !calls.is_empty() {
+                    // Only calls no one can stop are left: only the worker's end stops them.
+                    worker.kill(grace).await;
+                }
+                return (end, owe_all(calls, |_| stopped_error(&info)));
+            }
+            draining = Some(end);
+        }
+        let ping_at = settings
+            .health_interval
+            .filter(|_| calls.is_empty() && draining.is_none())
+            .map(|every| idle_since + every);
+        let wake = calls
+            .values()
+            .filter_map(InFlight::due)
+            .chain(ping_at)
+            .min();
         tokio::select! {
             biased;
-            _ = until_closed(closed) => return (End::Shutdown, None),
-            job = jobs.recv() => {
-                let Some(job) = job else { return (End::Shutdown, None) };
-                let (reply, answer) = match run_job(worker, job, &settings, closed).await {
-                    Ok(done) => done,
-                    Err((end, owed)) => return (end, Some(owed)),
-                };
-                // Back in the queue before the caller hears back, so that its
-                // next call (same session, or just sequential) finds this worker idle.
-                // Read again: the settings may have changed while the call ran.
-                let recycle = recycle_reason(worker, started, &core.settings());
-                if recycle.is_none() {
-                    core.job_done(index);
-                }
-                let _ = reply.send(answer);
-                if let Some(reason) = recycle {
-                    return (End::Recycle(reason), None);
-                }
+            _ = until_closed(closed) => {
+                let error = |call: &InFlight| CallError::Unavailable(format!(
+                    "the host shut down while {} was running, after its grace period; the worker was stopped",
+                    crate::error::quoted(&call.command)
+                ));
+                return (End::Shutdown, owe_all(calls, error));
             }
-            exit = worker.ended() => return (End::DiedIdle(exit), None),
-            _ = tokio::time::sleep(idle_for) => {
-                if !core.try_check(index, worker.info().id) {
-                    continue;
+            incoming = worker.next(grace) => match incoming {
+                Err(fatal) => {
+                    let end = match &fatal {
+                        Fatal::Broke(_) => End::Broke,
+                        Fatal::Died { exit, .. } if calls.values().any(|c| !c.ping) => End::Crashed(exit.clone()),
+                        Fatal::Died { .. } if !calls.is_empty() => {
+                            End::Unhealthy(format!("its ping failed: {}", fatal.error()))
+                        }
+                        Fatal::Died { exit, .. } => End::DiedIdle(exit.clone()),
+                    };
+                    return (end, owe_all(calls, |_| fatal.error().clone()));
                 }
-                let deadline = Instant::now() + settings.health_timeout;
-                match worker.ping(deadline, settings.kill_grace).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return (End::Unhealthy(format!("its ping failed: {e}")), None),
-                    Err(fatal) => {
-                        let e = fatal.into_error();
-                        return (End::Unhealthy(format!("its ping failed: {e}")), None);
+                Ok(Incoming::Uncancellable { id }) => {
+                    if let Some(call) = calls.get_mut(&id) {
+                        call.stuck = true;
+                        call.cancelled_until = None;
+                        if draining.is_none() {
+                            core.drain(index);
+                            draining = Some(End::TimedOut);
+                        }
                     }
                 }
-                if let Some(reason) = recycle_reason(worker, started, &settings) {
-                    return (End::Recycle(reason), None);
+                Ok(Incoming::Reply { id, outcome }) => {
+                    let Some(call) = calls.remove(&id) else {
+                        let message = format!("it answered request {id}, which it was not running");
+                        worker.kill(grace).await;
+                        let error = CallError::WorkerCrashed {
+                            pid: info.pid.unwrap_or(0),
+                            exit_status: format!("killed for breaking the protocol ({message})"),
+                            stderr_tail: String::new(),
+                        };
+                        return (End::Broke, owe_all(calls, |_| error.clone()));
+                    };
+                    if calls.is_empty() {
+                        idle_since = Instant::now();
+                    }
+                    if call.ping {
+                        if let Err(e) = outcome {
+                            return (End::Unhealthy(format!("its ping failed: {e}")), owe_all(calls, |_| stopped_error(&info)));
+                        }
+                        if let Some(reason) = recycle_reason(worker, served, started, &settings) {
+                            return (End::Recycle(reason), owe_all(calls, |_| stopped_error(&info)));
+                        }
+                        core.checked(index);
+                        continue;
+                    }
+                    served += 1;
+                    // Read again: the settings may have changed while the call ran.
+                    let recycle = match &draining {
+                        None => recycle_reason(worker, served, started, &core.settings()),
+                        Some(_) => None,
+                    };
+                    match recycle {
+                        Some(reason) => {
+                            core.drain(index);
+                            draining = Some(End::Recycle(reason));
+                        }
+                        // Back in the room queue before the caller hears back, so
+                        // that its next call (same session, or just sequential)
+                        // finds this worker free.
+                        None if draining.is_none() => core.job_done(index),
+                        None => {}
+                    }
+                    if let Some(reply) = call.reply {
+                        let _ = reply.send(outcome);
+                    }
                 }
-                core.job_done(index);
+            },
+            job = jobs.recv(), if calls.len() < capacity => {
+                let Some(job) = job else {
+                    return (End::Shutdown, owe_all(calls, |_| stopped_error(&info)));
+                };
+                next_id += 1;
+                calls.insert(next_id, InFlight {
+                    reply: Some(job.reply),
+                    command: job.command,
+                    started: Instant::now(),
+                    deadline: job.deadline,
+                    ping: false,
+                    cancelled_until: None,
+                    stuck: false,
+                });
+                // The worker must have taken it by the first deadline of those it holds.
+                let by = calls.values().filter_map(InFlight::due).min().unwrap_or(job.deadline);
+                let command = &calls[&next_id].command;
+                if let Err(fatal) = worker.send(next_id, command, &job.payload, by, grace).await {
+                    let end = match &fatal {
+                        Fatal::Broke(_) => End::Broke,
+                        Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
+                    };
+                    return (end, owe_all(calls, |_| fatal.error().clone()));
+                }
+            }
+            _ = sleep_until(wake), if wake.is_some() => {
+                let now = Instant::now();
+                if calls.is_empty() {
+                    // The idle ping is due.
+                    idle_since = now;
+                    if draining.is_some() || !core.try_check(index, info.id) {
+                        continue;
+                    }
+                    next_id += 1;
+                    calls.insert(next_id, InFlight {
+                        reply: None,
+                        command: "ping".into(),
+                        started: now,
+                        deadline: now + settings.health_timeout,
+                        ping: true,
+                        cancelled_until: None,
+                        stuck: false,
+                    });
+                    let by = now + settings.health_timeout;
+                    if let Err(fatal) = worker.send(next_id, "ping", b"", by, grace).await {
+                        let why = format!("its ping failed: {}", fatal.error());
+                        return (End::Unhealthy(why), Vec::new());
+                    }
+                    continue;
+                }
+                if let Some(ping) = calls.values().find(|c| c.ping && c.deadline <= now) {
+                    let why = format!(
+                        "its ping was not answered within {:?} (health_timeout)",
+                        now - ping.started
+                    );
+                    worker.kill(grace).await;
+                    return (End::Unhealthy(why), owe_all(calls, |_| stopped_error(&info)));
+                }
+                let unanswered = calls.values().any(|c| c.cancelled_until.is_some_and(|t| t <= now));
+                let late: Vec<RequestId> = calls
+                    .iter()
+                    .filter(|(_, c)| !c.ping && c.cancelled_until.is_none() && !c.stuck && c.deadline <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if unanswered || (capacity == 1 && !late.is_empty()) {
+                    // One worker, one call: Python code is stopped by ending
+                    // its process. Or a cancelled call was not let go of in
+                    // time. Either way the worker is killed.
+                    worker.kill(grace).await;
+                    let owed = owe_all(calls, |call| {
+                        if call.deadline <= now {
+                            CallError::Timeout(format!(
+                                "{} ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
+                                crate::error::quoted(&call.command),
+                                now - call.started,
+                                info.pid.map_or(info.id.to_string(), |pid| pid.to_string())
+                            ))
+                        } else {
+                            stopped_error(&info)
+                        }
+                    });
+                    return (End::TimedOut, owed);
+                }
+                for id in late {
+                    let call = calls.get_mut(&id).expect("a late call is in flight");
+                    call.cancelled_until = Some(now + grace);
+                    if let Some(reply) = call.reply.take() {
+                        let _ = reply.send(Err(CallError::Timeout(format!(
+                            "{} ran past its deadline ({:?}) on worker {}; it was cancelled",
+                            crate::error::quoted(&call.command),
+                            now - call.started,
+                            info.pid.map_or(info.id.to_string(), |pid| pid.to_string())
+                        ))));
+                    }
+                    if let Err(fatal) = worker.cancel(id, now + grace, grace).await {
+                        let end = match &fatal {
+                            Fatal::Broke(_) => End::Broke,
+                            Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
+                        };
+                        return (end, owe_all(calls, |_| fatal.error().clone()));
+                    }
+                }
             }
         }
     }
 }
 
-/// Runs one request. Returns the answer with its reply channel, or how the
-/// worker ended with the error owed to the caller.
-async fn run_job<C: Connection>(
-    worker: &mut C,
-    job: Job,
-    settings: &PoolSettings,
-    closed: &mut watch::Receiver<bool>,
-) -> Result<(Reply, Result<Response, CallError>), (End, Owed)> {
-    let outcome = tokio::select! {
-        outcome = worker.call(&job.command, &job.payload, job.deadline, settings.kill_grace) => outcome,
-        _ = until_closed(closed) => {
-            let error = CallError::Unavailable(format!(
-                "the host shut down while {} was running, after its grace period; the worker was stopped",
-                crate::error::quoted(&job.command)
-            ));
-            return Err((End::Shutdown, (job.reply, error)));
-        }
-    };
-    // A caller that went away has dropped its receiver; the reply is drained all the same.
-    match outcome {
-        Ok(answer) => Ok((job.reply, answer)),
-        Err(Fatal::Died { exit, error }) => Err((End::Crashed(exit), (job.reply, error))),
-        Err(Fatal::Broke(error)) => Err((End::Broke, (job.reply, error))),
-        Err(Fatal::TimedOut(error)) => Err((End::TimedOut, (job.reply, error))),
+/// Resolves at `wake` (never when it is `None`).
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The error every call still owed gets, made by `error`; calls already
+/// answered (and pings) are owed nothing.
+fn owe_all(
+    calls: HashMap<RequestId, InFlight>,
+    error: impl Fn(&InFlight) -> CallError,
+) -> Vec<Owed> {
+    calls
+        .into_values()
+        .filter_map(|call| {
+            let error = error(&call);
+            call.reply.map(|reply| (reply, error))
+        })
+        .collect()
+}
+
+/// What a call gets when its worker was stopped for another's sake.
+fn stopped_error(info: &super::transport::WorkerInfo) -> CallError {
+    CallError::WorkerCrashed {
+        pid: info.pid.unwrap_or(0),
+        exit_status: "it was stopped: another call on it ran past its deadline and could not be stopped, or the worker was replaced while it ran".into(),
+        stderr_tail: String::new(),
     }
 }
 
@@ -254,16 +457,14 @@ type Owed = (Reply, CallError);
 
 fn recycle_reason<C: Connection>(
     worker: &C,
+    served: u64,
     started: Instant,
     settings: &PoolSettings,
 ) -> Option<String> {
     if let Some(max) = settings.max_requests
-        && worker.calls() >= max
+        && served >= max
     {
-        return Some(format!(
-            "served {} requests (max_requests {max})",
-            worker.calls()
-        ));
+        return Some(format!("served {served} requests (max_requests {max})"));
     }
     if let Some(max) = settings.max_age
         && started.elapsed() >= max

@@ -18,13 +18,10 @@ pub(crate) enum Phase {
     Starting,
     /// Its last start failed; waiting out the backoff.
     BackingOff,
-    /// Ready and in the idle queue.
-    Idle,
-    /// Handed to a caller that has not sent its request yet.
-    Leased,
-    /// Running a request.
-    Busy,
-    /// Taken out of the idle queue for a health ping.
+    /// Ready: it holds `load` calls (leased or running), up to the pool's
+    /// `max_concurrency`.
+    Ready,
+    /// Taken out of the room queue for a health ping.
     Checking,
     /// The pool is shut down.
     Stopped,
@@ -42,6 +39,10 @@ pub(crate) struct Slot {
     pub(super) phase: Phase,
     /// Its current worker (none while starting or backing off).
     pub(super) worker: Option<WorkerInfo>,
+    /// Calls its worker holds: leased to a caller, or running.
+    pub(super) load: usize,
+    /// Its worker takes no more calls: it goes once those it holds end.
+    pub(super) draining: bool,
     /// Its last start failed, and no worker has been ready in it since.
     pub(super) failing: bool,
     pub(super) jobs: mpsc::Sender<Job>,
@@ -70,7 +71,10 @@ pub(crate) struct Binding {
 
 pub(crate) struct State<L> {
     pub(super) slots: Vec<Slot>,
-    pub(super) idle: VecDeque<usize>,
+    /// Ready slots with room for another call, in the order they got it.
+    pub(super) room: VecDeque<usize>,
+    /// Calls one worker may hold at once.
+    pub(super) capacity: usize,
     pub(super) waiters: VecDeque<Waiter<L>>,
     pub(super) sessions: HashMap<String, Binding>,
     pub(super) restarts: u64,
@@ -103,16 +107,29 @@ impl<L> State<L> {
         )))
     }
 
-    pub(super) fn take_idle(&mut self, want: Option<WorkerId>, strict: bool) -> Option<usize> {
-        if let Some(worker) = want
-            && let Some(pos) = self
-                .idle
-                .iter()
-                .position(|&i| self.slots[i].worker_id() == Some(worker))
-        {
-            return self.idle.remove(pos);
+    /// A slot with room for one more call: `want`'s worker when it has
+    /// room, else (unless `strict`) the least loaded, the one that has had
+    /// room longest first.
+    pub(super) fn take_room(&mut self, want: Option<WorkerId>, strict: bool) -> Option<usize> {
+        let pos = want
+            .and_then(|worker| {
+                self.room
+                    .iter()
+                    .position(|&i| self.slots[i].worker_id() == Some(worker))
+            })
+            .or_else(|| {
+                if strict {
+                    return None;
+                }
+                let least = self.room.iter().map(|&i| self.slots[i].load).min()?;
+                self.room.iter().position(|&i| self.slots[i].load == least)
+            })?;
+        let slot = self.room[pos];
+        self.slots[slot].load += 1;
+        if self.slots[slot].load >= self.capacity {
+            self.room.remove(pos);
         }
-        if strict { None } else { self.idle.pop_front() }
+        Some(slot)
     }
 
     /// The failure every caller gets when no slot can serve: each one's last

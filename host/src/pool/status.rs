@@ -6,10 +6,13 @@
 pub struct PoolStatus {
     /// Workers the pool keeps running.
     pub size: usize,
-    /// Ready workers waiting for a call.
+    /// Ready workers holding no call.
     pub idle: usize,
-    /// Workers serving a call (or a health ping).
+    /// Workers holding at least one call (or a health ping).
     pub busy: usize,
+    /// Calls the workers hold (leased to a caller or running): at most
+    /// `size × max_concurrency`.
+    pub in_flight: usize,
     /// Workers started but not yet past their readiness handshake.
     pub starting: usize,
     /// Workers whose last start failed, waiting out the restart backoff.
@@ -45,10 +48,11 @@ impl std::fmt::Display for PoolStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} workers: {} idle, {} busy, {} starting, {} dead; {} waiting; {} restarts, {} recycles",
+            "{} workers: {} idle, {} busy ({} calls in flight), {} starting, {} dead; {} waiting; {} restarts, {} recycles",
             self.size,
             self.idle,
             self.busy,
+            self.in_flight,
             self.starting,
             self.dead,
             self.waiting,

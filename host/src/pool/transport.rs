@@ -9,13 +9,10 @@
 //! lifeline, the frame protocol) and, in the unit tests, `fake`.
 //!
 //! What comes next fits it this way:
-//! - **Several calls in flight on one worker**: `call` takes `&mut self`,
-//!   one call at a time, because a worker serves one today. With
-//!   `max_concurrency` it becomes a method on a shared handle (`&self`):
-//!   the connection writes requests as they come and a reader demultiplexes
-//!   replies by request id (the frame protocol carries one); the slot table
-//!   counts calls in flight per worker instead of one `Busy` phase, and
-//!   [`Fatal`] fails every call the worker held.
+//! - **Several calls in flight on one worker** (`max_concurrency`): a
+//!   connection sends requests and yields the worker's messages, matched
+//!   by request id; the slot table counts the calls each worker holds, and
+//!   a [`Fatal`] fails every one of them.
 //! - **Answers that stream**: `call` resolves with a [`Response`] once
 //!   today; a streamed call resolves with its first frame and a receiver of
 //!   the chunks that follow (a bounded channel, so a slow caller holds the
@@ -113,23 +110,21 @@ fn signal_name(number: i32) -> Option<&'static str> {
     })
 }
 
-/// A call that ended its worker: the worker must be replaced, and the
-/// caller gets the error inside.
+/// The end of a worker seen through its connection: it must be replaced,
+/// and every call it held gets the error inside.
 #[derive(Debug)]
 pub(crate) enum Fatal {
-    /// The worker ended during the call.
+    /// The worker ended.
     Died { exit: Exit, error: CallError },
     /// The worker broke the protocol and was killed.
     Broke(CallError),
-    /// The call ran past its deadline and the worker was stopped.
-    TimedOut(CallError),
 }
 
 impl Fatal {
-    /// What the caller is told.
-    pub(crate) fn into_error(self) -> CallError {
+    /// What the callers are told.
+    pub(crate) fn error(&self) -> &CallError {
         match self {
-            Fatal::Died { error, .. } | Fatal::Broke(error) | Fatal::TimedOut(error) => error,
+            Fatal::Died { error, .. } | Fatal::Broke(error) => error,
         }
     }
 }
@@ -264,7 +259,26 @@ pub(crate) trait Transport: Send + Sync + 'static {
     }
 }
 
-/// One ready worker, served by one slot of the pool.
+/// A request's number on its connection (the frame protocol's `id`).
+pub(crate) type RequestId = u64;
+
+/// What a worker sends once it is ready.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// The answer to request `id` (a handler's exception included).
+    Reply {
+        id: RequestId,
+        outcome: Result<Response, CallError>,
+    },
+    /// Request `id`, asked to stop, cannot be (a plain function running on
+    /// a thread); it still answers when it ends.
+    Uncancellable { id: RequestId },
+}
+
+/// One ready worker, served by one slot of the pool. The slot writes
+/// requests as they come (as many at once as the pool's
+/// `max_concurrency`) and reads the worker's messages; a request and its
+/// answer are matched by their id.
 pub(crate) trait Connection: Send + 'static {
     /// Who it is.
     fn info(&self) -> WorkerInfo;
@@ -272,36 +286,41 @@ pub(crate) trait Connection: Send + 'static {
     /// The commands it reported in its handshake (without the built-ins).
     fn functions(&self) -> &[String];
 
-    /// Runs `command` on the worker and waits for its answer until
-    /// `deadline`. `Ok` holds the answer (a handler's exception included);
-    /// `Err` is a call that ended the worker (it died, broke the protocol,
-    /// or was stopped at the deadline; `grace` bounds the clean-up).
-    fn call(
+    /// Sends request `id`: `command` with `payload` (the built-in `ping`
+    /// too). Its answer comes from [`Connection::next`]. `Err`: the worker
+    /// is gone, broke the protocol, or did not take the request by
+    /// `deadline` (it stopped reading, and was killed; `grace` bounds the
+    /// clean-up), and every call it holds fails.
+    fn send(
         &mut self,
+        id: RequestId,
         command: &str,
         payload: &[u8],
         deadline: Instant,
         grace: Duration,
-    ) -> impl Future<Output = Result<Result<Response, CallError>, Fatal>> + Send;
+    ) -> impl Future<Output = Result<(), Fatal>> + Send;
 
-    /// Asks the worker whether it is well (the built-in `ping`), like a
-    /// call that [`Connection::calls`] does not count.
-    fn ping(
+    /// Asks the worker to stop request `id`, which still gets an answer
+    /// (or an [`Incoming::Uncancellable`] first). `Err` as for `send`.
+    fn cancel(
         &mut self,
+        id: RequestId,
         deadline: Instant,
         grace: Duration,
-    ) -> impl Future<Output = Result<Result<Response, CallError>, Fatal>> + Send;
+    ) -> impl Future<Output = Result<(), Fatal>> + Send;
 
-    /// Resolves when the worker ends by itself (while no call runs), with
-    /// how it ended. Cancel-safe: it may be dropped and awaited again.
-    fn ended(&mut self) -> impl Future<Output = Exit> + Send;
+    /// The worker's next message. `Err`: the worker ended (whether or not
+    /// it held calls) or broke the protocol and was killed. Cancel-safe:
+    /// it may be dropped and awaited again without losing a message.
+    fn next(&mut self, grace: Duration) -> impl Future<Output = Result<Incoming, Fatal>> + Send;
+
+    /// Kills the worker now (a call ran past its deadline and only its end
+    /// stops it) and waits until it is gone: how it ended.
+    fn kill(&mut self, grace: Duration) -> impl Future<Output = Exit> + Send;
 
     /// Stops the worker (politely, then by force after `grace`) and waits
     /// until it is gone.
     fn stop(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;
-
-    /// Calls it served so far, answered or not (pings not counted).
-    fn calls(&self) -> u64;
 
     /// Its resident memory in bytes, when the transport can tell. It may
     /// ask the system (a read of `/proc`): the pool asks only when a

@@ -47,6 +47,73 @@ pub(crate) fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A frame as read: its header (JSON text) and its body.
+pub(crate) type Frame = (Vec<u8>, Vec<u8>);
+
+/// A cancel frame: the worker is asked to stop request `id`.
+pub(crate) fn encode_cancel(id: u64) -> Vec<u8> {
+    frame(format!("{{\"cancel\":{id}}}").as_bytes(), b"")
+}
+
+/// The frames a worker sends, as they arrive: a read that is cancelled
+/// loses nothing, since what was read stays here.
+pub(crate) struct Frames {
+    buf: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl Frames {
+    pub(crate) fn new(max_bytes: usize) -> Frames {
+        Frames {
+            buf: Vec::with_capacity(64 << 10),
+            max_bytes,
+        }
+    }
+
+    /// The next frame: one already here, or one read from `reader`.
+    /// Cancel-safe.
+    pub(crate) async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Frame, FrameError> {
+        loop {
+            if let Some(frame) = self.take()? {
+                return Ok(frame);
+            }
+            if reader.read_buf(&mut self.buf).await? == 0 {
+                return Err(FrameError::Closed);
+            }
+        }
+    }
+
+    /// The first whole frame in the buffer, if one has arrived; makes room
+    /// for the rest of a frame that has not.
+    fn take(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buf.len() < 8 {
+            self.buf.reserve(64 << 10);
+            return Ok(None);
+        }
+        let header_len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+        let body_len = u32::from_be_bytes(self.buf[4..8].try_into().unwrap()) as usize;
+        if header_len.saturating_add(body_len) > self.max_bytes {
+            return Err(FrameError::Invalid(format!(
+                "the worker sent a frame of {} bytes, over the limit of {} (max_frame_bytes)",
+                header_len + body_len,
+                self.max_bytes
+            )));
+        }
+        let end = 8 + header_len + body_len;
+        if self.buf.len() < end {
+            self.buf.reserve(end - self.buf.len());
+            return Ok(None);
+        }
+        let header = self.buf[8..8 + header_len].to_vec();
+        let body = self.buf[8 + header_len..end].to_vec();
+        self.buf.drain(..end);
+        Ok(Some((header, body)))
+    }
+}
+
 /// Reads one frame, refusing one larger than `max_bytes` before reading it.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -93,13 +160,18 @@ pub(crate) struct Hello {
     pub functions: Vec<String>,
 }
 
-/// The header of a reply.
+/// The header of a worker's message: a reply (`ok`, and `error` when it
+/// is not), or a notice (`kind`: `uncancellable`, for a request asked to
+/// stop that cannot).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReplyHeader {
     pub id: u64,
+    #[serde(default)]
     pub ok: bool,
     #[serde(default)]
     pub error: Option<ErrorBody>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// An error as the worker reports it.

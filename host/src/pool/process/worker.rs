@@ -1,5 +1,5 @@
 //! One Python worker process as the pool's connection: its handshake
-//! (after `spawn` started it), one call at a time on its pipes, how its
+//! (after `spawn` started it), its requests and replies on its pipes, how its
 //! end is seen (its pidfd, or its parent's report) and how it is stopped.
 
 use super::control::Control;
@@ -7,17 +7,19 @@ use super::forkserver::ForkServer;
 use super::group::kill_group;
 use super::lifeline::Lifeline;
 use super::output::{self, Tail};
-use super::protocol::{self, FrameError, Handshake, ReplyHeader};
+use super::protocol::{self, FrameError, Frames, Handshake, ReplyHeader};
 use super::reaper::Launcher;
 use super::spawn::{self, Started};
 use crate::pool::config::{PoolConfig, PoolSettings};
-use crate::pool::transport::{Connection, Exit, Fatal, StartFailure, WorkerId, WorkerInfo};
+use crate::pool::transport::{
+    Connection, Exit, Fatal, Incoming, RequestId, StartFailure, WorkerId, WorkerInfo,
+};
 use crate::{CallError, Response};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -25,8 +27,6 @@ use tokio::time::Instant;
 /// A started, handshaken worker. Only a `Worker` that passed its handshake exists.
 pub(crate) struct Worker {
     id: WorkerId,
-    /// Calls it served (pings not counted).
-    served: u64,
     /// The commands it reported in its handshake.
     functions: Vec<String>,
     /// Its parent: the pool's reaper, or the fork server that forked it. It
@@ -43,14 +43,13 @@ pub(crate) struct Worker {
     pidfd: Option<AsyncFd<OwnedFd>>,
     /// Whether its parent was told to reap it (its group id may then belong to another).
     reaped: bool,
-    /// The reply pipe's read end.
-    reader: BufReader<pipe::Receiver>,
+    /// The reply pipe's read end, and what was read of it.
+    reader: pipe::Receiver,
+    frames: Frames,
     /// The request pipe's write end; closed to ask the worker to exit.
     writer: Option<pipe::Sender>,
     stderr_tail: Arc<Mutex<Tail>>,
     stderr_task: tokio::task::JoinHandle<()>,
-    next_request: u64,
-    max_frame_bytes: usize,
     /// Declared last: dropped after everything else, it kills the process
     /// if it still runs.
     _lifeline: Lifeline,
@@ -106,7 +105,6 @@ impl Worker {
         let read = pipe::Receiver::from_owned_fd(from_worker).map_err(cannot)?;
         let mut worker = Worker {
             id,
-            served: 0,
             functions: Vec::new(),
             parent,
             exit,
@@ -114,17 +112,16 @@ impl Worker {
             pid,
             pidfd: spawn::open_pidfd(pid),
             reaped: false,
-            reader: BufReader::with_capacity(64 << 10, read),
+            reader: read,
+            frames: Frames::new(settings.max_frame_bytes),
             writer: Some(write),
             stderr_tail,
             stderr_task,
-            next_request: 0,
-            max_frame_bytes: settings.max_frame_bytes,
             _lifeline: lifeline,
         };
         let handshake = tokio::time::timeout(
             settings.start_timeout,
-            protocol::read_frame(&mut worker.reader, worker.max_frame_bytes),
+            worker.frames.next(&mut worker.reader),
         )
         .await;
         let failure = match handshake {
@@ -160,77 +157,95 @@ impl Worker {
         Err(failure)
     }
 
-    /// Runs one request and waits for its reply until `deadline`. A worker
-    /// that dies, breaks the protocol or outlives the deadline is killed.
-    async fn exchange(
+    /// Writes `frame` to the worker, unless it ends first or has not read
+    /// it by `deadline` (it stopped reading its requests: it is killed).
+    async fn write(
         &mut self,
-        command: &str,
-        payload: &[u8],
+        frame: &[u8],
         deadline: Instant,
-        kill_grace: Duration,
-    ) -> Result<Result<Response, CallError>, Fatal> {
-        self.next_request += 1;
-        let id = self.next_request;
-        let frame = protocol::encode_request(id, command, payload);
-        let started = Instant::now();
-        let (writer, reader, max) = (&mut self.writer, &mut self.reader, self.max_frame_bytes);
-        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
-        let exchange = async {
+        grace: Duration,
+    ) -> Result<(), Fatal> {
+        let (writer, pidfd, exit, status) = (
+            &mut self.writer,
+            &self.pidfd,
+            &mut self.exit,
+            &mut self.status,
+        );
+        let write = async {
             let writer = writer.as_mut().ok_or(FrameError::Closed)?;
-            writer.write_all(&frame).await?;
-            protocol::read_frame(reader, max).await
+            writer.write_all(frame).await.map_err(FrameError::from)
         };
-        // A worker whose process ends fails the call at once, even if
-        // something it forked still holds its reply pipe open.
-        let exchange = async {
+        let written = tokio::time::timeout_at(deadline, async {
             tokio::select! {
                 biased;
-                frame = exchange => frame,
+                written = write => written,
                 () = leader_exit(pidfd, exit, status) => Err(FrameError::Closed),
             }
-        };
-        let reply = tokio::time::timeout_at(deadline, exchange).await;
-        let (header, body) = match reply {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(FrameError::Closed)) => {
-                let (exit, status) = self.reap(kill_grace).await;
-                let stderr_tail = self.stderr_tail(kill_grace).await;
-                let error = CallError::WorkerCrashed {
-                    pid: self.pid,
-                    exit_status: status,
-                    stderr_tail,
-                };
-                return Err(Fatal::Died { exit, error });
-            }
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(FrameError::Closed)) => Err(self.died(grace).await),
             Ok(Err(FrameError::Invalid(message))) => {
-                return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+                Err(Fatal::Broke(self.broken(message, grace).await))
             }
             Err(_) => {
                 self.kill_group(libc::SIGKILL);
-                let _ = self.reap(kill_grace).await;
-                return Err(Fatal::TimedOut(CallError::Timeout(format!(
-                    "{} ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
-                    crate::error::quoted(command),
-                    started.elapsed(),
-                    self.pid
-                ))));
+                let (exit, status) = self.reap(grace).await;
+                let error = CallError::WorkerCrashed {
+                    pid: self.pid,
+                    exit_status: format!(
+                        "killed: it stopped reading its requests, and a call's deadline passed; {status}"
+                    ),
+                    stderr_tail: self.stderr_tail(grace).await,
+                };
+                Err(Fatal::Died { exit, error })
+            }
+        }
+    }
+
+    /// The worker ended (its pipe closed or its process exited): how, as
+    /// the calls it held are told.
+    async fn died(&mut self, grace: Duration) -> Fatal {
+        let (exit, status) = self.reap(grace).await;
+        let stderr_tail = self.stderr_tail(grace).await;
+        let error = CallError::WorkerCrashed {
+            pid: self.pid,
+            exit_status: status,
+            stderr_tail,
+        };
+        Fatal::Died { exit, error }
+    }
+
+    /// The worker's next message; see [`Connection::next`].
+    async fn receive(&mut self, grace: Duration) -> Result<Incoming, Fatal> {
+        let (frames, reader) = (&mut self.frames, &mut self.reader);
+        let (pidfd, exit, status) = (&self.pidfd, &mut self.exit, &mut self.status);
+        // A worker whose process ends is seen at once, even if something it
+        // forked still holds its reply pipe open.
+        let frame = tokio::select! {
+            biased;
+            frame = frames.next(reader) => frame,
+            () = leader_exit(pidfd, exit, status) => Err(FrameError::Closed),
+        };
+        let (header, body) = match frame {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return Err(self.died(grace).await),
+            Err(FrameError::Invalid(message)) => {
+                return Err(Fatal::Broke(self.broken(message, grace).await));
             }
         };
         let header: ReplyHeader = match serde_json::from_slice(&header) {
             Ok(header) => header,
             Err(e) => {
                 let message = format!("its reply header is not valid: {e}");
-                return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+                return Err(Fatal::Broke(self.broken(message, grace).await));
             }
         };
-        if header.id != id {
-            let message = format!(
-                "it answered request {} while request {id} was running",
-                header.id
-            );
-            return Err(Fatal::Broke(self.broken(message, kill_grace).await));
+        if header.kind.as_deref() == Some("uncancellable") {
+            return Ok(Incoming::Uncancellable { id: header.id });
         }
-        Ok(match (header.ok, header.error) {
+        let outcome = match (header.ok, header.error) {
             (true, _) => Ok(Response {
                 payload: body,
                 worker_pid: Some(self.pid),
@@ -240,6 +255,10 @@ impl Worker {
                 "worker {} reported a failure without saying what it was",
                 self.pid
             ))),
+        };
+        Ok(Incoming::Reply {
+            id: header.id,
+            outcome,
         })
     }
 
@@ -361,36 +380,39 @@ impl Connection for Worker {
         &self.functions
     }
 
-    async fn call(
+    async fn send(
         &mut self,
+        id: RequestId,
         command: &str,
         payload: &[u8],
         deadline: Instant,
         grace: Duration,
-    ) -> Result<Result<Response, CallError>, Fatal> {
-        let outcome = self.exchange(command, payload, deadline, grace).await;
-        self.served += 1;
-        outcome
+    ) -> Result<(), Fatal> {
+        let frame = protocol::encode_request(id, command, payload);
+        self.write(&frame, deadline, grace).await
     }
 
-    async fn ping(
+    async fn cancel(
         &mut self,
+        id: RequestId,
         deadline: Instant,
         grace: Duration,
-    ) -> Result<Result<Response, CallError>, Fatal> {
-        self.exchange("ping", b"", deadline, grace).await
+    ) -> Result<(), Fatal> {
+        self.write(&protocol::encode_cancel(id), deadline, grace)
+            .await
     }
 
-    async fn ended(&mut self) -> Exit {
-        self.exited().await
+    async fn next(&mut self, grace: Duration) -> Result<Incoming, Fatal> {
+        self.receive(grace).await
+    }
+
+    async fn kill(&mut self, grace: Duration) -> Exit {
+        self.kill_group(libc::SIGKILL);
+        self.reap(grace).await.0
     }
 
     async fn stop(&mut self, grace: Duration) {
         self.shut(grace).await
-    }
-
-    fn calls(&self) -> u64 {
-        self.served
     }
 
     fn memory_bytes(&self) -> Option<u64> {

@@ -66,9 +66,14 @@ async fn a_strict_caller_is_not_given_another_sessions_worker() {
     assert_eq!(strict.await, a);
 }
 
-/// Which worker answered, once the gate let it (the fake's `wait-who`).
+/// Which worker answered, once the gate let it (the fake's `wait-who`),
+/// however long the test keeps the gate shut.
 async fn who_after_gate(pool: &Pool, session: Option<&str>) -> u64 {
-    let answer = call(pool, "wait-who", session).await.expect("answered");
+    let deadline = within(Duration::from_secs(3600));
+    let answer = pool
+        .call("wait-who", session, Vec::new(), deadline)
+        .await
+        .expect("answered");
     String::from_utf8(answer.payload).unwrap().parse().unwrap()
 }
 

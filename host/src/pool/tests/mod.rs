@@ -5,6 +5,7 @@
 
 mod affinity;
 mod checkout;
+mod concurrency;
 mod failures;
 mod recycling;
 mod shutdown;
@@ -18,9 +19,19 @@ use tokio::time::Instant;
 
 /// A pool of `size` fake workers with `settings` changed by `tune`.
 fn fake_pool(size: usize, tune: impl FnOnce(&mut PoolSettings)) -> (Pool, Fake) {
+    fake_pool_of(size, 1, tune)
+}
+
+/// A pool of `size` fake workers that hold `max_concurrency` calls each.
+fn fake_pool_of(
+    size: usize,
+    max_concurrency: usize,
+    tune: impl FnOnce(&mut PoolSettings),
+) -> (Pool, Fake) {
     let fake = Fake::default();
     let mut config = PoolConfig::new("handlers.py");
     config.size = size;
+    config.max_concurrency = max_concurrency;
     config.settings.health_interval = None;
     tune(&mut config.settings);
     let pool = Pool::with_transport(config, fake.clone()).expect("the pool starts");
