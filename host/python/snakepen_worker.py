@@ -85,7 +85,6 @@ def main(argv):
     if options.fork_server:
         return serve_forks(options)
     watch_for_host_exit(PROTOCOL_FD)
-    reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
     write = writer(REPLIES_FD)
     started = time.monotonic()
     try:
@@ -98,7 +97,7 @@ def main(argv):
         handlers.pop(name, None)
     encoder = json_encoder()  # imports orjson, if any, before the worker says it is ready
     send(write, ready_message(module, handlers, shadowed))
-    serve(write, reader, module, handlers, started, options.max_reply_bytes, encoder)
+    serve(write, module, handlers, started, options, encoder)
     return 0
 
 
@@ -222,10 +221,9 @@ def fork_worker(fds, control, children, module, handlers, shadowed, options, enc
             os.close(fd)
         gc.unfreeze()
         watch_for_host_exit(PROTOCOL_FD)
-        reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
         write = writer(REPLIES_FD)
         send(write, ready_message(module, handlers, shadowed))
-        serve(write, reader, module, handlers, time.monotonic(), options.max_reply_bytes, encoder)
+        serve(write, module, handlers, time.monotonic(), options, encoder)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -243,6 +241,7 @@ class Options:
         self.expose = []
         self.fork_server = False
         self.max_reply_bytes = MAX_FRAME_BYTES
+        self.max_concurrency = 1
 
 
 def parse_args(argv):
@@ -259,6 +258,8 @@ def parse_args(argv):
             options.expose.append(next(it))
         elif arg == "--max-reply-bytes":
             options.max_reply_bytes = int(next(it))
+        elif arg == "--max-concurrency":
+            options.max_concurrency = int(next(it))
         elif arg == "--fork-server":
             options.fork_server = True
         else:
@@ -377,8 +378,10 @@ def takes_bytes(fn):
     return annotation is bytes or annotation == "bytes"
 
 
-def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
-    served = 0
+def serve(write, module, handlers, started, options, encoder):
+    """Serves requests until the host hangs up: one at a time on this
+    thread, or, with --max-concurrency above 1, many at once."""
+    max_reply_bytes = options.max_reply_bytes
 
     def encode(value):
         # Bytes are the answer as it is: no JSON in between.
@@ -387,12 +390,18 @@ def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
         return encoder(value)
 
     raw = {name for name, fn in handlers.items() if takes_bytes(fn)}
+    if options.max_concurrency > 1:
+        return Concurrent(module, handlers, raw, encode, started, options).serve()
     run = EventLoop().run
+    reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
+    served = 0
     while True:
         frame = read_frame(reader)
         if frame is None:
             return
         header, body = frame
+        if "cancel" in header:
+            continue  # one call at a time: the host ends the worker instead
         served += 1
         rid = header.get("id")
         command = header.get("command", "")
@@ -402,10 +411,14 @@ def serve(write, reader, module, handlers, started, max_reply_bytes, encoder):
                 error, encoded = too_large(command, len(encoded), max_reply_bytes), None
         except BaseException as exc:  # a bug here must cost one call, never the worker
             error, encoded = internal_error(command, exc), None
-        if error is None:
-            reply_ok(write, rid, encoded)
-        else:
-            reply_error(write, rid, bounded(error))
+        respond(write, rid, error, encoded)
+
+
+def respond(write, rid, error, encoded):
+    if error is None:
+        reply_ok(write, rid, encoded)
+    else:
+        reply_error(write, rid, bounded(error))
 
 
 class EventLoop:
@@ -481,31 +494,9 @@ def handle(module, handlers, raw, command, body, encode, served, started, run):
         return None, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served})
     if command == "info":
         return None, encode(info(module, handlers, served, started))
-    fn = handlers.get(command)
-    if fn is not None and command in raw:
-        try:
-            result = fn(body)
-            if type(result) is CoroutineType:
-                result = run(result)
-        except BaseException as exc:  # SystemExit too: a handler must not end the worker
-            return call_error(command, fn, (body,), {}, exc), None
-        return answer(command, result, encode)
-    if fn is None:
-        return {
-            "kind": "no-such-command",
-            "message": "%s has no function %s; it has: %s" % (
-                module.__name__, shown(command), ", ".join(sorted(handlers)) or "none"),
-        }, None
-    try:
-        args, kwargs = arguments(body)
-    except ValueError as exc:
-        return {"kind": "bad-request", "message": "the payload of %s is not valid JSON: %s" % (
-            shown(command), exc)}, None
-    except (RecursionError, MemoryError) as exc:
-        # A payload nested deeper than the decoder goes: it is the request
-        # that is bad, not the worker.
-        return {"kind": "bad-request", "message": "the payload of %s cannot be decoded (%s: %s); send it nested less deep" % (
-            shown(command), type_name(exc), exc)}, None
+    fn, args, kwargs, error = prepare(module, handlers, raw, command, body)
+    if error is not None:
+        return error, None
     try:
         result = fn(*args, **kwargs)
         if type(result) is CoroutineType:
@@ -513,6 +504,171 @@ def handle(module, handlers, raw, command, body, encode, served, started, run):
     except BaseException as exc:  # SystemExit too: a handler must not end the worker
         return call_error(command, fn, args, kwargs, exc), None
     return answer(command, result, encode)
+
+
+def prepare(module, handlers, raw, command, body):
+    """The handler of `command` and its arguments from `body`: (fn, args,
+    kwargs, None), or (None, None, None, the error of a request that cannot
+    be run)."""
+    fn = handlers.get(command)
+    if fn is None:
+        return None, None, None, {
+            "kind": "no-such-command",
+            "message": "%s has no function %s; it has: %s" % (
+                module.__name__, shown(command), ", ".join(sorted(handlers)) or "none"),
+        }
+    if command in raw:
+        return fn, (body,), {}, None
+    try:
+        args, kwargs = arguments(body)
+    except ValueError as exc:
+        return None, None, None, {"kind": "bad-request", "message": "the payload of %s is not valid JSON: %s" % (
+            shown(command), exc)}
+    except (RecursionError, MemoryError) as exc:
+        # A payload nested deeper than the decoder goes: it is the request
+        # that is bad, not the worker.
+        return None, None, None, {"kind": "bad-request", "message": "the payload of %s cannot be decoded (%s: %s); send it nested less deep" % (
+            shown(command), type_name(exc), exc)}
+    return fn, args, kwargs, None
+
+
+class Concurrent:
+    """A worker that holds many calls at once (--max-concurrency N above 1).
+    Its event loop reads requests as they come: an `async def` handler runs
+    as a task of the loop, a plain function on one of N threads (the GIL is
+    let go while it waits on I/O). Replies are written through the loop,
+    which buffers what the pipe cannot take yet, so that reading goes on.
+    A cancel from the host (a call past its deadline) cancels an async
+    call's task, which still answers; a call on a thread cannot be stopped,
+    and the host is told so (it replaces the worker once its other calls
+    are done)."""
+
+    def __init__(self, module, handlers, raw, encode, started, options):
+        import asyncio
+        import concurrent.futures
+        import inspect
+
+        self.asyncio = asyncio
+        self.module, self.handlers, self.raw = module, handlers, raw
+        self.encode, self.started = encode, started
+        self.max_reply_bytes = options.max_reply_bytes
+        self.asynchronous = {name for name, fn in handlers.items() if inspect.iscoroutinefunction(fn)}
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            options.max_concurrency, thread_name_prefix="snakepen-call")
+        self.running = {}  # request id -> (task or future, runs on a thread)
+        self.buffer = bytearray()
+        self.served = 0
+        self.hung_up = False
+        self.write = None
+
+    def serve(self):
+        loop = self.loop
+        replies = os.fdopen(REPLIES_FD, "wb", buffering=0)
+        transport, _ = loop.run_until_complete(
+            loop.connect_write_pipe(self.asyncio.BaseProtocol, replies))
+        self.write = transport.write
+        loop.add_reader(PROTOCOL_FD, self.readable)
+        try:
+            loop.run_forever()
+        finally:
+            self.threads.shutdown(wait=False, cancel_futures=True)
+
+    def readable(self):
+        data = os.read(PROTOCOL_FD, 1 << 18)
+        if not data:  # the host hung up
+            self.loop.remove_reader(PROTOCOL_FD)
+            self.hung_up = True
+            self.stop_when_done()
+            return
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= FRAME.size:
+            head_len, body_len = FRAME.unpack_from(buffer)
+            if head_len + body_len > MAX_FRAME_BYTES:
+                raise ProtocolError("frame of %d bytes is over the limit" % (head_len + body_len))
+            end = FRAME.size + head_len + body_len
+            if len(buffer) < end:
+                break
+            header = loads(bytes(buffer[FRAME.size:FRAME.size + head_len]))
+            body = bytes(buffer[FRAME.size + head_len:end])
+            del buffer[:end]
+            self.dispatch(header, body)
+
+    def dispatch(self, header, body):
+        if "cancel" in header:
+            self.cancel(header["cancel"])
+            return
+        self.served += 1
+        rid, command = header.get("id"), header.get("command", "")
+        if command in self.asynchronous:
+            task = self.loop.create_task(self.run_async(rid, command, body))
+            self.running[rid] = (task, False)
+        elif command in self.handlers:
+            future = self.loop.run_in_executor(
+                self.threads, handle, self.module, self.handlers, self.raw, command, body,
+                self.encode, self.served, self.started, self.run_on_loop)
+            self.running[rid] = (future, True)
+            future.add_done_callback(lambda done: self.finished(rid, command, done))
+        else:  # a built-in, or no such command: answered at once
+            try:
+                error, encoded = handle(self.module, self.handlers, self.raw, command, body,
+                                        self.encode, self.served, self.started, None)
+            except BaseException as exc:
+                error, encoded = internal_error(command, exc), None
+            self.respond(rid, command, error, encoded)
+
+    def cancel(self, rid):
+        entry = self.running.get(rid)
+        if entry is None:
+            return  # it answered meanwhile
+        work, on_thread = entry
+        if on_thread:
+            send(self.write, {"kind": "uncancellable", "id": rid})
+        else:
+            work.cancel()
+
+    async def run_async(self, rid, command, body):
+        fn, args, kwargs, error = prepare(self.module, self.handlers, self.raw, command, body)
+        encoded = None
+        if error is None:
+            try:
+                result = await fn(*args, **kwargs)
+            except self.asyncio.CancelledError:
+                error = {"kind": "timeout", "message": "%s was cancelled at its deadline" % shown(command)}
+            except BaseException as exc:  # SystemExit too: a handler must not end the worker
+                error = call_error(command, fn, args, kwargs, exc)
+            else:
+                try:
+                    error, encoded = answer(command, result, self.encode)
+                except BaseException as exc:
+                    error = internal_error(command, exc)
+        self.running.pop(rid, None)
+        self.respond(rid, command, error, encoded)
+        self.stop_when_done()
+
+    def run_on_loop(self, coroutine):
+        """Runs, from a call's thread, a coroutine a plain function returned."""
+        return self.asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def finished(self, rid, command, done):
+        self.running.pop(rid, None)
+        try:
+            error, encoded = done.result()
+        except BaseException as exc:  # handle() catches the handler's own
+            error, encoded = internal_error(command, exc), None
+        self.respond(rid, command, error, encoded)
+        self.stop_when_done()
+
+    def respond(self, rid, command, error, encoded):
+        if error is None and len(encoded) > self.max_reply_bytes - REPLY_HEADER_ROOM:
+            error, encoded = too_large(command, len(encoded), self.max_reply_bytes), None
+        respond(self.write, rid, error, encoded)
+
+    def stop_when_done(self):
+        if self.hung_up and not self.running:
+            self.loop.stop()
 
 
 def answer(command, result, encode):

@@ -19,6 +19,7 @@ mod hostile;
 mod inputs;
 mod interpreter;
 mod lifecycle;
+mod many_calls;
 mod memory;
 mod output;
 mod python_adapter;

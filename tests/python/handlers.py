@@ -187,3 +187,28 @@ async def async_boom(message):
 async def loop_id():
     """Which event loop runs this worker's async handlers."""
     return id(asyncio.get_running_loop())
+
+
+async def nap(seconds):
+    """Awaits `seconds`, then says which worker it ran on."""
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+def doze(seconds):
+    """Sleeps `seconds` on a thread (the GIL let go), then says which worker."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+_cleanups = []
+
+
+async def nap_then_mark(seconds, marker):
+    """Awaits `seconds`; if cancelled first, writes `marker` (its finally ran)."""
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+    return os.getpid()

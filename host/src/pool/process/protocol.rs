@@ -196,6 +196,7 @@ impl ErrorBody {
                 traceback: self.traceback.unwrap_or_default(),
             },
             "bad-request" => CallError::BadRequest(self.message),
+            "timeout" => CallError::Timeout(self.message),
             "no-such-command" => CallError::NoSuchCommand(self.message),
             other => CallError::AdapterFault(format!(
                 "the worker answered with an error of unknown kind `{other}`: {}",

@@ -222,6 +222,12 @@ fn worker_args(config: &PoolConfig, fork_server: bool) -> Vec<String> {
         "--max-reply-bytes".into(),
         config.settings.max_frame_bytes.to_string(),
     ]);
+    if config.max_concurrency > 1 {
+        args.extend([
+            "--max-concurrency".into(),
+            config.max_concurrency.to_string(),
+        ]);
+    }
     args
 }
 
