@@ -11,6 +11,36 @@ fn call_runs_a_python_function() {
 }
 
 #[test]
+fn call_serves_an_async_handler_on_a_worker_of_several_calls() {
+    let module = python_module("handlers");
+    let output = snakepen(&[
+        "call",
+        "--module",
+        &module,
+        "--max-concurrency",
+        "8",
+        "later",
+        r#"{"ms": 1, "value": [7]}"#,
+    ]);
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(output.stdout.trim(), "[7]");
+    let output = snakepen(&[
+        "call",
+        "--module",
+        &module,
+        "--max-concurrency",
+        "0",
+        "later",
+    ]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("`--max-concurrency` is 0"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
 fn call_reports_a_python_exception_with_exit_status_1() {
     let module = python_module("handlers");
     let output = snakepen(&["call", "--module", &module, "boom"]);

@@ -39,6 +39,10 @@ pub(crate) struct HostFlags {
     #[arg(long, value_name = "N")]
     pool_size: Option<usize>,
 
+    /// How many calls one worker holds at once (default 1): above 1, async handlers run on the worker's event loop and plain functions on that many threads.
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<usize>,
+
     /// The Python interpreter for the workers (default python3).
     #[arg(long, value_name = "PATH", env = "SNAKEPEN_PYTHON")]
     python: Option<PathBuf>,
@@ -175,6 +179,15 @@ impl HostFlags {
         if let Some(size) = self.pool_size {
             o.needs("pool", "--pool-size")?;
             o.set("pool", "size", "--pool-size", Overlay::number(size as u64));
+        }
+        if let Some(n) = self.max_concurrency {
+            o.needs("pool", "--max-concurrency")?;
+            o.set(
+                "pool",
+                "max_concurrency",
+                "--max-concurrency",
+                Overlay::number(n as u64),
+            );
         }
         if let Some(python) = &self.python
             && pool

@@ -28,6 +28,9 @@ impl ServiceConfig {
             }
             pool.size = *size.get_ref();
         }
+        if let Some(n) = &section.max_concurrency {
+            pool.max_concurrency = *n.get_ref();
+        }
         if let Some(python) = &section.python {
             pool.python = python.clone();
         }
@@ -90,8 +93,9 @@ impl ServiceConfig {
         // ceiling and this process's descriptor limit), refused here too.
         if let Err((field, message)) = pool.check() {
             let message = format!("`pool.{field}` {message}");
-            return Err(match (field, &section.size) {
-                ("size", Some(size)) => self.error_at(size, message),
+            return Err(match (field, &section.size, &section.max_concurrency) {
+                ("size", Some(size), _) => self.error_at(size, message),
+                ("max_concurrency", _, Some(n)) => self.error_at(n, message),
                 _ => self.error_at(&section.module, message),
             });
         }

@@ -72,6 +72,8 @@ pub(crate) struct PoolSection {
     pub(crate) module: Spanned<String>,
     /// How many workers (default 1).
     pub(crate) size: Option<Spanned<usize>>,
+    /// How many calls one worker holds at once (default 1).
+    pub(crate) max_concurrency: Option<Spanned<usize>>,
     /// The interpreter (default `python3`).
     pub(crate) python: Option<PathBuf>,
     /// Directories put first on the workers' `sys.path`.

@@ -32,6 +32,11 @@ fn a_wrong_type_and_a_bad_value_are_refused_where_they_are() {
     let err = parse("[pool]\nmodule = \"app.handlers\"\nsize = 0\n").unwrap_err();
     assert_eq!(err.line, Some(3), "{err}");
     assert!(err.message.contains("pool.size"), "{err}");
+    let err = parse("[pool]\nmodule = \"app.handlers\"\nmax_concurrency = 0\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("pool.max_concurrency"), "{err}");
+    let parsed = parse("[pool]\nmodule = \"app.handlers\"\nmax_concurrency = 50\n").unwrap();
+    assert_eq!(parsed.pool_config().unwrap().unwrap().max_concurrency, 50);
     let err = parse("[pool]\nmodule = \"app.handlers\"\naffinity = \"sticky\"\n").unwrap_err();
     assert!(err.message.contains("\"hint\" or \"strict\""), "{err}");
     let err = parse("[cassette]\npath = \"c.jsonl\"\nmode = \"sometimes\"\n").unwrap_err();
