@@ -66,6 +66,30 @@ def throughput(calls, concurrency):
         return calls / (time.perf_counter() - started)
 
 
+def io_bound(workers, calls=1000, concurrency=200, ms=50):
+    """Wall seconds for `calls` calls that each wait `ms` ms, `concurrency`
+    at a time, on a pool of `workers` processes; and the workers' memory
+    (RSS and PSS summed, in bytes) once they ran."""
+    with cf.ProcessPoolExecutor(max_workers=workers) as ex:
+        # Every worker started before the clock starts, as snakepen's are.
+        list(ex.map(handlers.hold, [0.2] * workers))
+        per_caller = calls // concurrency
+
+        def caller():
+            for _ in range(per_caller):
+                ex.submit(handlers.wait_blocking, ms).result()
+
+        threads = [threading.Thread(target=caller) for _ in range(concurrency)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        rss, pss = handlers.memory_of(list(ex._processes))
+    return {"seconds": elapsed, "rss": rss, "pss": pss, "workers": workers}
+
+
 def main():
     calls = int(sys.argv[sys.argv.index("--calls") + 1]) if "--calls" in sys.argv else 2000
     out = {"python": sys.version.split()[0], "ready_s": {}, "round_trip_s": {}, "throughput": {}}
@@ -77,6 +101,7 @@ def main():
     out["round_trip_s"]["1MB bytes"] = round_trips(max(calls // 20, 50), b"x" * 1_000_000, handlers.echo_bytes)
     for concurrency in (1, 16, 64):
         out["throughput"][str(concurrency)] = throughput(calls * 2, concurrency)
+    out["io_bound"] = [io_bound(2), io_bound(200)] if calls > 100 else [io_bound(2, calls=20, concurrency=4)]
     print(json.dumps(out))
 
 

@@ -47,6 +47,19 @@ struct Ours {
     floor: Vec<(&'static str, Duration, Duration)>,
     /// One-shot `snakepen call` processes, and a bare interpreter start beside them.
     one_shot: Vec<(&'static str, Duration)>,
+    /// I/O-bound calls on 2 workers of 100 calls each: wall time, and the
+    /// workers' memory (RSS, PSS summed).
+    io_bound: IoBound,
+}
+
+/// I/O-bound calls: how many, how many at a time, the wall time of all of
+/// them, and the workers' memory (RSS, PSS summed) once they ran.
+struct IoBound {
+    calls: usize,
+    concurrency: usize,
+    elapsed: Duration,
+    rss: u64,
+    pss: u64,
 }
 
 async fn measure(calls: usize) -> Ours {
@@ -194,6 +207,8 @@ async fn measure(calls: usize) -> Ours {
     }
     h.close().await.unwrap();
 
+    let io_bound = io_bound(&runtime, &module, &python, calls).await;
+
     eprintln!("bench: calls without Python workers (mock, replayer, a Python adapter)");
     let mock = Host::builder()
         .runtime(&runtime)
@@ -257,6 +272,62 @@ async fn measure(calls: usize) -> Ours {
         throughput,
         floor,
         one_shot,
+        io_bound,
+    }
+}
+
+/// Calls that wait on I/O (an awaited 50 ms timer), 200 at a time, on 2
+/// workers that hold 100 calls each: the wall time of all of them, and
+/// the workers' memory once they ran (RSS and PSS summed).
+async fn io_bound(runtime: &Runtime, module: &str, python: &str, calls: usize) -> IoBound {
+    let (total, concurrency) = if calls > 100 { (1000, 200) } else { (20, 4) };
+    eprintln!("bench: {total} I/O-bound calls, {concurrency} at a time, 2 workers of 100");
+    let mut pool = PoolConfig::new(module);
+    pool.size = 2;
+    pool.max_concurrency = 100;
+    pool.python = python.into();
+    let h = Host::builder()
+        .runtime(runtime)
+        .adapter("python-bridge")
+        .pool(pool)
+        .build()
+        .await
+        .unwrap();
+    h.ready().await.unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                for _ in 0..total / concurrency {
+                    h.call(Request::new("wait_async", "[50]")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let (mut rss, mut pss) = (0, 0);
+    for pid in h.pool().unwrap().worker_pids() {
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+        for line in rollup.lines() {
+            let kib = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024;
+            if line.starts_with("Rss:") {
+                rss += kib(line);
+            } else if line.starts_with("Pss:") {
+                pss += kib(line);
+            }
+        }
+    }
+    h.close().await.unwrap();
+    IoBound {
+        calls: total,
+        concurrency,
+        elapsed,
+        rss,
+        pss,
     }
 }
 
@@ -430,6 +501,49 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
             "| {name}, no Python worker, p50 / p99 | {} / {} | | |",
             ms(*p50),
             ms(*p99)
+        )
+        .unwrap();
+    }
+    let IoBound {
+        calls,
+        concurrency,
+        elapsed,
+        rss,
+        pss,
+    } = ours.io_bound;
+    let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1 << 20) as f64);
+    let ideal = calls as f64 * 0.050 / concurrency as f64;
+    writeln!(
+        t,
+        "| {calls} I/O-bound calls (each awaits 50 ms), {concurrency} at a time: wall time (ideal {ideal:.2} s) | {:.3} s, 2 workers × max_concurrency 100 ({:.2}× the ideal) | | |",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / ideal
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "| the same: workers' memory, RSS / PSS summed | {} / {} | | |",
+        mib(rss),
+        mib(pss)
+    )
+    .unwrap();
+    for peer_run in peer["io_bound"].as_array().into_iter().flatten() {
+        let workers = peer_run["workers"].as_u64().unwrap();
+        let seconds = peer_run["seconds"].as_f64().unwrap();
+        let (prss, ppss) = (
+            peer_run["rss"].as_u64().unwrap(),
+            peer_run["pss"].as_u64().unwrap(),
+        );
+        writeln!(
+            t,
+            "| the same on `ProcessPoolExecutor({workers})` (a plain function that sleeps): wall time; memory RSS / PSS | {:.3} s; {} / {} | {seconds:.3} s; {} / {} | {:.2}× time; {:.1}× less RSS |",
+            elapsed.as_secs_f64(),
+            mib(rss),
+            mib(pss),
+            mib(prss),
+            mib(ppss),
+            seconds / elapsed.as_secs_f64(),
+            prss as f64 / rss as f64
         )
         .unwrap();
     }
