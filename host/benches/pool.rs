@@ -207,7 +207,7 @@ async fn measure(calls: usize) -> Ours {
     }
     h.close().await.unwrap();
 
-    let io_bound = io_bound(&runtime, &module, &python, calls).await;
+    let io_bound = io_bound(&module, &python, calls).await;
 
     eprintln!("bench: calls without Python workers (mock, replayer, a Python adapter)");
     let mock = Host::builder()
@@ -279,15 +279,16 @@ async fn measure(calls: usize) -> Ours {
 /// Calls that wait on I/O (an awaited 50 ms timer), 200 at a time, on 2
 /// workers that hold 100 calls each: the wall time of all of them, and
 /// the workers' memory once they ran (RSS and PSS summed).
-async fn io_bound(runtime: &Runtime, module: &str, python: &str, calls: usize) -> IoBound {
+async fn io_bound(module: &str, python: &str, calls: usize) -> IoBound {
     let (total, concurrency) = if calls > 100 { (1000, 200) } else { (20, 4) };
     eprintln!("bench: {total} I/O-bound calls, {concurrency} at a time, 2 workers of 100");
     let mut pool = PoolConfig::new(module);
     pool.size = 2;
     pool.max_concurrency = 100;
     pool.python = python.into();
+    // A host of its own runtime, which makes room for every call the pool
+    // can hold (the shared one holds 64 adapter instances).
     let h = Host::builder()
-        .runtime(runtime)
         .adapter("python-bridge")
         .pool(pool)
         .build()

@@ -99,6 +99,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// At least room for `calls` adapter instances running at once (and a
+    /// few to spare), within the most a runtime may hold: a call holds its
+    /// instance while it waits for its worker, so a pool that holds that
+    /// many calls needs that many instances.
+    pub(crate) fn room_for_calls(mut self, calls: usize) -> Self {
+        let needed = calls
+            .saturating_add(8)
+            .min(LimitRange::INSTANCES.max as usize) as u32;
+        self.max_instances = self.max_instances.max(needed);
+        self
+    }
+
+    /// How many adapter instances it holds at once.
+    pub(crate) fn instances(&self) -> u32 {
+        self.max_instances
+    }
+
     /// The most linear memory one adapter instance may have (default 64 MiB,
     /// at most 4 GiB: [`LimitRange::MEMORY`]).
     pub fn max_memory_bytes(mut self, bytes: usize) -> Self {

@@ -45,6 +45,21 @@ async fn two_hundred_at_once(command: &str) {
     assert_eq!(status.restarts, 0, "{status}");
 }
 
+/// A call waits for its worker inside an adapter instance: a host that
+/// owns its runtime makes room for as many as its pool holds at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_the_pool_can_hold_is_in_flight_at_once() {
+    let host = pool_of(2, 150).await;
+    let calls: Vec<_> = (0..300)
+        .map(|_| spawn_call(&host, request("nap", serde_json::json!([3]))))
+        .collect();
+    let status = status_until(&host, |s| s.in_flight == 300).await;
+    assert_eq!(status.waiting, 0, "{status}");
+    for result in within(60, join_all(calls)).await {
+        result.unwrap().expect("answered");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_async_calls_share_two_workers() {
     two_hundred_at_once("nap").await;
@@ -121,7 +136,18 @@ async fn a_worker_killed_holding_fifty_calls_fails_each_and_is_replaced() {
     let calls: Vec<_> = (0..50)
         .map(|_| spawn_call(&host, request("nap", serde_json::json!([60]))))
         .collect();
-    status_until(&host, |s| s.in_flight == 50).await;
+    // Every call reached the worker (one leased but not yet sent when the
+    // worker dies goes to its replacement instead, by design).
+    within(30, async {
+        loop {
+            let running = host.call(request("napping", serde_json::json!([]))).await;
+            if running.unwrap().json().unwrap() == 50 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     for result in within(30, join_all(calls)).await {

@@ -189,10 +189,22 @@ async def loop_id():
     return id(asyncio.get_running_loop())
 
 
+_napping = [0]
+
+
 async def nap(seconds):
     """Awaits `seconds`, then says which worker it ran on."""
-    await asyncio.sleep(seconds)
+    _napping[0] += 1
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _napping[0] -= 1
     return os.getpid()
+
+
+async def napping():
+    """How many `nap` calls this worker is running."""
+    return _napping[0]
 
 
 def doze(seconds):

@@ -38,9 +38,10 @@ struct SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// A runtime of the default settings that allows this host's limits.
-    fn own_runtime(&self) -> Result<Runtime, Error> {
-        let mut builder = Runtime::builder();
+    /// A runtime of the default settings that allows this host's limits
+    /// and holds an adapter instance for each of `calls` calls at once.
+    fn own_runtime(&self, calls: usize) -> Result<Runtime, Error> {
+        let mut builder = Runtime::builder().room_for_calls(calls);
         let defaults = builder.clone();
         if let Some(bytes) = self.max_memory_bytes {
             builder = builder.max_memory_bytes(bytes.max(defaults.max_memory_bytes));
@@ -216,9 +217,24 @@ impl HostBuilder {
     /// configuration once, so that a bad adapter or configuration fails here
     /// and not at the first call.
     pub async fn build(self) -> Result<Host, Error> {
+        // Each call the pool can hold waits in an adapter instance (two when
+        // a recorder wraps the adapter).
+        let chain = if self.cassette.is_some() { 2 } else { 1 };
+        let calls = self.pool.as_ref().map_or(0, |p| p.size * p.max_concurrency) * chain;
         let runtime = match self.runtime {
-            Some(runtime) => runtime,
-            None => self.sandbox.own_runtime()?,
+            Some(runtime) => {
+                let instances = runtime.inner().settings.instances() as usize;
+                if calls > instances {
+                    tracing::warn!(
+                        instances,
+                        calls,
+                        "the runtime holds {instances} adapter instances at once and this host's pool can hold {calls} calls: calls past {instances} wait for an instance; build the runtime with Runtime::builder().max_instances({})",
+                        calls + 8
+                    );
+                }
+                runtime
+            }
+            None => self.sandbox.own_runtime(calls)?,
         };
         let call_timeout = self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
         let timeout_ms = u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX);

@@ -175,8 +175,16 @@ impl ServiceConfig {
         if let Some(bytes) = limits.max_stack_bytes {
             builder = builder.max_stack_bytes(bytes as usize);
         }
-        if let Some(n) = limits.max_instances {
-            builder = builder.max_instances(n as u32);
+        match limits.max_instances {
+            Some(n) => builder = builder.max_instances(n as u32),
+            // An instance for every call the pool can hold at once (a call
+            // waits for its worker inside its adapter's instance).
+            None => {
+                let chain = if self.cassette.is_some() { 2 } else { 1 };
+                if let Some(pool) = self.pool_config()? {
+                    builder = builder.room_for_calls(pool.size * pool.max_concurrency * chain);
+                }
+            }
         }
         Ok(builder)
     }
