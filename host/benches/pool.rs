@@ -60,6 +60,8 @@ struct IoBound {
     elapsed: Duration,
     rss: u64,
     pss: u64,
+    /// This process's resident memory before and after (the host's adapter instances).
+    host_rss: (u64, u64),
 }
 
 async fn measure(calls: usize) -> Ours {
@@ -295,6 +297,7 @@ async fn io_bound(module: &str, python: &str, calls: usize) -> IoBound {
         .await
         .unwrap();
     h.ready().await.unwrap();
+    let host_before = own_rss();
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -322,6 +325,7 @@ async fn io_bound(module: &str, python: &str, calls: usize) -> IoBound {
             }
         }
     }
+    let host_rss = (host_before, own_rss());
     h.close().await.unwrap();
     IoBound {
         calls: total,
@@ -329,7 +333,20 @@ async fn io_bound(module: &str, python: &str, calls: usize) -> IoBound {
         elapsed,
         rss,
         pss,
+        host_rss,
     }
+}
+
+/// This process's resident memory, in bytes.
+fn own_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 /// Medians of `runs` one-shot `snakepen call` processes (start to exit) on
@@ -511,6 +528,7 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         elapsed,
         rss,
         pss,
+        host_rss,
     } = ours.io_bound;
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1 << 20) as f64);
     let ideal = calls as f64 * 0.050 / concurrency as f64;
@@ -526,6 +544,13 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         "| the same: workers' memory, RSS / PSS summed | {} / {} | | |",
         mib(rss),
         mib(pss)
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "| the same: the host's memory (the bench's own RSS, before / after: each call waits in an adapter instance) | {} / {} | | |",
+        mib(host_rss.0),
+        mib(host_rss.1)
     )
     .unwrap();
     for peer_run in peer["io_bound"].as_array().into_iter().flatten() {
