@@ -57,7 +57,7 @@ import struct
 import sys
 import threading
 import time
-from types import CoroutineType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 
 PROTOCOL_FD = 3  # the worker's requests; the fork server's control socket
 REPLIES_FD = 5
@@ -393,25 +393,132 @@ def serve(write, module, handlers, started, options, encoder):
     if options.max_concurrency > 1:
         return Concurrent(module, handlers, raw, encode, started, options).serve()
     run = EventLoop().run
-    reader = os.fdopen(PROTOCOL_FD, "rb", buffering=1 << 16)
+    requests = Requests(PROTOCOL_FD)
     served = 0
     while True:
-        frame = read_frame(reader)
+        frame = requests.next()
         if frame is None:
             return
         header, body = frame
-        if "cancel" in header:
-            continue  # one call at a time: the host ends the worker instead
+        if "command" not in header:
+            continue  # a cancel or credit for a call that has ended
         served += 1
         rid = header.get("id")
-        command = header.get("command", "")
+        command = header["command"]
+        streamed = header.get("stream", False)
         try:
-            error, encoded = handle(module, handlers, raw, command, body, encode, served, started, run)
+            error, encoded = handle(module, handlers, raw, command, body, encode, served, started, run, streamed)
+            if error is STREAMING:
+                error, encoded = stream_here(write, requests, rid, command, encoded, encode, run, header.get("credit", 0))
             if error is None and len(encoded) > max_reply_bytes - REPLY_HEADER_ROOM:
                 error, encoded = too_large(command, len(encoded), max_reply_bytes), None
         except BaseException as exc:  # a bug here must cost one call, never the worker
             error, encoded = internal_error(command, exc), None
         respond(write, rid, error, encoded)
+
+
+class Requests:
+    """The host's frames on fd 3, read into a buffer of this worker's own,
+    so that it can look for one without waiting (a cancel or more credit
+    while it streams)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = bytearray()
+        self.held = []  # frames read while streaming that were for later
+
+    def next(self, wait=True):
+        """The next frame, (header, body); None once the host hung up; and
+        with `wait` false, NOTHING when none has come."""
+        if self.held:
+            return self.held.pop(0)
+        while True:
+            frame = self.take()
+            if frame is not None:
+                return frame
+            if not wait and not select.select([self.fd], [], [], 0)[0]:
+                return NOTHING
+            data = os.read(self.fd, 1 << 18)
+            if not data:
+                if self.buffer:
+                    raise ProtocolError("the host closed its pipe inside a frame")
+                return None
+            if not self.buffer and len(data) >= FRAME.size:
+                # The usual case: exactly one whole frame came.
+                header_len, body_len = FRAME.unpack_from(data)
+                if len(data) == FRAME.size + header_len + body_len:
+                    return loads(data[FRAME.size:FRAME.size + header_len]), data[FRAME.size + header_len:]
+            self.buffer += data
+
+    def take(self):
+        buffer = self.buffer
+        if len(buffer) < FRAME.size:
+            return None
+        header_len, body_len = FRAME.unpack_from(buffer)
+        if header_len + body_len > MAX_FRAME_BYTES:
+            raise ProtocolError("frame of %d bytes is over the limit" % (header_len + body_len))
+        end = FRAME.size + header_len + body_len
+        if len(buffer) < end:
+            return None
+        header = loads(bytes(buffer[FRAME.size:FRAME.size + header_len]))
+        body = bytes(buffer[FRAME.size + header_len:end])
+        del buffer[:end]
+        return header, body
+
+    def hold(self, frame):
+        self.held.append(frame)
+
+
+NOTHING = object()  # no frame has come (Requests.next without waiting)
+STREAMING = object()  # handle()'s mark of an answer to stream: (STREAMING, generator)
+
+
+def stream_here(write, requests, rid, command, generator, encode, run, credit):
+    """Sends each value `generator` yields as a chunk of request `rid`, no
+    more than the host has given credit for, and looks between chunks for a
+    cancel (which closes the generator: its `finally` runs). Returns the
+    stream's outcome as handle() does: its return value, or its error."""
+    asynchronous = type(generator) is AsyncGeneratorType
+    head = b'{"id":%d,"chunk":true}' % rid
+    value = None
+    try:
+        while True:
+            while True:  # what the host said meanwhile
+                frame = requests.next(wait=credit <= 0)
+                if frame is NOTHING:
+                    break
+                if frame is None:  # the host hung up
+                    return {"kind": "timeout", "message": "the host hung up"}, None
+                header = frame[0]
+                if header.get("cancel") == rid:
+                    return {"kind": "timeout", "message": "%s was cancelled" % shown(command)}, None
+                if header.get("id") == rid and "credit" in header:
+                    credit += header["credit"]
+                elif "command" in header:
+                    requests.hold(frame)  # not for this stream: served after it
+            try:
+                item = run(generator.__anext__()) if asynchronous else next(generator)
+            except StopIteration as stop:
+                value = stop.value
+                break
+            except StopAsyncIteration:
+                break
+            except BaseException as exc:  # SystemExit too: a handler must not end the worker
+                return call_error(command, None, (), {}, exc), None
+            error, chunk = answer(command, item, encode)
+            if error is not None:
+                return error, None
+            put(write, head, chunk)
+            credit -= 1
+        return answer(command, value, encode)
+    finally:
+        try:
+            if asynchronous:
+                run(generator.aclose())
+            else:
+                generator.close()
+        except BaseException:  # a generator that raises on close: its call is over
+            pass
 
 
 def respond(write, rid, error, encoded):
@@ -485,11 +592,15 @@ def by_rule(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 
-def handle(module, handlers, raw, command, body, encode, served, started, run):
+def handle(module, handlers, raw, command, body, encode, served, started, run, streamed=False):
     """Runs one request: (None, the answer's bytes), or (an error, None). A
     handler in `raw` gets the payload's bytes as they came; any handler that
     returns bytes answers with them as they are. An `async def` handler's
-    coroutine is run to its end by `run` (on the worker's event loop)."""
+    coroutine is run to its end by `run` (on the worker's event loop). A
+    handler that is (or returns) a generator or an async generator streams:
+    for a `streamed` request the answer is (STREAMING, the generator); for
+    another, its values are collected into one answer,
+    {"chunks": [...], "result": its return value}."""
     if command == "ping":
         return None, encode({"pid": os.getpid(), "rss_bytes": rss_bytes(), "requests": served})
     if command == "info":
@@ -501,9 +612,38 @@ def handle(module, handlers, raw, command, body, encode, served, started, run):
         result = fn(*args, **kwargs)
         if type(result) is CoroutineType:
             result = run(result)
+        if type(result) is GeneratorType or type(result) is AsyncGeneratorType:
+            if streamed:
+                return STREAMING, result
+            result = collect(result, run)
     except BaseException as exc:  # SystemExit too: a handler must not end the worker
         return call_error(command, fn, args, kwargs, exc), None
     return answer(command, result, encode)
+
+
+def next_step(generator):
+    """(False, its next value), or (True, its return value) once it ended."""
+    try:
+        return False, next(generator)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def collect(generator, run):
+    """A stream's values and return value as one answer."""
+    chunks = []
+    if type(generator) is AsyncGeneratorType:
+        async def drain():
+            async for item in generator:
+                chunks.append(item)
+
+        run(drain())
+        return {"chunks": chunks, "result": None}
+    while True:
+        try:
+            chunks.append(next(generator))
+        except StopIteration as stop:
+            return {"chunks": chunks, "result": stop.value}
 
 
 def prepare(module, handlers, raw, command, body):
@@ -552,7 +692,10 @@ class Concurrent:
         self.module, self.handlers, self.raw = module, handlers, raw
         self.encode, self.started = encode, started
         self.max_reply_bytes = options.max_reply_bytes
-        self.asynchronous = {name for name, fn in handlers.items() if inspect.iscoroutinefunction(fn)}
+        self.asynchronous = {
+            name for name, fn in handlers.items()
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)}
+        self.credits = {}  # request id of a stream -> [credit left, event set when it grows]
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.threads = concurrent.futures.ThreadPoolExecutor(
@@ -600,17 +743,24 @@ class Concurrent:
         if "cancel" in header:
             self.cancel(header["cancel"])
             return
+        if "command" not in header:  # more credit for a stream
+            state = self.credits.get(header.get("id"))
+            if state is not None:
+                state[0] += header.get("credit", 0)
+                state[1].set()
+            return
         self.served += 1
         rid, command = header.get("id"), header.get("command", "")
+        streamed, credit = header.get("stream", False), header.get("credit", 0)
         if command in self.asynchronous:
-            task = self.loop.create_task(self.run_async(rid, command, body))
+            task = self.loop.create_task(self.run_async(rid, command, body, streamed, credit))
             self.running[rid] = (task, False)
         elif command in self.handlers:
             future = self.loop.run_in_executor(
                 self.threads, handle, self.module, self.handlers, self.raw, command, body,
-                self.encode, self.served, self.started, self.run_on_loop)
+                self.encode, self.served, self.started, self.run_on_loop, streamed)
             self.running[rid] = (future, True)
-            future.add_done_callback(lambda done: self.finished(rid, command, done))
+            future.add_done_callback(lambda done: self.finished(rid, command, done, credit))
         else:  # a built-in, or no such command: answered at once
             try:
                 error, encoded = handle(self.module, self.handlers, self.raw, command, body,
@@ -629,17 +779,24 @@ class Concurrent:
         else:
             work.cancel()
 
-    async def run_async(self, rid, command, body):
+    async def run_async(self, rid, command, body, streamed, credit):
         fn, args, kwargs, error = prepare(self.module, self.handlers, self.raw, command, body)
         encoded = None
         if error is None:
             try:
-                result = await fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                if type(result) is CoroutineType:
+                    result = await result
+                if type(result) is GeneratorType or type(result) is AsyncGeneratorType:
+                    if streamed:
+                        error, encoded = await self.stream(rid, command, result, credit)
+                    else:
+                        result = await self.collect(result)
             except self.asyncio.CancelledError:
                 error = {"kind": "timeout", "message": "%s was cancelled at its deadline" % shown(command)}
             except BaseException as exc:  # SystemExit too: a handler must not end the worker
                 error = call_error(command, fn, args, kwargs, exc)
-            else:
+            if error is None and encoded is None:
                 try:
                     error, encoded = answer(command, result, self.encode)
                 except BaseException as exc:
@@ -648,16 +805,78 @@ class Concurrent:
         self.respond(rid, command, error, encoded)
         self.stop_when_done()
 
+    async def collect(self, generator):
+        """A stream's values as one answer, for a caller that did not ask for a stream."""
+        if type(generator) is AsyncGeneratorType:
+            chunks = [item async for item in generator]
+            return {"chunks": chunks, "result": None}
+        return await self.loop.run_in_executor(self.threads, collect, generator, None)
+
+    async def stream(self, rid, command, generator, credit):
+        """Sends each value of `generator` as a chunk of request `rid`, as
+        far as the host's credit goes; a cancel (this task's) closes the
+        generator, whose `finally` runs. The outcome as handle() gives it."""
+        asyncio = self.asyncio
+        state = self.credits[rid] = [credit, asyncio.Event()]
+        asynchronous = type(generator) is AsyncGeneratorType
+        head = b'{"id":%d,"chunk":true}' % rid
+        step = None
+        try:
+            while True:
+                while state[0] <= 0:
+                    state[1].clear()
+                    await state[1].wait()
+                if asynchronous:
+                    try:
+                        item = await generator.__anext__()
+                    except StopAsyncIteration:
+                        return answer(command, None, self.encode)
+                else:
+                    step = self.loop.run_in_executor(self.threads, next_step, generator)
+                    done, item = await asyncio.shield(step)
+                    if done:
+                        return answer(command, item, self.encode)
+                error, chunk = answer(command, item, self.encode)
+                if error is not None:
+                    return error, None
+                put(self.write, head, chunk)
+                state[0] -= 1
+        except asyncio.CancelledError:
+            return {"kind": "timeout", "message": "%s was cancelled" % shown(command)}, None
+        except BaseException as exc:  # SystemExit too: a handler must not end the worker
+            return call_error(command, None, (), {}, exc), None
+        finally:
+            del self.credits[rid]
+            try:
+                if asynchronous:
+                    await generator.aclose()
+                else:
+                    if step is not None and not step.done():
+                        await asyncio.wait([step])  # a generator runs on one thread at a time
+                    await self.loop.run_in_executor(self.threads, generator.close)
+            except BaseException:  # a generator that raises on close: its call is over
+                pass
+
     def run_on_loop(self, coroutine):
         """Runs, from a call's thread, a coroutine a plain function returned."""
         return self.asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def finished(self, rid, command, done):
+    def finished(self, rid, command, done, credit):
         self.running.pop(rid, None)
         try:
             error, encoded = done.result()
         except BaseException as exc:  # handle() catches the handler's own
             error, encoded = internal_error(command, exc), None
+        if error is STREAMING:  # a plain function gave a generator: stream it from here
+            task = self.loop.create_task(self.stream_then_respond(rid, command, encoded, credit))
+            self.running[rid] = (task, False)
+            return
+        self.respond(rid, command, error, encoded)
+        self.stop_when_done()
+
+    async def stream_then_respond(self, rid, command, generator, credit):
+        error, encoded = await self.stream(rid, command, generator, credit)
+        self.running.pop(rid, None)
         self.respond(rid, command, error, encoded)
         self.stop_when_done()
 
@@ -751,7 +970,7 @@ def arguments(body):
 
 
 def call_error(command, fn, args, kwargs, exc):
-    if isinstance(exc, TypeError) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+    if fn is not None and isinstance(exc, TypeError) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
         # Raised by the call itself, not inside the function: the payload
         # does not fit the signature.
         import inspect

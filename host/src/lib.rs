@@ -46,5 +46,7 @@ pub use error::{CallError, CassetteMiss, Error};
 pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use limits::{Grant, LimitError, LimitRange, LimitUnit, Limits};
-pub use pool::{Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, QueueWait};
+pub use pool::{
+    Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, PoolStream, QueueWait, StreamItem,
+};
 pub use runtime::{Runtime, RuntimeBuilder};

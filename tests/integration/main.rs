@@ -24,3 +24,4 @@ mod memory;
 mod output;
 mod python_adapter;
 mod serve;
+mod streams;

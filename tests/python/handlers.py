@@ -224,3 +224,40 @@ async def nap_then_mark(seconds, marker):
         with open(marker, "w") as f:
             f.write(str(os.getpid()))
     return os.getpid()
+
+
+_produced = [0]
+
+
+def count(n, fail_after=None, marker=None):
+    """Streams 0 .. n-1 (raising after `fail_after` chunks, if given), then
+    returns a summary; writes `marker` when the generator is closed."""
+    try:
+        for i in range(n):
+            if fail_after is not None and i == fail_after:
+                raise ValueError("failed after %d chunks" % i)
+            _produced[0] += 1
+            yield i
+        return "counted %d" % n
+    finally:
+        if marker:
+            with open(marker, "w") as f:
+                f.write("closed")
+
+
+async def acount(n, pause=0.0, marker=None):
+    """Streams 0 .. n-1 from an async generator, `pause` seconds apart."""
+    try:
+        for i in range(n):
+            await asyncio.sleep(pause)
+            _produced[0] += 1
+            yield i
+    finally:
+        if marker:
+            with open(marker, "w") as f:
+                f.write("closed")
+
+
+def produced():
+    """How many chunks this worker's generators have yielded so far."""
+    return _produced[0]

@@ -9,7 +9,8 @@
 //! `crash` dies during the call (SIGSEGV), `break` breaks the protocol,
 //! `hang` never answers and cannot be cancelled (a plain function stuck on
 //! a thread), `hang-async` never answers until it is cancelled (an async
-//! handler), and `wait` answers once the test opens the gate
+//! handler), `stream` answers in three chunks (`1`, `2`, `3`) and ends
+//! with `"done"`, and `wait` answers once the test opens the gate
 //! ([`Fake::open_gate`]) (`wait-who` then says its worker id). Starts
 //! follow the plans the test queued ([`Fake::plan`]), and succeed at once
 //! when none is left.
@@ -289,10 +290,18 @@ impl Connection for FakeWorker {
         id: RequestId,
         command: &str,
         payload: &[u8],
+        _credit: Option<u32>,
         _deadline: Instant,
         _grace: Duration,
     ) -> Result<(), Fatal> {
         match command {
+            "stream" => {
+                for n in 1..=3u8 {
+                    let chunk = vec![b'0' + n];
+                    let _ = self.tx.send(Ok(Incoming::Chunk { id, chunk }));
+                }
+                self.reply(id, answer(b"\"done\"".to_vec()));
+            }
             "ping" => {
                 *lock(&self.fake.inner.pings) += 1;
                 self.fake.event();
@@ -352,6 +361,16 @@ impl Connection for FakeWorker {
             }
             other => self.reply(id, Err(CallError::NoSuchCommand(other.to_string()))),
         }
+        Ok(())
+    }
+
+    async fn credit(
+        &mut self,
+        _id: RequestId,
+        _n: u32,
+        _deadline: Instant,
+        _grace: Duration,
+    ) -> Result<(), Fatal> {
         Ok(())
     }
 

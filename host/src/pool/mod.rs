@@ -27,6 +27,7 @@ pub use config::{
     Affinity, DESCRIPTORS_PER_WORKER, MAX_CONCURRENCY, MAX_POOL_SIZE, PoolConfig, PoolSettings,
     UnknownAffinity, is_module_file,
 };
+pub use slot::STREAM_WINDOW;
 pub use status::PoolStatus;
 pub use transport::{WorkerId, WorkerInfo};
 pub use waits::QueueWait;
@@ -142,6 +143,7 @@ impl Pool {
                 payload: job_payload,
                 deadline,
                 reply,
+                stream: None,
             };
             match core.dispatch(lease, job) {
                 Ok(()) => {
@@ -153,6 +155,61 @@ impl Pool {
                     });
                 }
                 // Its worker died between checkout and dispatch: check out another.
+                Err(job) => job_payload = job.payload,
+            }
+        }
+    }
+
+    /// Runs `command` as a streamed call: its handler's chunks (each value
+    /// a generator yields) as they come, then its outcome. The chunks wait
+    /// in a buffer of [`STREAM_WINDOW`] at most: a caller that reads slowly
+    /// slows the handler down, not the host's memory. Dropping the stream
+    /// closes the handler's generator on the worker (its `finally` runs);
+    /// the worker lives on. The stream ends with `timeout` at `deadline`, or
+    /// when no chunk came for `idle`. A handler that does not stream gives
+    /// its answer as the outcome, with no chunk before it.
+    pub async fn call_stream(
+        &self,
+        command: &str,
+        session: Option<&str>,
+        payload: Vec<u8>,
+        deadline: Instant,
+        idle: Option<Duration>,
+    ) -> Result<PoolStream, CallError> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let core = &self.inner.core;
+        let mut job_payload = payload;
+        loop {
+            let asked = Instant::now();
+            let lease = core.checkout(session, deadline).await;
+            core.waits.observe(asked.elapsed());
+            let lease = lease?;
+            let slot = lease.slot();
+            let (reply, answer) = oneshot::channel();
+            let (chunks_tx, chunks) = tokio::sync::mpsc::channel(STREAM_WINDOW as usize);
+            let key = core.next_stream_key();
+            let job = Job {
+                command: command.to_string(),
+                payload: job_payload,
+                deadline,
+                reply,
+                stream: Some(state::StreamTo {
+                    key,
+                    chunks: chunks_tx,
+                    idle,
+                }),
+            };
+            match core.dispatch(lease, job) {
+                Ok(()) => {
+                    return Ok(PoolStream {
+                        chunks,
+                        answer: Some(answer),
+                        controls: core.controls(slot),
+                        key,
+                        taken: 0,
+                        ended: false,
+                    });
+                }
                 Err(job) => job_payload = job.payload,
             }
         }
@@ -319,4 +376,60 @@ fn check(config: &PoolConfig) -> Result<(), Error> {
             field: field.into(),
             message,
         })
+}
+
+/// One item of a streamed call: a chunk, or the end.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A value the handler yielded, as bytes (JSON unless it yielded bytes).
+    Chunk(Vec<u8>),
+    /// The stream ended: the handler's return value (JSON, `null` for none).
+    End(Response),
+}
+
+/// A streamed call's chunks and outcome ([`Pool::call_stream`]). Dropping
+/// it before its end stops the stream on the worker.
+pub struct PoolStream {
+    chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    answer: Option<oneshot::Receiver<Result<Response, CallError>>>,
+    controls: tokio::sync::mpsc::UnboundedSender<state::Control>,
+    key: u64,
+    taken: u32,
+    ended: bool,
+}
+
+impl PoolStream {
+    /// The next chunk, then the end (or the error that ended the stream),
+    /// then `None`.
+    pub async fn next(&mut self) -> Option<Result<StreamItem, CallError>> {
+        if let Some(chunk) = self.chunks.recv().await {
+            self.taken += 1;
+            if self.taken == STREAM_WINDOW / 2 {
+                self.taken = 0;
+                let credit = state::Control::Credit {
+                    key: self.key,
+                    n: STREAM_WINDOW / 2,
+                };
+                let _ = self.controls.send(credit);
+            }
+            return Some(Ok(StreamItem::Chunk(chunk)));
+        }
+        let answer = self.answer.take()?;
+        self.ended = true;
+        Some(match answer.await {
+            Ok(Ok(response)) => Ok(StreamItem::End(response)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(CallError::Unavailable(
+                "the worker's task ended without answering: the host is shutting down".into(),
+            )),
+        })
+    }
+}
+
+impl Drop for PoolStream {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.controls.send(state::Control::Cancel { key: self.key });
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! what a worker is (`transport`).
 
 use super::config::{PoolConfig, PoolSettings};
-use super::state::{Ended, Job, Phase, Slot};
+use super::state::{Control, Ended, Job, Phase, Slot};
 use super::status::PoolStatus;
 use super::transport::{StartFailure, WorkerId, WorkerInfo};
 use crate::CallError;
@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// What a slot task receives: its jobs, and what its streams' callers say.
+pub(crate) type SlotInbox = (mpsc::Receiver<Job>, mpsc::UnboundedReceiver<Control>);
 
 /// The slot table as the core holds it: its waiters are sent leases.
 pub(crate) type State = super::state::State<Lease>;
@@ -31,6 +34,8 @@ pub(crate) struct Core {
     /// Set when the workers must stop now (after any drain).
     closed: watch::Sender<bool>,
     next_worker: AtomicU64,
+    /// Names streams in their slot's controls.
+    next_stream: AtomicU64,
     /// The commands the latest ready worker reported: read on every call
     /// (for the metrics' labels), so apart from the state's mutex and
     /// shared without a copy.
@@ -40,7 +45,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(config: PoolConfig) -> (Arc<Core>, Vec<mpsc::Receiver<Job>>) {
+    pub(crate) fn new(config: PoolConfig) -> (Arc<Core>, Vec<SlotInbox>) {
         let mut receivers = Vec::with_capacity(config.size);
         let capacity = config.max_concurrency.max(1);
         let slots = (0..config.size)
@@ -48,8 +53,10 @@ impl Core {
                 // A slot gets a job only through a lease, and holds at most
                 // `capacity` leases.
                 let (tx, rx) = mpsc::channel(capacity);
-                receivers.push(rx);
+                let (controls, control_rx) = mpsc::unbounded_channel();
+                receivers.push((rx, control_rx));
                 Slot {
+                    controls,
                     phase: Phase::Starting,
                     worker: None,
                     load: 0,
@@ -78,6 +85,7 @@ impl Core {
             changes: watch::channel(0).0,
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
+            next_stream: AtomicU64::new(1),
             functions: RwLock::new(Arc::from([])),
             waits: super::waits::WaitHistogram::new(),
         };
@@ -105,6 +113,15 @@ impl Core {
 
     pub(crate) fn next_worker_id(&self) -> u64 {
         self.next_worker.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_stream_key(&self) -> u64 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The channel through which a stream's caller reaches `slot`.
+    pub(crate) fn controls(&self, slot: usize) -> mpsc::UnboundedSender<Control> {
+        self.lock().slots[slot].controls.clone()
     }
 
     pub(super) fn changed(&self) {
@@ -406,6 +423,13 @@ pub(crate) struct Lease {
     slot: usize,
     pub(crate) worker: WorkerId,
     armed: bool,
+}
+
+impl Lease {
+    /// The slot whose worker it lends.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
 }
 
 impl Drop for Lease {

@@ -7,7 +7,7 @@
 
 use super::config::PoolSettings;
 use super::shared::Core;
-use super::state::{Ended, Job};
+use super::state::{Control, Ended, Job};
 use super::transport::{Connection, Exit, Fatal, Incoming, RequestId, Transport};
 use crate::{CallError, Response};
 use std::collections::HashMap;
@@ -57,11 +57,15 @@ impl End {
     }
 }
 
+/// How many chunks a streamed call's worker may send ahead of its caller:
+/// the bound of the buffer between them.
+pub const STREAM_WINDOW: u32 = 32;
+
 pub(crate) async fn run<T: Transport>(
     core: Arc<Core>,
     transport: Arc<T>,
     index: usize,
-    mut jobs: mpsc::Receiver<Job>,
+    (mut jobs, mut controls): super::shared::SlotInbox,
 ) {
     let mut closed = core.closed_signal();
     let mut failures: u32 = 0;
@@ -93,7 +97,8 @@ pub(crate) async fn run<T: Transport>(
         let started = Instant::now();
         let info = worker.info();
         core.ready(index, info, worker.functions());
-        let (end, owed) = serve(&core, index, &mut worker, started, &mut jobs, &mut closed).await;
+        let inbox = (&mut jobs, &mut controls);
+        let (end, owed) = serve(&core, index, &mut worker, started, inbox, &mut closed).await;
         let counted = match &end {
             End::Shutdown => Ended::Shutdown,
             End::Recycle(_) => Ended::Recycle,
@@ -182,15 +187,57 @@ struct InFlight {
     cancelled_until: Option<Instant>,
     /// The worker cannot stop it (a plain function on a thread).
     stuck: bool,
+    /// A streamed call's chunks, until its end or until its caller went away.
+    stream: Option<Streaming>,
+}
+
+/// Where a streamed call's chunks go.
+struct Streaming {
+    key: u64,
+    chunks: mpsc::Sender<Vec<u8>>,
+    /// The longest wait for a chunk, and when the last one (or the call) came.
+    idle: Option<Duration>,
+    last: Instant,
 }
 
 impl InFlight {
+    /// When it runs out of time: its deadline, or its idle deadline.
+    fn expires(&self) -> Instant {
+        match &self.stream {
+            Some(Streaming {
+                idle: Some(idle),
+                last,
+                ..
+            }) => self.deadline.min(*last + *idle),
+            _ => self.deadline,
+        }
+    }
+
     /// When the slot must next look at it.
     fn due(&self) -> Option<Instant> {
         if self.stuck {
             None
         } else {
-            Some(self.cancelled_until.unwrap_or(self.deadline))
+            Some(self.cancelled_until.unwrap_or_else(|| self.expires()))
+        }
+    }
+
+    /// Why it ran out of time at `now`, as its caller is told.
+    fn overran(&self, now: Instant, worker: &str) -> String {
+        let command = crate::error::quoted(&self.command);
+        match &self.stream {
+            Some(Streaming {
+                idle: Some(idle),
+                last,
+                ..
+            }) if *last + *idle <= now && now < self.deadline => format!(
+                "{command} sent no chunk for {:?} on worker {worker} (its idle deadline is {idle:?})",
+                now - *last
+            ),
+            _ => format!(
+                "{command} ran past its deadline ({:?}) on worker {worker}",
+                now - self.started
+            ),
         }
     }
 }
@@ -202,12 +249,18 @@ async fn serve<C: Connection>(
     index: usize,
     worker: &mut C,
     started: Instant,
-    jobs: &mut mpsc::Receiver<Job>,
+    (jobs, controls): (
+        &mut mpsc::Receiver<Job>,
+        &mut mpsc::UnboundedReceiver<Control>,
+    ),
     closed: &mut watch::Receiver<bool>,
 ) -> (End, Vec<Owed>) {
     let capacity = core.config.max_concurrency.max(1);
     let info = worker.info();
+    let shown = info.pid.map_or(info.id.to_string(), |pid| pid.to_string());
     let mut calls: HashMap<RequestId, InFlight> = HashMap::new();
+    // A stream's key in the controls, and its request.
+    let mut keys: HashMap<u64, RequestId> = HashMap::new();
     let mut next_id: RequestId = 0;
     let mut served: u64 = 0;
     // Set once the worker takes no new calls: why it goes when it is done.
@@ -266,6 +319,31 @@ async fn serve<C: Connection>(
                         }
                     }
                 }
+                Ok(Incoming::Chunk { id, chunk }) => {
+                    let Some(call) = calls.get_mut(&id) else {
+                        let message = format!("it sent a chunk of request {id}, which it was not running");
+                        worker.kill(grace).await;
+                        let error = CallError::WorkerCrashed {
+                            pid: info.pid.unwrap_or(0),
+                            exit_status: format!("killed for breaking the protocol ({message})"),
+                            stderr_tail: String::new(),
+                        };
+                        return (End::Broke, owe_all(calls, |_| error.clone()));
+                    };
+                    if let Some(stream) = &mut call.stream {
+                        stream.last = Instant::now();
+                        if let Err(mpsc::error::TrySendError::Full(_)) = stream.chunks.try_send(chunk) {
+                            let message = format!("request {id} sent more chunks than its credit");
+                            worker.kill(grace).await;
+                            let error = CallError::WorkerCrashed {
+                                pid: info.pid.unwrap_or(0),
+                                exit_status: format!("killed for breaking the protocol ({message})"),
+                                stderr_tail: String::new(),
+                            };
+                            return (End::Broke, owe_all(calls, |_| error.clone()));
+                        }
+                    }
+                }
                 Ok(Incoming::Reply { id, outcome }) => {
                     let Some(call) = calls.remove(&id) else {
                         let message = format!("it answered request {id}, which it was not running");
@@ -279,6 +357,9 @@ async fn serve<C: Connection>(
                     };
                     if calls.is_empty() {
                         idle_since = Instant::now();
+                    }
+                    if let Some(stream) = &call.stream {
+                        keys.remove(&stream.key);
                     }
                     if call.ping {
                         if let Err(e) = outcome {
@@ -312,24 +393,62 @@ async fn serve<C: Connection>(
                     }
                 }
             },
+            control = controls.recv() => {
+                let Some(control) = control else { continue };
+                let now = Instant::now();
+                let (key, credit) = match control {
+                    Control::Credit { key, n } => (key, Some(n)),
+                    Control::Cancel { key } => (key, None),
+                };
+                let Some(&id) = keys.get(&key) else { continue };
+                let Some(call) = calls.get_mut(&id) else { continue };
+                let sent = match credit {
+                    Some(n) => worker.credit(id, n, now + grace, grace).await,
+                    None => {
+                        // Its caller went away: the worker closes the stream.
+                        keys.remove(&key);
+                        call.reply = None;
+                        call.stream = None;
+                        if call.cancelled_until.is_some() {
+                            continue;
+                        }
+                        call.cancelled_until = Some(call.deadline.max(now) + grace);
+                        worker.cancel(id, now + grace, grace).await
+                    }
+                };
+                if let Err(fatal) = sent {
+                    let end = match &fatal {
+                        Fatal::Broke(_) => End::Broke,
+                        Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
+                    };
+                    return (end, owe_all(calls, |_| fatal.error().clone()));
+                }
+            }
             job = jobs.recv(), if calls.len() < capacity => {
                 let Some(job) = job else {
                     return (End::Shutdown, owe_all(calls, |_| stopped_error(&info)));
                 };
                 next_id += 1;
+                let now = Instant::now();
+                let credit = job.stream.as_ref().map(|_| STREAM_WINDOW);
+                let stream = job.stream.map(|s| {
+                    keys.insert(s.key, next_id);
+                    Streaming { key: s.key, chunks: s.chunks, idle: s.idle, last: now }
+                });
                 calls.insert(next_id, InFlight {
                     reply: Some(job.reply),
                     command: job.command,
-                    started: Instant::now(),
+                    started: now,
                     deadline: job.deadline,
                     ping: false,
                     cancelled_until: None,
                     stuck: false,
+                    stream,
                 });
                 // The worker must have taken it by the first deadline of those it holds.
                 let by = calls.values().filter_map(InFlight::due).min().unwrap_or(job.deadline);
                 let command = &calls[&next_id].command;
-                if let Err(fatal) = worker.send(next_id, command, &job.payload, by, grace).await {
+                if let Err(fatal) = worker.send(next_id, command, &job.payload, credit, by, grace).await {
                     let end = match &fatal {
                         Fatal::Broke(_) => End::Broke,
                         Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
@@ -354,9 +473,10 @@ async fn serve<C: Connection>(
                         ping: true,
                         cancelled_until: None,
                         stuck: false,
+                        stream: None,
                     });
                     let by = now + settings.health_timeout;
-                    if let Err(fatal) = worker.send(next_id, "ping", b"", by, grace).await {
+                    if let Err(fatal) = worker.send(next_id, "ping", b"", None, by, grace).await {
                         let why = format!("its ping failed: {}", fatal.error());
                         return (End::Unhealthy(why), Vec::new());
                     }
@@ -373,21 +493,22 @@ async fn serve<C: Connection>(
                 let unanswered = calls.values().any(|c| c.cancelled_until.is_some_and(|t| t <= now));
                 let late: Vec<RequestId> = calls
                     .iter()
-                    .filter(|(_, c)| !c.ping && c.cancelled_until.is_none() && !c.stuck && c.deadline <= now)
+                    .filter(|(_, c)| !c.ping && c.cancelled_until.is_none() && !c.stuck && c.expires() <= now)
                     .map(|(id, _)| *id)
                     .collect();
-                if unanswered || (capacity == 1 && !late.is_empty()) {
+                // A stream stops between chunks when told; a plain call on a
+                // worker of one call at a time only when its worker ends.
+                let must_kill = capacity == 1 && late.iter().any(|id| calls[id].stream.is_none());
+                if unanswered || must_kill {
                     // One worker, one call: Python code is stopped by ending
                     // its process. Or a cancelled call was not let go of in
                     // time. Either way the worker is killed.
                     worker.kill(grace).await;
                     let owed = owe_all(calls, |call| {
-                        if call.deadline <= now {
+                        if call.expires() <= now {
                             CallError::Timeout(format!(
-                                "{} ran past its deadline ({:?}) on worker {}; the worker was killed (the only way to stop Python code) and is being replaced",
-                                crate::error::quoted(&call.command),
-                                now - call.started,
-                                info.pid.map_or(info.id.to_string(), |pid| pid.to_string())
+                                "{}; the worker was killed (the only way to stop Python code) and is being replaced",
+                                call.overran(now, &shown)
                             ))
                         } else {
                             stopped_error(&info)
@@ -400,11 +521,13 @@ async fn serve<C: Connection>(
                     call.cancelled_until = Some(now + grace);
                     if let Some(reply) = call.reply.take() {
                         let _ = reply.send(Err(CallError::Timeout(format!(
-                            "{} ran past its deadline ({:?}) on worker {}; it was cancelled",
-                            crate::error::quoted(&call.command),
-                            now - call.started,
-                            info.pid.map_or(info.id.to_string(), |pid| pid.to_string())
+                            "{}; it was cancelled",
+                            call.overran(now, &shown)
                         ))));
+                    }
+                    // Its caller has its chunks so far and the timeout; no more come.
+                    if let Some(stream) = call.stream.take() {
+                        keys.remove(&stream.key);
                     }
                     if let Err(fatal) = worker.cancel(id, now + grace, grace).await {
                         let end = match &fatal {

@@ -33,6 +33,27 @@ pub(crate) struct Job {
     pub payload: Vec<u8>,
     pub deadline: Instant,
     pub reply: oneshot::Sender<Result<Response, CallError>>,
+    /// Where a streamed request's chunks go, before its end comes on `reply`.
+    pub stream: Option<StreamTo>,
+}
+
+/// The caller's end of a streamed request, as its slot holds it.
+pub(crate) struct StreamTo {
+    /// The caller's name for the stream in the slot's controls.
+    pub key: u64,
+    /// Bounded by the credit the worker is given, so never full.
+    pub chunks: mpsc::Sender<Vec<u8>>,
+    /// The longest wait for the next chunk, if any.
+    pub idle: Option<std::time::Duration>,
+}
+
+/// What a stream's caller tells its slot.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// It took `n` chunks: the worker may send `n` more.
+    Credit { key: u64, n: u32 },
+    /// It went away: the worker stops the stream (its generator is closed).
+    Cancel { key: u64 },
 }
 
 pub(crate) struct Slot {
@@ -46,6 +67,8 @@ pub(crate) struct Slot {
     /// Its last start failed, and no worker has been ready in it since.
     pub(super) failing: bool,
     pub(super) jobs: mpsc::Sender<Job>,
+    /// What its streams' callers say.
+    pub(super) controls: mpsc::UnboundedSender<Control>,
 }
 
 impl Slot {

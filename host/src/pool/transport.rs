@@ -273,6 +273,8 @@ pub(crate) enum Incoming {
     /// Request `id`, asked to stop, cannot be (a plain function running on
     /// a thread); it still answers when it ends.
     Uncancellable { id: RequestId },
+    /// A chunk of streamed request `id`'s answer; its end is a `Reply`.
+    Chunk { id: RequestId, chunk: Vec<u8> },
 }
 
 /// One ready worker, served by one slot of the pool. The slot writes
@@ -287,15 +289,27 @@ pub(crate) trait Connection: Send + 'static {
     fn functions(&self) -> &[String];
 
     /// Sends request `id`: `command` with `payload` (the built-in `ping`
-    /// too). Its answer comes from [`Connection::next`]. `Err`: the worker
-    /// is gone, broke the protocol, or did not take the request by
-    /// `deadline` (it stopped reading, and was killed; `grace` bounds the
-    /// clean-up), and every call it holds fails.
+    /// too). Its answer comes from [`Connection::next`]; with `credit`, a
+    /// streamed request, first in chunks, at most that many until
+    /// [`Connection::credit`] gives more. `Err`: the worker is gone, broke
+    /// the protocol, or did not take the request by `deadline` (it stopped
+    /// reading, and was killed; `grace` bounds the clean-up), and every
+    /// call it holds fails.
     fn send(
         &mut self,
         id: RequestId,
         command: &str,
         payload: &[u8],
+        credit: Option<u32>,
+        deadline: Instant,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), Fatal>> + Send;
+
+    /// Lets streamed request `id` send `n` chunks more. `Err` as for `send`.
+    fn credit(
+        &mut self,
+        id: RequestId,
+        n: u32,
         deadline: Instant,
         grace: Duration,
     ) -> impl Future<Output = Result<(), Fatal>> + Send;

@@ -26,15 +26,39 @@ impl From<std::io::Error> for FrameError {
     }
 }
 
-/// A request frame: the header, then the payload as the body.
-pub(crate) fn encode_request(id: u64, command: &str, payload: &[u8]) -> Vec<u8> {
+/// A request frame: the header, then the payload as the body. A streamed
+/// request (`credit`) may be answered in chunks, that many before the
+/// host gives more credit.
+pub(crate) fn encode_request(
+    id: u64,
+    command: &str,
+    payload: &[u8],
+    credit: Option<u32>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Header<'a> {
         id: u64,
         command: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        stream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credit: Option<u32>,
     }
-    let header = serde_json::to_vec(&Header { id, command }).expect("the header serializes");
-    frame(&header, payload)
+    let header = Header {
+        id,
+        command,
+        stream: credit.is_some(),
+        credit,
+    };
+    frame(
+        &serde_json::to_vec(&header).expect("the header serializes"),
+        payload,
+    )
+}
+
+/// A credit frame: streamed request `id` may send `n` chunks more.
+pub(crate) fn encode_credit(id: u64, n: u32) -> Vec<u8> {
+    frame(format!("{{\"id\":{id},\"credit\":{n}}}").as_bytes(), b"")
 }
 
 /// A frame of `header` (JSON text) and `body`.
@@ -172,6 +196,9 @@ pub(crate) struct ReplyHeader {
     pub error: Option<ErrorBody>,
     #[serde(default)]
     pub kind: Option<String>,
+    /// A chunk of a streamed answer, not its end.
+    #[serde(default)]
+    pub chunk: bool,
 }
 
 /// An error as the worker reports it.

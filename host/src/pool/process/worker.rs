@@ -245,6 +245,12 @@ impl Worker {
         if header.kind.as_deref() == Some("uncancellable") {
             return Ok(Incoming::Uncancellable { id: header.id });
         }
+        if header.chunk {
+            return Ok(Incoming::Chunk {
+                id: header.id,
+                chunk: body,
+            });
+        }
         let outcome = match (header.ok, header.error) {
             (true, _) => Ok(Response {
                 payload: body,
@@ -385,11 +391,23 @@ impl Connection for Worker {
         id: RequestId,
         command: &str,
         payload: &[u8],
+        credit: Option<u32>,
         deadline: Instant,
         grace: Duration,
     ) -> Result<(), Fatal> {
-        let frame = protocol::encode_request(id, command, payload);
+        let frame = protocol::encode_request(id, command, payload, credit);
         self.write(&frame, deadline, grace).await
+    }
+
+    async fn credit(
+        &mut self,
+        id: RequestId,
+        n: u32,
+        deadline: Instant,
+        grace: Duration,
+    ) -> Result<(), Fatal> {
+        self.write(&protocol::encode_credit(id, n), deadline, grace)
+            .await
     }
 
     async fn cancel(
