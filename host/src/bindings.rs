@@ -9,6 +9,9 @@ wasmtime::component::bindgen!({
         "snakepen:adapter/timers.sleep": async,
         "snakepen:adapter/workers.call": async,
         "snakepen:adapter/next.call": async,
+        "snakepen:adapter/streams.start": async,
+        "snakepen:adapter/streams.next": async,
+        "snakepen:adapter/streams.emit": async,
     },
     exports: { default: async },
 });

@@ -43,7 +43,7 @@ pub use call::{Request, Response};
 pub use cassette::{Cassette, RecordMode};
 pub use config::AdapterConfig;
 pub use error::{CallError, CassetteMiss, Error};
-pub use host::{DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
+pub use host::{CallStream, DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use limits::{Grant, LimitError, LimitRange, LimitUnit, Limits};
 pub use pool::{

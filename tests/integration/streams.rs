@@ -211,3 +211,63 @@ async fn a_plain_call_of_a_streaming_handler_gets_its_chunks_and_result_at_once(
         );
     }
 }
+
+/// Through the adapter: `Host::call_stream` on python-bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_streams_through_python_bridge_and_a_dropped_stream_closes_the_generator() {
+    let host = pool_of(1).await;
+    let request = snakepen::Request::json("count", &serde_json::json!([1000]));
+    let mut stream = host.call_stream(request);
+    let mut chunks = Vec::new();
+    let end = loop {
+        match within(30, stream.next()).await.expect("an item") {
+            Ok(StreamItem::Chunk(chunk)) => {
+                chunks.push(serde_json::from_slice::<u64>(&chunk).unwrap())
+            }
+            Ok(StreamItem::End(end)) => break end,
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert_eq!(chunks, (0..1000).collect::<Vec<u64>>());
+    assert_eq!(end.json().unwrap(), "counted 1000");
+    assert!(
+        within(30, stream.next()).await.is_none(),
+        "nothing after the end"
+    );
+
+    // A plain call of the same handler gets it collected.
+    let plain = within(
+        30,
+        host.call(snakepen::Request::json("count", &serde_json::json!([2]))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        plain.json().unwrap(),
+        serde_json::json!({"chunks": [0, 1], "result": "counted 2"})
+    );
+
+    // A caller that goes away after 3 chunks: the generator's finally runs,
+    // and the worker serves on.
+    let pid = host.pool().unwrap().worker_pids()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("closed");
+    let payload = serde_json::json!({"n": 1_000_000, "marker": marker.display().to_string()});
+    let mut stream = host.call_stream(snakepen::Request::json("count", &payload));
+    for _ in 0..3 {
+        assert!(matches!(
+            within(30, stream.next()).await,
+            Some(Ok(StreamItem::Chunk(_)))
+        ));
+    }
+    drop(stream);
+    within(30, async {
+        while !marker.exists() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    produced(&host).await;
+    assert_eq!(host.pool().unwrap().worker_pids(), [pid]);
+    assert_eq!(host.status().unwrap().restarts, 0);
+}

@@ -56,10 +56,38 @@ impl Host {
     /// with [`CallError::Timeout`], whatever the adapter does. Dropping the
     /// returned future at any point cancels the call and frees its instance.
     pub async fn call(&self, request: Request) -> Result<Response, CallError> {
+        self.run(request, None).await
+    }
+
+    /// Runs one request through the adapter for a caller that reads a
+    /// stream: the chunks the adapter emits (a streaming Python handler's
+    /// values, through python-bridge) as they come, then the outcome. A
+    /// [`futures_util::Stream`]; [`CallStream::next`] reads it without one.
+    ///
+    /// The adapter waits while the caller has not taken the last
+    /// [`crate::pool::STREAM_WINDOW`] chunks, and so does the handler.
+    /// Dropping the stream cancels the call: the handler's generator is
+    /// closed on its worker, which serves on. An adapter that does not
+    /// stream gives its one answer as the outcome.
+    pub fn call_stream(&self, request: Request) -> CallStream {
+        let (emit, chunks) = tokio::sync::mpsc::channel(crate::pool::STREAM_WINDOW as usize);
+        let host = self.clone();
+        let outcome = tokio::spawn(async move { host.run(request, Some(emit)).await });
+        CallStream {
+            chunks,
+            outcome: Some(outcome),
+        }
+    }
+
+    async fn run(
+        &self,
+        request: Request,
+        emit: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    ) -> Result<Response, CallError> {
         let inner = &*self.inner;
         let deadline = request.deadline.unwrap_or(inner.call_timeout);
         let due = Instant::now() + deadline;
-        let run = inner.prepared.call(&inner.links, &request, due);
+        let run = inner.prepared.call(&inner.links, &request, due, emit);
         match tokio::time::timeout(deadline + ADAPTER_SLACK, run).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(format!(
@@ -183,5 +211,64 @@ impl std::fmt::Debug for Host {
             .field("path", &self.inner.path)
             .field("call_timeout", &self.inner.call_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// A streamed call ([`Host::call_stream`]): its chunks, then its outcome.
+pub struct CallStream {
+    chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    outcome: Option<tokio::task::JoinHandle<Result<Response, CallError>>>,
+}
+
+impl CallStream {
+    /// The next chunk, then the end (or the error that ended the call),
+    /// then `None`.
+    pub async fn next(&mut self) -> Option<Result<crate::StreamItem, CallError>> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+impl futures_util::Stream for CallStream {
+    type Item = Result<crate::StreamItem, CallError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        match self.chunks.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => {
+                return Poll::Ready(Some(Ok(crate::StreamItem::Chunk(chunk))));
+            }
+            Poll::Pending => return Poll::Pending,
+            // Every chunk taken and the call's end of the channel gone: the outcome is next.
+            Poll::Ready(None) => {}
+        }
+        let Some(outcome) = self.outcome.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::pin::Pin::new(outcome).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(ended) => {
+                self.outcome = None;
+                Poll::Ready(Some(match ended {
+                    Ok(Ok(response)) => Ok(crate::StreamItem::End(response)),
+                    Ok(Err(error)) => Err(error),
+                    Err(failed) => Err(CallError::AdapterFault(format!(
+                        "the streamed call's task ended without an answer: {failed}"
+                    ))),
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        // The caller went away: the adapter's call is dropped with its
+        // instance, and with it the worker's stream, which stops.
+        if let Some(outcome) = &self.outcome {
+            outcome.abort();
+        }
     }
 }

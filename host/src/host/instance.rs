@@ -96,13 +96,17 @@ impl Instance {
         request: &Request,
         started: Instant,
         due: Instant,
+        emit: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     ) -> wasmtime::Result<Result<wit::Response, wit::CallError>> {
-        self.store.data_mut().begin(started, due);
+        self.store.data_mut().begin(started, due, emit);
         self.store.set_epoch_deadline(1);
-        self.plugin
+        let answer = self
+            .plugin
             .snakepen_adapter_adapter()
             .call_call(&mut self.store, &wit::Request::from(request))
-            .await
+            .await;
+        self.store.data_mut().end();
+        answer
     }
 
     /// Whether the instance may serve another call: its last call ended

@@ -20,4 +20,4 @@ mod warm;
 
 pub use crate::defaults::DEFAULT_CALL_TIMEOUT;
 pub use builder::HostBuilder;
-pub use handle::Host;
+pub use handle::{CallStream, Host};

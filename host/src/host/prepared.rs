@@ -99,6 +99,7 @@ impl Prepared {
         links: &Links,
         request: &Request,
         due: Instant,
+        emit: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     ) -> Result<Response, CallError> {
         let name = &links.name;
         let started = Instant::now();
@@ -106,7 +107,7 @@ impl Prepared {
             Some(instance) => instance,
             None => self.configured(links, due).await?,
         };
-        let answer = match instance.call(request, started, due).await {
+        let answer = match instance.call(request, started, due, emit).await {
             Ok(answer) => answer,
             Err(trap) => return Err(instance.fault(name, trap)),
         };

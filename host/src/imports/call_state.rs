@@ -36,6 +36,11 @@ pub(crate) struct CallState {
     /// Set when the instance was stopped for running past its deadline.
     pub(crate) overran: bool,
     created: Instant,
+    /// Where this call's chunks go, when its caller reads a stream.
+    pub(super) emit: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// The streamed worker calls this call started, by handle.
+    pub(super) streams: std::collections::HashMap<u64, crate::PoolStream>,
+    pub(super) next_stream: u64,
 }
 
 impl CallState {
@@ -61,6 +66,9 @@ impl CallState {
             guard,
             overran: false,
             created: Instant::now(),
+            emit: None,
+            streams: std::collections::HashMap::new(),
+            next_stream: 0,
         })
     }
 
@@ -68,11 +76,24 @@ impl CallState {
     /// made and configured since) and is due at `deadline`: what is said of
     /// the call (its stderr, its time, whether it overran) is of this call
     /// alone.
-    pub(crate) fn begin(&mut self, started: Instant, deadline: Instant) {
+    pub(crate) fn begin(
+        &mut self,
+        started: Instant,
+        deadline: Instant,
+        emit: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    ) {
         self.deadline = deadline;
         self.next_elapsed = None;
         self.overran = false;
         self.created = started;
+        self.emit = emit;
+    }
+
+    /// Ends the call: its caller's stream closes, and the worker streams it
+    /// left open are stopped.
+    pub(crate) fn end(&mut self) {
+        self.emit = None;
+        self.streams.clear();
     }
 
     /// Ends this call's share of stderr (what it wrote is before the next

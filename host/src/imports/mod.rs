@@ -1,6 +1,6 @@
 //! The host side of each interface the contract imports into an adapter,
 //! one module per interface (`cassette`, `counters`, `log`, `next`,
-//! `timers`, `workers`), each implemented on the per-call state
+//! `streams`, `timers`, `workers`), each implemented on the per-call state
 //! (`call_state`) over what the host grants (`links`).
 
 mod call_state;
@@ -9,6 +9,7 @@ mod counters;
 mod links;
 mod log;
 mod next;
+mod streams;
 mod timers;
 mod workers;
 

@@ -15,7 +15,7 @@
 //! Python exception would be raised again.
 
 use serde::Deserialize;
-use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
+use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, StreamItem, host};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +78,9 @@ impl Adapter for PythonBridge {
             Some(p) if p.idempotent => p.retries.unwrap_or(1),
             _ => 0,
         };
+        if host::stream_wanted() {
+            return stream(&request);
+        }
         let mut attempt = 0;
         loop {
             match host::workers(&request) {
@@ -90,6 +93,19 @@ impl Adapter for PythonBridge {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// Serves a caller that reads a stream: the worker's chunks passed on as
+/// they come, then its outcome. Not retried: chunks already went out. A
+/// caller that went away stops the worker's stream (dropping it closes it).
+fn stream(request: &Request) -> Result<Response, CallError> {
+    let mut stream = host::workers_stream(request)?;
+    loop {
+        match stream.next()? {
+            StreamItem::Chunk(chunk) => host::emit(&chunk)?,
+            StreamItem::End(response) => return Ok(response),
         }
     }
 }

@@ -43,7 +43,8 @@ pub use snakepen::adapter::types::{
     CallError, CassetteMiss, ConfigError, Interaction, Level, PoolExhausted, PythonException,
     Request, Response, WorkerCrashed,
 };
-pub use snakepen::adapter::{cassette, counters, log, next, timers, workers};
+pub use snakepen::adapter::streams::StreamItem;
+pub use snakepen::adapter::{cassette, counters, log, next, streams, timers, workers};
 
 /// An adapter: its configuration and how it serves one request.
 pub trait Adapter: 'static {
@@ -211,6 +212,50 @@ pub mod host {
     /// host has no pool).
     pub fn workers(request: &Request) -> Result<Response, CallError> {
         super::workers::call(request)
+    }
+
+    /// Whether this call's caller reads a stream: then the adapter may pass
+    /// chunks on with [`emit`] before it returns the outcome.
+    pub fn stream_wanted() -> bool {
+        super::streams::wanted()
+    }
+
+    /// Starts `request` on the host's Python workers as a streamed call:
+    /// its items come from [`WorkerStream::next`].
+    pub fn workers_stream(request: &Request) -> Result<WorkerStream, CallError> {
+        super::streams::start(request).map(|handle| WorkerStream { handle, open: true })
+    }
+
+    /// Sends `chunk` to this call's caller (waiting while it has not taken
+    /// the chunks before); `unavailable` once the caller went away.
+    pub fn emit(chunk: &[u8]) -> Result<(), CallError> {
+        super::streams::emit(chunk)
+    }
+
+    /// A streamed call on a worker; dropping it before its end stops it
+    /// (the handler's generator is closed).
+    pub struct WorkerStream {
+        handle: u64,
+        open: bool,
+    }
+
+    impl WorkerStream {
+        /// The next chunk, or the end with the handler's return value.
+        pub fn next(&mut self) -> Result<super::StreamItem, CallError> {
+            let item = super::streams::next(self.handle);
+            if !matches!(item, Ok(super::StreamItem::Chunk(_))) {
+                self.open = false;
+            }
+            item
+        }
+    }
+
+    impl Drop for WorkerStream {
+        fn drop(&mut self) {
+            if self.open {
+                super::streams::stop(self.handle);
+            }
+        }
     }
 
     /// Runs `request` through the next adapter of the chain (`unavailable`
