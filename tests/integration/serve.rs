@@ -311,3 +311,92 @@ async fn a_batch_runs_each_sessions_calls_in_request_order() {
         }
     }
 }
+
+/// `POST /v1/stream` from the real binary, read by curl as it comes and by
+/// a Python client that hangs up after three events.
+#[tokio::test]
+async fn a_stream_arrives_as_server_sent_events_and_a_client_that_hangs_up_stops_it() {
+    let module = handlers();
+    let server = Served::start(&["--module", &module, "--pool-size", "1"]).await;
+    let url = server.at("/v1/stream");
+    let body = r#"{"command": "count", "payload": [5]}"#;
+    let out = succeeds(
+        "curl",
+        &[
+            "-sS",
+            "--no-buffer",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &url,
+        ],
+    );
+    let text = &out.stdout;
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .collect();
+    assert_eq!(events.len(), 6, "{text}");
+    for (i, event) in events[..5].iter().enumerate() {
+        assert_eq!(*event, format!("event: chunk\ndata: {i}"), "{text}");
+    }
+    assert!(
+        events[5].starts_with("event: end\ndata: {\"payload\":\"counted 5\""),
+        "{text}"
+    );
+
+    // A handler that raises mid-stream: its chunks, then an error event.
+    let body = r#"{"command": "count", "payload": {"n": 9, "fail_after": 2}}"#;
+    let out = succeeds(
+        "curl",
+        &[
+            "-sS",
+            "-N",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &url,
+        ],
+    );
+    let text = &out.stdout;
+    assert_eq!(text.matches("event: chunk\n").count(), 2, "{text}");
+    assert!(
+        text.contains("event: error\ndata: {\"error\":{\"kind\":\"python-exception\""),
+        "{text}"
+    );
+
+    // A client that reads three events and hangs up: the generator's
+    // `finally` runs, and the worker serves on.
+    let (_, pid) = server.call(json!({"command": "pid"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("closed");
+    let script = format!(
+        "import json, urllib.request\n\
+         body = json.dumps({{'command': 'count', 'payload': {{'n': 1000000, 'marker': {marker:?}}}}}).encode()\n\
+         request = urllib.request.Request({url:?}, data=body, headers={{'content-type': 'application/json'}})\n\
+         with urllib.request.urlopen(request) as answer:\n\
+         \x20   assert answer.headers['content-type'].startswith('text/event-stream')\n\
+         \x20   seen = 0\n\
+         \x20   for line in answer:\n\
+         \x20       if line.startswith(b'event: chunk'):\n\
+         \x20           seen += 1\n\
+         \x20       if seen == 3:\n\
+         \x20           break\n\
+         print('hung up')",
+        marker = marker.display().to_string(),
+    );
+    let out = succeeds("python3", &["-c", &script]);
+    assert_eq!(out.stdout.trim(), "hung up");
+    within(30, async {
+        while !marker.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (status, body) = server.call(json!({"command": "pid"})).await;
+    assert_eq!((status, &body["payload"]), (200, &pid["payload"]), "{body}");
+    let status = server.status().await;
+    assert_eq!(status["pool"]["status"]["restarts"], 0, "{status}");
+}

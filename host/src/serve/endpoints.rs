@@ -39,27 +39,99 @@ async fn run_call(app: &App, request: Request) -> Result<Response, CallFailure> 
         latency_ms = elapsed.as_secs_f64() * 1e3,
         "call"
     );
-    result.map_err(|error| {
-        if !app.settings.hide_internals {
-            return CallFailure {
-                error,
-                request_id: None,
-            };
-        }
-        let n = app.requests.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("{:x}-{n}", app.started);
-        tracing::warn!(
-            target: "snakepen::serve",
-            request_id,
-            command = %command,
-            error = ?error,
-            "call failed (its caller got it without internals)"
-        );
-        CallFailure {
-            error: api::without_internals(&error, &command),
-            request_id: Some(request_id),
-        }
-    })
+    result.map_err(|error| failure(app, &command, error))
+}
+
+/// A failed call as its caller gets it: whole, or with `hide_internals`
+/// without internals (logged whole at `warn`, under a request id).
+fn failure(app: &App, command: &str, error: crate::CallError) -> CallFailure {
+    if !app.settings.hide_internals {
+        return CallFailure {
+            error,
+            request_id: None,
+        };
+    }
+    let n = app.requests.fetch_add(1, Ordering::Relaxed);
+    let request_id = format!("{:x}-{n}", app.started);
+    tracing::warn!(
+        target: "snakepen::serve",
+        request_id,
+        command = %command,
+        error = ?error,
+        "call failed (its caller got it without internals)"
+    );
+    CallFailure {
+        error: api::without_internals(&error, command),
+        request_id: Some(request_id),
+    }
+}
+
+/// `POST /v1/stream`: one call whose answer comes as Server-Sent Events,
+/// one `chunk` event per chunk (its JSON as the data; `chunk-base64` for
+/// one that is not JSON), then `end` with the outcome as `/v1/call` writes
+/// it, or `error` with the error. A client that hangs up stops the call:
+/// the handler's generator is closed on its worker.
+pub(super) async fn stream(
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let body = body_of(&app, body).await?;
+    let call: CallBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
+    let in_flight = InFlight::enter(&app)?;
+    let request = call.into_request();
+    let command = request.command.clone();
+    let started = Instant::now();
+    let calls = app.host.call_stream(request);
+    let state = (calls, Some((in_flight, app, command, started)));
+    let events = futures_util::stream::unfold(state, |(mut calls, ongoing)| async move {
+        let (in_flight, app, command, started) = ongoing?;
+        let event = match calls.next().await {
+            Some(Ok(crate::StreamItem::Chunk(chunk))) => {
+                let event = match std::str::from_utf8(&chunk) {
+                    Ok(text)
+                        if serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok() =>
+                    {
+                        Event::default().event("chunk").data(text)
+                    }
+                    _ => {
+                        use base64::Engine;
+                        let text = base64::engine::general_purpose::STANDARD.encode(&chunk);
+                        Event::default().event("chunk-base64").data(text)
+                    }
+                };
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (calls, Some((in_flight, app, command, started))),
+                ));
+            }
+            Some(Ok(crate::StreamItem::End(response))) => {
+                app.metrics.observe(&command, Ok(()), started.elapsed());
+                let result = Ok(response);
+                let data = Outcome::of(&result).to_bytes(false);
+                Event::default()
+                    .event("end")
+                    .data(String::from_utf8_lossy(&data))
+            }
+            Some(Err(error)) => {
+                app.metrics
+                    .observe(&command, Err(&error), started.elapsed());
+                let result = Err(failure(&app, &command, error));
+                let data = Outcome::of(&result).to_bytes(false);
+                Event::default()
+                    .event("error")
+                    .data(String::from_utf8_lossy(&data))
+            }
+            None => return None,
+        };
+        drop(in_flight);
+        // The last event: the next poll ends the stream.
+        Some((Ok(event), (calls, None)))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Reads the whole body, up to `max_body_bytes` and within `body_timeout`:
@@ -288,7 +360,7 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "bad-request",
         format!(
-            "no endpoint {}; the API has POST /v1/call, POST /v1/batch, GET /v1/status, /healthz, /readyz and /metrics",
+            "no endpoint {}; the API has POST /v1/call, POST /v1/stream, POST /v1/batch, GET /v1/status, /healthz, /readyz and /metrics",
             uri.path()
         ),
     )

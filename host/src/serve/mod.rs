@@ -4,6 +4,7 @@
 //! | endpoint | what |
 //! |---|---|
 //! | `POST /v1/call` | one call: `{"command", "payload", "session", "deadline_ms"}` |
+//! | `POST /v1/stream` | the same call, answered as Server-Sent Events: `chunk`s, then `end` or `error` |
 //! | `POST /v1/batch` | `{"requests": [...], "order": "request"}` → `{"results": [...]}` in request order; `"order": "completion"` → JSON Lines, one per call as it finishes, each with its `index` |
 //! | `GET /v1/status` | the adapter, the pool's counters, calls in flight |
 //! | `GET /healthz` | 200 while the process serves |
@@ -68,6 +69,7 @@ impl Server {
         let guard = Arc::new(guard::Guard::new(&self.app.settings));
         Router::new()
             .route("/v1/call", post(endpoints::call))
+            .route("/v1/stream", post(endpoints::stream))
             .route("/v1/batch", post(endpoints::batch))
             .route("/v1/status", get(endpoints::status))
             .route("/healthz", get(endpoints::healthz))
