@@ -147,3 +147,38 @@ fn printed_lines_reach_the_hosts_log_tagged_with_the_worker() {
         );
     }
 }
+
+#[test]
+fn call_stream_prints_each_chunk_as_a_line_then_the_result() {
+    let module = python_module("handlers");
+    let output = snakepen(&["call", "--module", &module, "--stream", "count", "[3]"]);
+    assert!(output.success(), "{}", output.stderr);
+    assert_eq!(output.stdout, "0\n1\n2\n\"counted 3\"\n");
+}
+
+#[test]
+fn ctrl_c_of_a_streaming_call_closes_the_generator_before_exiting() {
+    use std::io::BufRead;
+    let module = python_module("handlers");
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("closed");
+    let payload = format!(r#"{{"n": 100000000, "marker": "{}"}}"#, marker.display());
+    let mut child = crate::support::snakepen_command()
+        .args(["call", "--module", &module, "--stream", "count", &payload])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for expected in 0..3 {
+        assert_eq!(lines.next().unwrap().unwrap(), expected.to_string());
+    }
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "interrupted is a failed call");
+    assert!(
+        marker.exists(),
+        "the generator's finally ran before the command exited"
+    );
+}

@@ -113,6 +113,10 @@ struct CallArgs {
     #[arg(long)]
     full: bool,
 
+    /// Stream the answer: print each chunk a streaming handler yields as one JSON line as it comes, then its result. Ctrl-C stops the handler (its generator is closed) before the command exits.
+    #[arg(long)]
+    stream: bool,
+
     /// The command to run, such as `ping`.
     command: String,
 
@@ -264,9 +268,15 @@ async fn call(
     let mut request = Request::new(args.command, payload);
     request.session = args.session;
     request.deadline = args.deadline_ms.map(Duration::from_millis);
-    let result = host.call(request).await;
+    let result = if args.stream {
+        streamed(&host, request).await
+    } else {
+        host.call(request).await.map(Some)
+    };
     close(&host).await?;
-    let response = result.map_err(Failure::Call)?;
+    let Some(response) = result.map_err(Failure::Call)? else {
+        return Err(Failure::Failed("interrupted: the call was stopped".into()));
+    };
 
     let payload: serde_json::Value = match response.json() {
         Ok(value) => value,
@@ -281,6 +291,43 @@ async fn call(
     };
     println!("{shown}");
     Ok(())
+}
+
+/// Prints each chunk of a streamed call as one line as it comes; its end,
+/// or `None` when Ctrl-C stopped it (the stream is dropped first, which
+/// closes the handler's generator on its worker).
+async fn streamed(
+    host: &snakepen::Host,
+    request: Request,
+) -> Result<Option<snakepen::Response>, snakepen::CallError> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = host.call_stream(request);
+    let mut out = tokio::io::stdout();
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+        };
+        match item {
+            Some(Ok(snakepen::StreamItem::Chunk(mut chunk))) => {
+                chunk.push(b'\n');
+                // A reader that stops reading must not keep Ctrl-C from working.
+                let written = tokio::select! {
+                    written = async {
+                        out.write_all(&chunk).await?;
+                        out.flush().await
+                    } => written,
+                    _ = tokio::signal::ctrl_c() => return Ok(None),
+                };
+                if written.is_err() {
+                    return Ok(None); // stdout closed (`| head`): stop the call
+                }
+            }
+            Some(Ok(snakepen::StreamItem::End(response))) => return Ok(Some(response)),
+            Some(Err(error)) => return Err(error),
+            None => return Ok(None),
+        }
+    }
 }
 
 fn indent(text: &str) -> String {
