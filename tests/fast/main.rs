@@ -14,6 +14,7 @@ mod isolation;
 mod loading;
 mod mock;
 mod mock_config;
+mod mock_streams;
 mod module_tree;
 mod sandbox;
 mod serve;

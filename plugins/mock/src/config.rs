@@ -33,6 +33,15 @@ pub struct Canned {
     pub error: Option<ErrorSpec>,
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// Answer as a stream: these chunks, then `response` (or `error`).
+    #[serde(default)]
+    pub chunks: Option<Vec<Value>>,
+    /// Milliseconds between one chunk and the next.
+    #[serde(default)]
+    pub chunk_delay_ms: Option<u64>,
+    /// With `error`: the stream fails after this many chunks (default: all).
+    #[serde(default)]
+    pub fail_after: Option<usize>,
 }
 
 /// An injected failure: fires when every condition it names holds.
@@ -104,11 +113,34 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         let config = self;
         for (i, canned) in config.responses.iter().enumerate() {
-            if canned.response.is_some() == canned.error.is_some() {
+            let chunks = canned.chunks.as_ref().map(Vec::len);
+            // A stream may end with neither: its end is then `null`.
+            let both = canned.response.is_some() && canned.error.is_some();
+            if both || (chunks.is_none() && canned.response.is_none() && canned.error.is_none()) {
                 return Err(refuse(
                     format!("responses[{i}]"),
                     "give exactly one of `response` (the JSON to answer) and `error` (the error to return)",
                 ));
+            }
+            if chunks.is_none() && (canned.chunk_delay_ms.is_some() || canned.fail_after.is_some()) {
+                return Err(refuse(
+                    format!("responses[{i}]"),
+                    "`chunk_delay_ms` and `fail_after` belong to a stream: give its `chunks` too",
+                ));
+            }
+            if let (Some(after), Some(n)) = (canned.fail_after, chunks) {
+                if canned.error.is_none() {
+                    return Err(refuse(
+                        format!("responses[{i}].fail_after"),
+                        "says when the stream fails: give the `error` it fails with",
+                    ));
+                }
+                if after > n {
+                    return Err(refuse(
+                        format!("responses[{i}].fail_after"),
+                        &format!("is {after}, but the stream has {n} chunks"),
+                    ));
+                }
             }
         }
         for (i, rule) in config.failures.iter().enumerate() {

@@ -57,6 +57,13 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
         return Err(rule.error.to_call_error(&request.command));
     }
 
+    if let Some(canned @ Canned {
+        chunks: Some(chunks),
+        ..
+    }) = canned
+    {
+        return stream(canned, chunks, &request.command);
+    }
     match canned {
         Some(Canned {
             error: Some(error), ..
@@ -67,6 +74,31 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
         }) => Response::json(response),
         _ => Response::json(&default_response(request, payload)),
     }
+}
+
+/// A canned stream: its chunks (emitted one by one to a caller that reads
+/// a stream, `chunk_delay_ms` apart; collected for one that does not), then
+/// its `response`, or its `error` (after `fail_after` chunks, if given).
+fn stream(canned: &Canned, chunks: &[Value], command: &str) -> Result<Response, CallError> {
+    let sent = canned.fail_after.unwrap_or(chunks.len());
+    let end = || match &canned.error {
+        Some(error) => Err(error.to_call_error(command)),
+        None => Ok(canned.response.clone().unwrap_or(Value::Null)),
+    };
+    if !host::stream_wanted() {
+        let result = end()?;
+        return Response::json(&serde_json::json!({ "chunks": &chunks[..sent], "result": result }));
+    }
+    for (i, chunk) in chunks[..sent].iter().enumerate() {
+        if i > 0
+            && let Some(ms) = canned.chunk_delay_ms
+        {
+            host::sleep_ms(ms);
+        }
+        let bytes = serde_json::to_vec(chunk).expect("a JSON value serializes");
+        host::emit(&bytes)?;
+    }
+    Response::json(&end()?)
 }
 
 /// The entry for this command and exactly this payload, else the entry for
