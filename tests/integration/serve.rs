@@ -399,4 +399,20 @@ async fn a_stream_arrives_as_server_sent_events_and_a_client_that_hangs_up_stops
     assert_eq!((status, &body["payload"]), (200, &pid["payload"]), "{body}");
     let status = server.status().await;
     assert_eq!(status["pool"]["status"]["restarts"], 0, "{status}");
+
+    // Three streams: each timed to its first chunk, its chunks counted.
+    let metrics = succeeds("curl", &["-sS", &server.at("/metrics")]).stdout;
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(line("snakepen_streams_open "), "snakepen_streams_open 0");
+    assert!(line("snakepen_stream_first_chunk_seconds_count{command=\"count\"}").ends_with(" 3"));
+    assert!(
+        line("snakepen_stream_chunks_sum{command=\"count\"}")
+            .starts_with("snakepen_stream_chunks_sum{command=\"count\"} ")
+    );
 }

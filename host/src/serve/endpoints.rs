@@ -66,6 +66,22 @@ fn failure(app: &App, command: &str, error: crate::CallError) -> CallFailure {
     }
 }
 
+/// A stream being answered: counted in flight and in the metrics until it
+/// ends or its client leaves (whichever drops it).
+struct OpenStream {
+    app: Arc<App>,
+    command: String,
+    started: Instant,
+    sent: u64,
+    _in_flight: InFlight,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.app.metrics.stream_closed(&self.command, self.sent);
+    }
+}
+
 /// `POST /v1/stream`: one call whose answer comes as Server-Sent Events,
 /// one `chunk` event per chunk (its JSON as the data; `chunk-base64` for
 /// one that is not JSON), then `end` with the outcome as `/v1/call` writes
@@ -84,51 +100,66 @@ pub(super) async fn stream(
     let command = request.command.clone();
     let started = Instant::now();
     let calls = app.host.call_stream(request);
-    let state = (calls, Some((in_flight, app, command, started)));
-    let events = futures_util::stream::unfold(state, |(mut calls, ongoing)| async move {
-        let (in_flight, app, command, started) = ongoing?;
-        let event = match calls.next().await {
-            Some(Ok(crate::StreamItem::Chunk(chunk))) => {
-                let event = match std::str::from_utf8(&chunk) {
-                    Ok(text)
-                        if serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok() =>
-                    {
-                        Event::default().event("chunk").data(text)
+    app.metrics.stream_opened();
+    let open = OpenStream {
+        app,
+        command,
+        started,
+        sent: 0,
+        _in_flight: in_flight,
+    };
+    let events =
+        futures_util::stream::unfold((calls, Some(open)), |(mut calls, open)| async move {
+            let mut open = open?;
+            let (app, command, started) =
+                (Arc::clone(&open.app), open.command.clone(), open.started);
+            let event = match calls.next().await {
+                Some(Ok(crate::StreamItem::Chunk(chunk))) => {
+                    if open.sent == 0 {
+                        app.metrics.first_chunk(&command, started.elapsed());
                     }
-                    _ => {
-                        use base64::Engine;
-                        let text = base64::engine::general_purpose::STANDARD.encode(&chunk);
-                        Event::default().event("chunk-base64").data(text)
-                    }
-                };
-                return Some((
-                    Ok::<_, std::convert::Infallible>(event),
-                    (calls, Some((in_flight, app, command, started))),
-                ));
-            }
-            Some(Ok(crate::StreamItem::End(response))) => {
-                app.metrics.observe(&command, Ok(()), started.elapsed());
-                let result = Ok(response);
-                let data = Outcome::of(&result).to_bytes(false);
-                Event::default()
-                    .event("end")
-                    .data(String::from_utf8_lossy(&data))
-            }
-            Some(Err(error)) => {
-                app.metrics
-                    .observe(&command, Err(&error), started.elapsed());
-                let result = Err(failure(&app, &command, error));
-                let data = Outcome::of(&result).to_bytes(false);
-                Event::default()
-                    .event("error")
-                    .data(String::from_utf8_lossy(&data))
-            }
-            None => return None,
-        };
-        drop(in_flight);
-        // The last event: the next poll ends the stream.
-        Some((Ok(event), (calls, None)))
-    });
+                    open.sent += 1;
+                    let event = match std::str::from_utf8(&chunk) {
+                        Ok(text)
+                            if serde_json::from_str::<&serde_json::value::RawValue>(text)
+                                .is_ok() =>
+                        {
+                            Event::default().event("chunk").data(text)
+                        }
+                        _ => {
+                            use base64::Engine;
+                            let text = base64::engine::general_purpose::STANDARD.encode(&chunk);
+                            Event::default().event("chunk-base64").data(text)
+                        }
+                    };
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (calls, Some(open)),
+                    ));
+                }
+                Some(Ok(crate::StreamItem::End(response))) => {
+                    app.metrics.observe(&command, Ok(()), started.elapsed());
+                    let result = Ok(response);
+                    let data = Outcome::of(&result).to_bytes(false);
+                    Event::default()
+                        .event("end")
+                        .data(String::from_utf8_lossy(&data))
+                }
+                Some(Err(error)) => {
+                    app.metrics
+                        .observe(&command, Err(&error), started.elapsed());
+                    let result = Err(failure(&app, &command, error));
+                    let data = Outcome::of(&result).to_bytes(false);
+                    Event::default()
+                        .event("error")
+                        .data(String::from_utf8_lossy(&data))
+                }
+                None => return None,
+            };
+            drop(open);
+            // The last event: the next poll ends the stream.
+            Some((Ok(event), (calls, None)))
+        });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -19,7 +19,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::HashSet;
@@ -87,6 +87,11 @@ pub(crate) struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: HistogramFamily,
     adapter_faults: Counter,
+    /// Streams (`POST /v1/stream`): time to their first chunk, chunks each
+    /// sent, and how many are open.
+    first_chunk: HistogramFamily,
+    chunks: HistogramFamily,
+    streams: Gauge,
     host: Host,
     /// Without a pool: the names that became labels.
     seen: Mutex<HashSet<String>>,
@@ -114,12 +119,31 @@ impl Metrics {
             "Calls that failed inside the adapter (a trap, a panic, a broken invariant)",
             adapter_faults.clone(),
         );
+        let first_chunk: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_25, 2.0, 16)));
+        registry.register(
+            "stream_first_chunk_seconds",
+            "Time from a stream's arrival to its first chunk, by command",
+            first_chunk.clone(),
+        );
+        let chunks: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 4.0, 10)));
+        registry.register(
+            "stream_chunks",
+            "Chunks each stream sent before its end, by command",
+            chunks.clone(),
+        );
+        let streams = Gauge::default();
+        registry.register("streams_open", "Streams being answered", streams.clone());
         registry.register_collector(Box::new(PoolCollector { host: host.clone() }));
         Metrics {
             registry,
             calls,
             latency,
             adapter_faults,
+            first_chunk,
+            chunks,
+            streams,
             host: host.clone(),
             seen: Mutex::new(HashSet::new()),
         }
@@ -170,6 +194,28 @@ impl Metrics {
         if let Err(CallError::AdapterFault(_)) = outcome {
             self.adapter_faults.inc();
         }
+    }
+
+    /// One stream more is open.
+    pub(crate) fn stream_opened(&self) {
+        self.streams.inc();
+    }
+
+    /// A stream of `command` sent its first chunk `after` its arrival.
+    pub(crate) fn first_chunk(&self, command: &str, after: Duration) {
+        let command = self.label(command, Ok(()));
+        self.first_chunk
+            .get_or_create(&CommandLabels { command })
+            .observe(after.as_secs_f64());
+    }
+
+    /// A stream of `command` ended (or its client left) after `sent` chunks.
+    pub(crate) fn stream_closed(&self, command: &str, sent: u64) {
+        self.streams.dec();
+        let command = self.label(command, Ok(()));
+        self.chunks
+            .get_or_create(&CommandLabels { command })
+            .observe(sent as f64);
     }
 
     /// The text a scrape gets.
