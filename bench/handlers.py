@@ -46,3 +46,9 @@ def memory_of(pids):
                 elif line.startswith("Pss:"):
                     pss += int(line.split()[1]) * 1024
     return rss, pss
+
+
+def count_up(n):
+    """Streams 0 .. n-1: small chunks, as fast as a generator yields them."""
+    for i in range(n):
+        yield i

@@ -50,6 +50,7 @@ struct Ours {
     /// I/O-bound calls on 2 workers of 100 calls each: wall time, and the
     /// workers' memory (RSS, PSS summed).
     io_bound: IoBound,
+    streams: Streams,
 }
 
 /// I/O-bound calls: how many, how many at a time, the wall time of all of
@@ -62,6 +63,15 @@ struct IoBound {
     pss: u64,
     /// This process's resident memory before and after (the host's adapter instances).
     host_rss: (u64, u64),
+}
+
+/// Streamed calls through `Host::call_stream`: time to the first chunk of a
+/// generator that yields at once (p50, p99), and chunks per second of one
+/// that yields small values as fast as it can.
+struct Streams {
+    first_chunk: (Duration, Duration),
+    chunks_per_second: f64,
+    chunks: usize,
 }
 
 async fn measure(calls: usize) -> Ours {
@@ -210,6 +220,7 @@ async fn measure(calls: usize) -> Ours {
     h.close().await.unwrap();
 
     let io_bound = io_bound(&module, &python, calls).await;
+    let streams = streams(host(1).await, calls).await;
 
     eprintln!("bench: calls without Python workers (mock, replayer, a Python adapter)");
     let mock = Host::builder()
@@ -275,6 +286,42 @@ async fn measure(calls: usize) -> Ours {
         floor,
         one_shot,
         io_bound,
+        streams,
+    }
+}
+
+async fn streams(h: Host, calls: usize) -> Streams {
+    use snakepen::StreamItem;
+    eprintln!("bench: streamed calls (time to first chunk, chunks per second)");
+    h.ready().await.unwrap();
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let mut stream = h.call_stream(Request::new("count_up", "[1]"));
+        match stream.next().await {
+            Some(Ok(StreamItem::Chunk(_))) => times.push(started.elapsed()),
+            other => panic!("expected a chunk, got {other:?}"),
+        }
+        while stream.next().await.is_some() {}
+    }
+    times.sort();
+    let first_chunk = (times[calls / 2], times[calls * 99 / 100]);
+    let chunks = if calls > 100 { 200_000 } else { 1_000 };
+    let started = Instant::now();
+    let mut stream = h.call_stream(Request::new("count_up", format!("[{chunks}]")));
+    let mut seen = 0;
+    while let Some(item) = stream.next().await {
+        if let StreamItem::Chunk(_) = item.unwrap() {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, chunks);
+    let chunks_per_second = chunks as f64 / started.elapsed().as_secs_f64();
+    h.close().await.unwrap();
+    Streams {
+        first_chunk,
+        chunks_per_second,
+        chunks,
     }
 }
 
@@ -573,6 +620,23 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
         )
         .unwrap();
     }
+    let Streams {
+        first_chunk,
+        chunks_per_second,
+        chunks,
+    } = &ours.streams;
+    writeln!(
+        t,
+        "| streamed call (`Host::call_stream`), time to the first chunk of a generator that yields at once, p50 / p99 | {} / {} | | |",
+        ms(first_chunk.0),
+        ms(first_chunk.1)
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "| streamed call, small chunks (ints) of one generator, {chunks} of them | {chunks_per_second:.0} chunks/s | | |"
+    )
+    .unwrap();
     for (name, median) in &ours.one_shot {
         writeln!(
             t,

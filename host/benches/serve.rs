@@ -56,6 +56,7 @@ fn main() {
     std::fs::write(&script, wrk_script()).expect("target/ is writable");
     let python = common::python();
     let mut rows = Vec::new();
+    let mut first_chunk = None;
     for (label, args) in [
         (
             "snakepen serve, mock adapter (no Python)",
@@ -77,17 +78,64 @@ fn main() {
         for c in CONCURRENCY {
             rows.push(server.measure(&wrk, &script, c, seconds));
         }
+        if server.has_workers {
+            first_chunk = Some(sse_first_chunk(server.port, 200));
+        }
     }
     let peer = Server::uvicorn(&venv);
     for c in CONCURRENCY {
         rows.push(peer.measure(&wrk, &script, c, seconds));
     }
     drop(peer);
-    let table = table(&rows, seconds);
+    let mut table = table(&rows, seconds);
+    if let Some((p50, p99)) = first_chunk {
+        writeln!(
+            table,
+            "\n`POST /v1/stream` of a generator that yields at once (python-bridge, 2 workers), one request at a time on a new connection, from the request sent to its first `event: chunk` read (200 requests): p50 {:.3} ms, p99 {:.3} ms.",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        )
+        .unwrap();
+    }
     print!("{table}");
     let results = root().join("bench/SERVE.md");
     std::fs::write(&results, table).expect("bench/SERVE.md is writable");
     eprintln!("bench: wrote {}", results.display());
+}
+
+/// Time from sending `POST /v1/stream` (on a connection opened before) to
+/// reading its first chunk event: (p50, p99) of `n` requests.
+fn sse_first_chunk(port: u16, n: usize) -> (Duration, Duration) {
+    let body = r#"{"command": "count_up", "payload": [1]}"#;
+    let request = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
+        stream.set_nodelay(true).unwrap();
+        let started = Instant::now();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let got = stream.read(&mut buf).expect("the server answers");
+            assert!(
+                got > 0,
+                "the stream ended before a chunk: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..got]);
+            if seen.windows(12).any(|w| w == b"event: chunk") {
+                break;
+            }
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (times[n / 2], times[n * 99 / 100])
 }
 
 /// A server under measurement, stopped when dropped.
