@@ -296,3 +296,68 @@ async fn killing_the_fork_server_under_load_fails_no_call() {
     // The servers' deaths cost no worker: only the workers killed were replaced.
     replaced_each_once(&host, &workers_killed, &status);
 }
+
+/// Streams under load: many at once on workers of several calls, callers
+/// that hang up at random points (after some chunks, or before the first),
+/// and a worker killed midway. Every stream that is read to its end gets
+/// every chunk in order, or a typed error; no worker is lost or left
+/// stuck, and the pool ends whole with nothing in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_streams_and_hang_ups_leaves_the_pool_whole() {
+    use snakepen::StreamItem;
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.max_concurrency = 8;
+    let host = ready_bridge(2, json!({}), pool).await;
+    let mut dice = Dice(0x5eed_57ea);
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let host = host.clone();
+        let (command, n) = if i % 2 == 0 {
+            ("count", 50 + dice.below(200))
+        } else {
+            ("acount", 20 + dice.below(50))
+        };
+        // Half are read to their end; the others hang up after 0 to 9 chunks.
+        let hang_up_after = (i % 4 == 1).then(|| dice.below(10));
+        tasks.push(tokio::spawn(async move {
+            let mut stream = host.call_stream(Request::json(command, &json!([n])));
+            let mut next = 0u64;
+            loop {
+                if hang_up_after == Some(next) {
+                    return Ok(());
+                }
+                match stream.next().await {
+                    Some(Ok(StreamItem::Chunk(chunk))) => {
+                        let value: u64 = serde_json::from_slice(&chunk).unwrap();
+                        assert_eq!(value, next, "chunks in order");
+                        next += 1;
+                    }
+                    Some(Ok(StreamItem::End(_))) => {
+                        assert_eq!(next, n, "every chunk before the end");
+                        return Ok(());
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => panic!("a stream ended without its end"),
+                }
+            }
+        }));
+    }
+    // Midway, a worker dies with the streams it held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let victim = host.pool().unwrap().worker_pids()[0];
+    sigkill(victim);
+    for result in within(120, join_all(tasks)).await {
+        match result.expect("no task panicked") {
+            // The streams the killed worker held end with its crash.
+            Ok(()) | Err(CallError::WorkerCrashed { .. }) => {}
+            Err(other) => panic!("an untyped or unexpected failure: {other:?}"),
+        }
+    }
+    let status = status_until(&host, |s| s.idle == 2 && s.in_flight == 0).await;
+    assert_eq!(status.dead, 0, "{status}");
+    // And it serves on.
+    let answer = within(30, host.call(Request::json("count", &json!([3]))))
+        .await
+        .unwrap();
+    assert_eq!(answer.json().unwrap()["result"], "counted 3");
+}
