@@ -547,8 +547,9 @@ class EventLoop:
 
 def json_encoder():
     """The function that turns an answer into JSON bytes. The standard
-    library's encoder, with two rules beyond it: an Enum is its value and a
-    UUID is its text; NaN and infinities are refused (JSON has none). When
+    library's encoder, with the rules of `by_rule` beyond it (an Enum, a
+    UUID, a dataclass, a pydantic model, a DSPy Prediction); NaN and
+    infinities are refused (JSON has none). When
     the worker's interpreter has orjson it does the work: the JSON value is
     the same (its text may differ: UTF-8 rather than \\u escapes, 1e16
     rather than 1e+16), and whatever orjson would do differently is done by
@@ -581,7 +582,11 @@ def json_encoder():
 
 def by_rule(value):
     """What JSON makes of a value it has no type for, beyond the standard
-    library: an Enum's value, a UUID's text; anything else is refused."""
+    library: an Enum's value; a UUID's text; a dataclass's fields (as
+    dataclasses.asdict gives them); what an object's `model_dump()` (a
+    pydantic model) or `toDict()` (a DSPy Prediction or Example) returns.
+    Anything else is refused, naming its type."""
+    import dataclasses
     import enum
     import uuid
 
@@ -589,6 +594,12 @@ def by_rule(value):
         return value.value
     if isinstance(value, uuid.UUID):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    for method in ("model_dump", "toDict"):
+        convert = getattr(type(value), method, None)
+        if callable(convert):
+            return convert(value)
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 

@@ -156,6 +156,20 @@ def a_dataclass():
     return Point(1, 2)
 
 
+class Reply:
+    """Like a DSPy Prediction: not JSON itself, but it has toDict()."""
+
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def toDict(self):
+        return dict(self.fields)
+
+
+def a_prediction():
+    return Reply(answer="42", steps=[Point(1, 2)])
+
+
 @dataclasses.dataclass
 class Point:
     x: int
