@@ -477,32 +477,21 @@ def stream_here(write, requests, rid, command, generator, encode, run, credit):
     """Sends each value `generator` yields as a chunk of request `rid`, no
     more than the host has given credit for, and looks between chunks for a
     cancel (which closes the generator: its `finally` runs). Returns the
-    stream's outcome as handle() does: its return value, or its error."""
-    asynchronous = type(generator) is AsyncGeneratorType
+    stream's outcome as handle() does: its return value, or its error. An
+    async generator is driven by one task from start to end, as libraries
+    that hold task-scoped state across its `yield`s (anyio, DSPy) need."""
+    if type(generator) is AsyncGeneratorType:
+        return run(stream_async_here(write, requests, rid, command, generator, encode, credit))
     head = b'{"id":%d,"chunk":true}' % rid
-    value = None
     try:
         while True:
-            while True:  # what the host said meanwhile
-                frame = requests.next(wait=credit <= 0)
-                if frame is NOTHING:
-                    break
-                if frame is None:  # the host hung up
-                    return {"kind": "timeout", "message": "the host hung up"}, None
-                header = frame[0]
-                if header.get("cancel") == rid:
-                    return {"kind": "timeout", "message": "%s was cancelled" % shown(command)}, None
-                if header.get("id") == rid and "credit" in header:
-                    credit += header["credit"]
-                elif "command" in header:
-                    requests.hold(frame)  # not for this stream: served after it
+            credit, stop = heed(requests, rid, command, credit)
+            if stop is not None:
+                return stop, None
             try:
-                item = run(generator.__anext__()) if asynchronous else next(generator)
+                item = next(generator)
             except StopIteration as stop:
-                value = stop.value
-                break
-            except StopAsyncIteration:
-                break
+                return answer(command, stop.value, encode)
             except BaseException as exc:  # SystemExit too: a handler must not end the worker
                 return call_error(command, None, (), {}, exc), None
             error, chunk = answer(command, item, encode)
@@ -510,15 +499,57 @@ def stream_here(write, requests, rid, command, generator, encode, run, credit):
                 return error, None
             put(write, head, chunk)
             credit -= 1
-        return answer(command, value, encode)
     finally:
         try:
-            if asynchronous:
-                run(generator.aclose())
-            else:
-                generator.close()
+            generator.close()
         except BaseException:  # a generator that raises on close: its call is over
             pass
+
+
+async def stream_async_here(write, requests, rid, command, generator, encode, credit):
+    """stream_here for an async generator, on one task. (While it waits for
+    credit the worker's loop waits too: so does the handler.)"""
+    head = b'{"id":%d,"chunk":true}' % rid
+    try:
+        while True:
+            credit, stop = heed(requests, rid, command, credit)
+            if stop is not None:
+                return stop, None
+            try:
+                item = await generator.__anext__()
+            except StopAsyncIteration:
+                return answer(command, None, encode)
+            except BaseException as exc:  # SystemExit too: a handler must not end the worker
+                return call_error(command, None, (), {}, exc), None
+            error, chunk = answer(command, item, encode)
+            if error is not None:
+                return error, None
+            put(write, head, chunk)
+            credit -= 1
+    finally:
+        try:
+            await generator.aclose()
+        except BaseException:  # a generator that raises on close: its call is over
+            pass
+
+
+def heed(requests, rid, command, credit):
+    """What the host said about stream `rid` meanwhile, waiting for it while
+    the stream has no credit: (its credit now, None), or (credit, the error
+    that ends the stream: a cancel, or the host hanging up)."""
+    while True:
+        frame = requests.next(wait=credit <= 0)
+        if frame is NOTHING:
+            return credit, None
+        if frame is None:  # the host hung up
+            return credit, {"kind": "timeout", "message": "the host hung up"}
+        header = frame[0]
+        if header.get("cancel") == rid:
+            return credit, {"kind": "timeout", "message": "%s was cancelled" % shown(command)}
+        if header.get("id") == rid and "credit" in header:
+            credit += header["credit"]
+        elif "command" in header:
+            requests.hold(frame)  # not for this stream: served after it
 
 
 def respond(write, rid, error, encoded):
