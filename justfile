@@ -47,8 +47,23 @@ json-venvs:
         python3 -m venv --without-pip target/plain-venv
     fi
 
+# DSPy for examples/dspy and its test: target/dspy-venv, made with pip when missing.
+dspy-venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! target/dspy-venv/bin/python -c "import dspy" 2>/dev/null; then
+        python3 -m venv target/dspy-venv
+        target/dspy-venv/bin/python -m pip install --quiet --disable-pip-version-check dspy==3.4.1
+    fi
+
+# A DSPy program (examples/dspy/handlers.py, offline on DSPy's DummyLM) served by
+# `snakepen serve`, its answers streamed with curl as Server-Sent Events.
+demo-dspy: plugins dspy-venv
+    cargo build --release --quiet -p snakepen --bin snakepen
+    bash examples/dspy/demo.sh
+
 # Every test of every tier.
-test: plugins json-venvs
+test: plugins json-venvs dspy-venv
     cargo test --workspace --all-targets
 
 # The fast tier alone: no Python, seconds (the library's unit tests, the pool's
@@ -57,7 +72,7 @@ test-fast: plugins
     cargo test -p snakepen --lib --test fast
 
 # The integration tier alone: real Python workers.
-test-integration: plugins json-venvs
+test-integration: plugins json-venvs dspy-venv
     cargo test -p snakepen --test integration
 
 # The chaos tier alone: crash storms, dropped callers, slow starts, kill -9 of the host.
