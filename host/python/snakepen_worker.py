@@ -747,7 +747,7 @@ class Concurrent:
         self.threads = concurrent.futures.ThreadPoolExecutor(
             options.max_concurrency, thread_name_prefix="snakepen-call")
         self.running = {}  # request id -> (task or future, runs on a thread)
-        self.buffer = bytearray()
+        self.requests = Requests(PROTOCOL_FD)  # its buffer and frame parsing (reads are the loop's)
         self.served = 0
         self.hung_up = False
         self.write = None
@@ -771,19 +771,12 @@ class Concurrent:
             self.hung_up = True
             self.stop_when_done()
             return
-        buffer = self.buffer
-        buffer += data
-        while len(buffer) >= FRAME.size:
-            head_len, body_len = FRAME.unpack_from(buffer)
-            if head_len + body_len > MAX_FRAME_BYTES:
-                raise ProtocolError("frame of %d bytes is over the limit" % (head_len + body_len))
-            end = FRAME.size + head_len + body_len
-            if len(buffer) < end:
+        self.requests.buffer += data
+        while True:
+            frame = self.requests.take()
+            if frame is None:
                 break
-            header = loads(bytes(buffer[FRAME.size:FRAME.size + head_len]))
-            body = bytes(buffer[FRAME.size + head_len:end])
-            del buffer[:end]
-            self.dispatch(header, body)
+            self.dispatch(*frame)
 
     def dispatch(self, header, body):
         if "cancel" in header:
@@ -1069,22 +1062,6 @@ def rss_bytes():
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def read_frame(reader):
-    head = reader.read(FRAME.size)
-    if not head:
-        return None
-    if len(head) < FRAME.size:
-        raise ProtocolError("the host closed the socket inside a frame")
-    header_len, body_len = FRAME.unpack(head)
-    if header_len + body_len > MAX_FRAME_BYTES:
-        raise ProtocolError("frame of %d bytes is over the limit" % (header_len + body_len))
-    header = reader.read(header_len)
-    body = reader.read(body_len) if body_len else b""
-    if len(header) < header_len or len(body) < body_len:
-        raise ProtocolError("the host closed the socket inside a frame")
-    return loads(header), body
 
 
 _raw_decode = json.JSONDecoder().raw_decode  # the settings json.loads uses

@@ -6,7 +6,6 @@
 use super::call_state::CallState;
 use crate::bindings::snakepen::adapter::streams::{Host, StreamItem};
 use crate::bindings::wit;
-use std::time::{Duration, Instant};
 
 impl Host for CallState {
     fn wanted(&mut self) -> bool {
@@ -14,20 +13,7 @@ impl Host for CallState {
     }
 
     async fn start(&mut self, request: wit::Request) -> Result<u64, wit::CallError> {
-        let Some(pool) = &self.links.pool else {
-            return Err(wit::CallError::Unavailable(format!(
-                "adapter `{}` asked the worker pool to stream {}, but this host has no worker pool: \
-                 build the host with a Python module (HostBuilder::pool)",
-                self.links.name,
-                crate::error::quoted(&request.command)
-            )));
-        };
-        let deadline = match request.deadline_ms {
-            Some(ms) => self
-                .deadline
-                .min(Instant::now() + Duration::from_millis(ms)),
-            None => self.deadline,
-        };
+        let (pool, deadline) = self.pool_for(&request, "stream")?;
         let stream = pool
             .call_stream(
                 &request.command,

@@ -321,39 +321,18 @@ async fn serve<C: Connection>(
                 }
                 Ok(Incoming::Chunk { id, chunk }) => {
                     let Some(call) = calls.get_mut(&id) else {
-                        let message = format!("it sent a chunk of request {id}, which it was not running");
-                        worker.kill(grace).await;
-                        let error = CallError::WorkerCrashed {
-                            pid: info.pid.unwrap_or(0),
-                            exit_status: format!("killed for breaking the protocol ({message})"),
-                            stderr_tail: String::new(),
-                        };
-                        return (End::Broke, owe_all(calls, |_| error.clone()));
+                        return broke(worker, grace, &info, calls, format!("it sent a chunk of request {id}, which it was not running")).await;
                     };
                     if let Some(stream) = &mut call.stream {
                         stream.last = Instant::now();
                         if let Err(mpsc::error::TrySendError::Full(_)) = stream.chunks.try_send(chunk) {
-                            let message = format!("request {id} sent more chunks than its credit");
-                            worker.kill(grace).await;
-                            let error = CallError::WorkerCrashed {
-                                pid: info.pid.unwrap_or(0),
-                                exit_status: format!("killed for breaking the protocol ({message})"),
-                                stderr_tail: String::new(),
-                            };
-                            return (End::Broke, owe_all(calls, |_| error.clone()));
+                            return broke(worker, grace, &info, calls, format!("request {id} sent more chunks than its credit")).await;
                         }
                     }
                 }
                 Ok(Incoming::Reply { id, outcome }) => {
                     let Some(call) = calls.remove(&id) else {
-                        let message = format!("it answered request {id}, which it was not running");
-                        worker.kill(grace).await;
-                        let error = CallError::WorkerCrashed {
-                            pid: info.pid.unwrap_or(0),
-                            exit_status: format!("killed for breaking the protocol ({message})"),
-                            stderr_tail: String::new(),
-                        };
-                        return (End::Broke, owe_all(calls, |_| error.clone()));
+                        return broke(worker, grace, &info, calls, format!("it answered request {id}, which it was not running")).await;
                     };
                     if calls.is_empty() {
                         idle_since = Instant::now();
@@ -417,11 +396,7 @@ async fn serve<C: Connection>(
                     }
                 };
                 if let Err(fatal) = sent {
-                    let end = match &fatal {
-                        Fatal::Broke(_) => End::Broke,
-                        Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
-                    };
-                    return (end, owe_all(calls, |_| fatal.error().clone()));
+                    return ended_by(fatal, calls);
                 }
             }
             job = jobs.recv(), if calls.len() < capacity => {
@@ -449,11 +424,7 @@ async fn serve<C: Connection>(
                 let by = calls.values().filter_map(InFlight::due).min().unwrap_or(job.deadline);
                 let command = &calls[&next_id].command;
                 if let Err(fatal) = worker.send(next_id, command, &job.payload, credit, by, grace).await {
-                    let end = match &fatal {
-                        Fatal::Broke(_) => End::Broke,
-                        Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
-                    };
-                    return (end, owe_all(calls, |_| fatal.error().clone()));
+                    return ended_by(fatal, calls);
                 }
             }
             _ = sleep_until(wake), if wake.is_some() => {
@@ -530,16 +501,40 @@ async fn serve<C: Connection>(
                         keys.remove(&stream.key);
                     }
                     if let Err(fatal) = worker.cancel(id, now + grace, grace).await {
-                        let end = match &fatal {
-                            Fatal::Broke(_) => End::Broke,
-                            Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
-                        };
-                        return (end, owe_all(calls, |_| fatal.error().clone()));
+                        return ended_by(fatal, calls);
                     }
                 }
             }
         }
     }
+}
+
+/// A worker that broke the protocol (`message` says how): killed, and
+/// every call it held told so.
+async fn broke<C: Connection>(
+    worker: &mut C,
+    grace: Duration,
+    info: &super::transport::WorkerInfo,
+    calls: HashMap<RequestId, InFlight>,
+    message: String,
+) -> (End, Vec<Owed>) {
+    worker.kill(grace).await;
+    let error = CallError::WorkerCrashed {
+        pid: info.pid.unwrap_or(0),
+        exit_status: format!("killed for breaking the protocol ({message})"),
+        stderr_tail: String::new(),
+    };
+    (End::Broke, owe_all(calls, |_| error.clone()))
+}
+
+/// A request, credit or cancel that could not reach the worker: its end,
+/// and its error for every call it held.
+fn ended_by(fatal: Fatal, calls: HashMap<RequestId, InFlight>) -> (End, Vec<Owed>) {
+    let end = match &fatal {
+        Fatal::Broke(_) => End::Broke,
+        Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
+    };
+    (end, owe_all(calls, |_| fatal.error().clone()))
 }
 
 /// Resolves at `wake` (never when it is `None`).

@@ -92,9 +92,7 @@ pub(super) async fn stream(
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let body = body_of(&app, body).await?;
-    let call: CallBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
+    let call = call_of(&app, body).await?;
     let in_flight = InFlight::enter(&app)?;
     let request = call.into_request();
     let command = request.command.clone();
@@ -188,6 +186,12 @@ async fn body_of(app: &App, body: Body) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The body of `POST /v1/call` and `/v1/stream`: one call.
+async fn call_of(app: &App, body: Body) -> Result<CallBody, ApiError> {
+    let body = body_of(app, body).await?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))
+}
+
 /// Whether reading a body failed on the size limit (http-body-util's
 /// `LengthLimitError`, somewhere in the error's chain).
 fn is_over_limit(error: &axum::Error) -> bool {
@@ -214,9 +218,7 @@ pub(super) async fn call(
     State(app): State<Arc<App>>,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
-    let body = body_of(&app, body).await?;
-    let call: CallBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_body("a call", &e))?;
+    let call = call_of(&app, body).await?;
     let _in_flight = InFlight::enter(&app)?;
     let result = run_call(&app, call.into_request()).await;
     if let Err(e) = &result {
