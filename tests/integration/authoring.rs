@@ -47,13 +47,14 @@ impl Drop for Scaffolded {
 }
 
 fn new_adapter(name: &str) -> Ran {
-    Command::new("just")
-        .current_dir(root())
-        .args(["new-adapter", name])
-        .env("SNAKEPEN_BIN", env!("CARGO_BIN_EXE_snakepen"))
-        .output()
-        .expect("`just` runs (cargo install just)")
-        .into()
+    // A build of the new adapter: bounded against a hang only.
+    crate::support::run_within(
+        Command::new("just")
+            .current_dir(root())
+            .args(["new-adapter", name])
+            .env("SNAKEPEN_BIN", env!("CARGO_BIN_EXE_snakepen")),
+        900,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

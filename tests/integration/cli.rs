@@ -166,16 +166,20 @@ fn ctrl_c_of_a_streaming_call_closes_the_generator_before_exiting() {
     let mut child = crate::support::snakepen_command()
         .args(["call", "--module", &module, "--stream", "count", &payload])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Bounds the whole exchange, the reads included, against a hang.
+    let watchdog = crate::support::Watchdog::arm(child.id(), 120);
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for expected in 0..3 {
-        assert_eq!(lines.next().unwrap().unwrap(), expected.to_string());
+        let line = lines.next().expect("a chunk line before the end").unwrap();
+        assert_eq!(line, expected.to_string());
     }
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
+    watchdog.disarm("snakepen call --stream after Ctrl-C");
     assert_eq!(status.code(), Some(1), "interrupted is a failed call");
     assert!(
         marker.exists(),

@@ -15,21 +15,14 @@ fn peak_rss(command: &Command) -> u64 {
                    done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
                    assert done.returncode == 0, f'the command failed: {done.returncode}'\n\
                    print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
-    let output = Command::new("python3")
-        .args(["-c", measure])
-        .arg(command.get_program())
-        .args(command.get_args())
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = crate::support::run(
+        Command::new("python3")
+            .args(["-c", measure])
+            .arg(command.get_program())
+            .args(command.get_args()),
     );
-    let kib: u64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("a number of KiB");
+    assert!(output.success(), "{}", output.stderr);
+    let kib: u64 = output.stdout.trim().parse().expect("a number of KiB");
     kib * 1024
 }
 

@@ -222,12 +222,76 @@ impl From<std::process::Output> for Ran {
     }
 }
 
-/// Runs `command` to its end, its output captured.
+/// Runs `command` to its end, its output captured. A program still
+/// running after 120 s (a hang, never a measure of speed) is killed and
+/// fails the test.
 pub fn run(command: &mut Command) -> Ran {
-    let output = command
-        .output()
+    run_within(command, 120)
+}
+
+/// [`run`] with a bound of `seconds` on a hang.
+pub fn run_within(command: &mut Command, seconds: u64) -> Ran {
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
+    let watchdog = Watchdog::arm(child.id(), seconds);
+    let output = child.wait_with_output().expect("its output is read");
+    watchdog.disarm(&format!("{command:?}"));
     output.into()
+}
+
+/// Waits for `child` to exit; one still running after `seconds` (a hang)
+/// is killed and fails the test.
+pub fn wait_within(child: &mut std::process::Child, seconds: u64) -> std::process::ExitStatus {
+    let watchdog = Watchdog::arm(child.id(), seconds);
+    let status = child.wait().expect("the child is waited for");
+    watchdog.disarm(&format!("process {}", child.id()));
+    status
+}
+
+/// Kills a process that outlives its bound (SIGKILL from a thread that
+/// waits for the bound or for [`Watchdog::disarm`], whichever comes first).
+pub struct Watchdog {
+    disarm: std::sync::mpsc::Sender<()>,
+    fired: std::thread::JoinHandle<bool>,
+    seconds: u64,
+}
+
+impl Watchdog {
+    pub fn arm(pid: u32, seconds: u64) -> Watchdog {
+        let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+        let fired = std::thread::spawn(move || {
+            let bound = std::time::Duration::from_secs(seconds);
+            match disarmed.recv_timeout(bound) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // SAFETY: kill has no memory effects; the pid is a child
+                    // not yet waited for, so it cannot have been reused.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    true
+                }
+                _ => false,
+            }
+        });
+        Watchdog {
+            disarm,
+            fired,
+            seconds,
+        }
+    }
+
+    /// Stops the watch; panics, naming `what`, when it had to kill.
+    pub fn disarm(self, what: &str) {
+        let _ = self.disarm.send(());
+        if self.fired.join().expect("the watchdog thread ends") {
+            panic!(
+                "{what} was still running after {} s and was killed",
+                self.seconds
+            );
+        }
+    }
 }
 
 /// The `snakepen` binary with the test plugins directory, to be given its

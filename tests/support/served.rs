@@ -172,7 +172,7 @@ impl Served {
             }
         })
         .await;
-        (self.child.wait().unwrap(), rest)
+        (super::wait_within(&mut self.child, 60), rest)
     }
 
     /// What it logged so far.

@@ -269,12 +269,23 @@ async fn call(
     request.session = args.session;
     request.deadline = args.deadline_ms.map(Duration::from_millis);
     let result = if args.stream {
-        streamed(&host, request).await
+        // One listener for the whole call: a Ctrl-C that lands between two
+        // chunks is kept until it is read, where a `ctrl_c()` made afresh
+        // in each wait would miss it and leave the command streaming on.
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::interrupt()) {
+            Ok(mut interrupt) => streamed(&host, request, &mut interrupt)
+                .await
+                .map_err(Failure::Call),
+            Err(error) => Err(Failure::Failed(format!(
+                "cannot listen for Ctrl-C to stop the stream ({error}); run without --stream"
+            ))),
+        }
     } else {
-        host.call(request).await.map(Some)
+        host.call(request).await.map(Some).map_err(Failure::Call)
     };
     close(&host).await?;
-    let Some(response) = result.map_err(Failure::Call)? else {
+    let Some(response) = result? else {
         return Err(Failure::Failed("interrupted: the call was stopped".into()));
     };
 
@@ -299,6 +310,7 @@ async fn call(
 async fn streamed(
     host: &snakepen::Host,
     request: Request,
+    interrupt: &mut tokio::signal::unix::Signal,
 ) -> Result<Option<snakepen::Response>, snakepen::CallError> {
     use tokio::io::AsyncWriteExt;
     let mut stream = host.call_stream(request);
@@ -306,7 +318,7 @@ async fn streamed(
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
-            _ = tokio::signal::ctrl_c() => return Ok(None),
+            _ = interrupt.recv() => return Ok(None),
         };
         match item {
             Some(Ok(snakepen::StreamItem::Chunk(mut chunk))) => {
@@ -317,7 +329,7 @@ async fn streamed(
                         out.write_all(&chunk).await?;
                         out.flush().await
                     } => written,
-                    _ = tokio::signal::ctrl_c() => return Ok(None),
+                    _ = interrupt.recv() => return Ok(None),
                 };
                 if written.is_err() {
                     return Ok(None); // stdout closed (`| head`): stop the call
