@@ -9,6 +9,7 @@ wasmtime::component::bindgen!({
         "snakepen:adapter/timers.sleep": async,
         "snakepen:adapter/workers.call": async,
         "snakepen:adapter/next.call": async,
+        "snakepen:adapter/next.call-streamed": async,
         "snakepen:adapter/streams.start": async,
         "snakepen:adapter/streams.next": async,
         "snakepen:adapter/streams.emit": async,

@@ -282,9 +282,9 @@ fn inspect_names_the_contract_and_world() {
     let output = snakepen(&["inspect", "mock"]);
     assert!(output.success(), "{}", output.stderr);
     let text = output.stdout;
-    assert!(text.contains("snakepen:adapter@0.1.3"), "{text}");
-    assert!(text.contains("snakepen:adapter/plugin@0.1.3"), "{text}");
-    assert!(text.contains("snakepen:adapter/counters@0.1.3"), "{text}");
+    assert!(text.contains("snakepen:adapter@0.1.4"), "{text}");
+    assert!(text.contains("snakepen:adapter/plugin@0.1.4"), "{text}");
+    assert!(text.contains("snakepen:adapter/counters@0.1.4"), "{text}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ async fn a_component_of_another_world_is_refused_and_its_exports_are_named() {
     assert_eq!(exports, &["example:greeter/greet@1.0.0".to_string()]);
     let message = err.to_string();
     assert!(
-        message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.3"),
+        message.contains("another world") && message.contains("snakepen:adapter/plugin@0.1.4"),
         "{message}"
     );
 }
@@ -65,7 +65,7 @@ async fn an_incompatible_contract_version_is_refused_naming_both_versions() {
     assert!(
         message.contains("snakepen:adapter@0.2.0")
             && message.contains(&format!("snakepen:adapter@{}", snakepen::CONTRACT_VERSION))
-            && message.contains("0.1.0 to 0.1.3"),
+            && message.contains("0.1.0 to 0.1.4"),
         "{message}"
     );
 }
@@ -107,11 +107,11 @@ async fn inspect_names_the_contract_version_world_and_imports() {
     assert!(inspection.refusal.is_none(), "{:?}", inspection.refusal);
     let info = inspection.info;
     assert_eq!(info.contract, Some(snakepen::CONTRACT_VERSION));
-    assert_eq!(info.world.as_deref(), Some("snakepen:adapter/plugin@0.1.3"));
+    assert_eq!(info.world.as_deref(), Some("snakepen:adapter/plugin@0.1.4"));
     assert!(
         info.imports
             .iter()
-            .any(|i| i == "snakepen:adapter/counters@0.1.3"),
+            .any(|i| i == "snakepen:adapter/counters@0.1.4"),
         "{:?}",
         info.imports
     );

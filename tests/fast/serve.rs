@@ -67,7 +67,7 @@ async fn every_endpoint_answers_over_http() {
     assert_eq!(status, 200);
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["adapter"]["name"], "mock");
-    assert_eq!(body["adapter"]["contract"], "snakepen:adapter@0.1.3");
+    assert_eq!(body["adapter"]["contract"], "snakepen:adapter@0.1.4");
     assert_eq!(body["adapter"]["counters"]["calls"], 2);
     assert_eq!(body["pool"], serde_json::Value::Null);
     assert_eq!(body["draining"], false);

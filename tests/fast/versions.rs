@@ -93,6 +93,22 @@ async fn an_adapter_built_against_each_kept_version_runs_on_this_host() {
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Unavailable(_)), "{err}");
+        // An adapter that streams (0.1.3 on) still streams.
+        if version >= semver::Version::new(0, 1, 3) {
+            let mut stream = host.call_stream(Request::new("stream", b"ab".to_vec()));
+            let mut items = Vec::new();
+            while let Some(item) = stream.next().await {
+                items.push(match item.unwrap() {
+                    snakepen::StreamItem::Chunk(chunk) => chunk,
+                    snakepen::StreamItem::End(end) => end.payload,
+                });
+            }
+            assert_eq!(
+                items,
+                [b"a".to_vec(), b"b".to_vec(), b"\"done\"".to_vec()],
+                "{name}"
+            );
+        }
     }
 }
 

@@ -6,9 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The contract version this host implements (`wit/adapter.wit`). Adapters
-/// built against this version or an earlier compatible one (0.1.0 to 0.1.3)
+/// built against this version or an earlier compatible one (0.1.0 to 0.1.4)
 /// are accepted; the earlier versions are kept in `wit/since_v*/`.
-pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 3);
+pub const CONTRACT_VERSION: semver::Version = semver::Version::new(0, 1, 4);
 
 const ADAPTER_INTERFACE: &str = "snakepen:adapter/adapter";
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -111,7 +111,7 @@ pub(crate) fn describe(engine: &Engine, component: &Component) -> ComponentInfo 
     }
 }
 
-/// The contract versions this host runs, such as `0.1.0 to 0.1.3`.
+/// The contract versions this host runs, such as `0.1.0 to 0.1.4`.
 pub fn supported_range() -> String {
     crate::error::compatible_range(&CONTRACT_VERSION)
 }

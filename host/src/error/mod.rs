@@ -218,7 +218,7 @@ pub enum Error {
 }
 
 /// The versions compatible with `version` up to it, as cargo means it:
-/// `0.1.0 to 0.1.3` (for 0.x the same minor; from 1.0 the same major).
+/// `0.1.0 to 0.1.4` (for 0.x the same minor; from 1.0 the same major).
 pub(crate) fn compatible_range(version: &semver::Version) -> String {
     let first = if version.major == 0 {
         semver::Version::new(0, version.minor, 0)

@@ -202,6 +202,14 @@ impl Next for Host {
     fn call(&self, request: Request) -> NextCall<'_> {
         Box::pin(Host::call(self, request))
     }
+
+    fn call_streamed(
+        &self,
+        request: Request,
+        emit: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> NextCall<'_> {
+        Box::pin(self.run(request, Some(emit)))
+    }
 }
 
 impl std::fmt::Debug for Host {

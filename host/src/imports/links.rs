@@ -62,6 +62,14 @@ impl Counters {
 pub(crate) trait Next: Send + Sync {
     /// Runs `request` through the next adapter, under the request's deadline.
     fn call(&self, request: Request) -> NextCall<'_>;
+
+    /// [`Next::call`] for a caller that reads a stream: the chunks the next
+    /// adapter emits go to `emit`.
+    fn call_streamed(
+        &self,
+        request: Request,
+        emit: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> NextCall<'_>;
 }
 
 /// A call in flight to the next adapter. Boxed: a host call that runs a host
