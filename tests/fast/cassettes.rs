@@ -457,7 +457,7 @@ async fn an_unknown_version_or_a_foreign_file_is_refused() {
     std::fs::write(&path, "{\"format\":\"snakepen-cassette\",\"version\":7}\n").unwrap();
     let err = Host::replaying(&path).await.unwrap_err().to_string();
     assert!(
-        err.contains("version 7") && err.contains("reads version 1"),
+        err.contains("version 7") && err.contains("reads versions 1 to 2"),
         "{err}"
     );
 
@@ -466,7 +466,7 @@ async fn an_unknown_version_or_a_foreign_file_is_refused() {
     std::fs::write(&path, huge).unwrap();
     let err = Host::replaying(&path).await.unwrap_err().to_string();
     assert!(
-        err.contains("format version 1e+23") && err.contains("reads version 1"),
+        err.contains("format version 1e+23") && err.contains("reads versions 1 to 2"),
         "{err}"
     );
     std::fs::write(

@@ -9,6 +9,18 @@
 //! {"command":"word_stats","request":{"text":"a b a"},"response":{"words":3},"elapsed_ms":0.41}
 //! {"command":"describe","request":{"values":[]},"error":{"kind":"python-exception","detail":{…}},"elapsed_ms":0.52}
 //! ```
+//!
+//! Version 2 adds the chunks of a streamed answer, each with its time from
+//! the start of the call, before the outcome that ended the stream:
+//!
+//! ```text
+//! {"command":"count","request":{"n":2},"chunks":[{"at_ms":0.2,"chunk":0},{"at_ms":5.1,"chunk":1}],"response":"done","elapsed_ms":5.3}
+//! ```
+//!
+//! A snakepen reads every version up to its own. A recording is written as
+//! version 1 while it holds no stream, so that a cassette without streams
+//! stays readable by a snakepen of version 1; the first stream recorded
+//! makes it version 2.
 
 use super::recorded_error::RecordedError;
 use crate::{CallError, Error, Request, Response};
@@ -21,8 +33,22 @@ use std::time::Duration;
 
 /// The value of the header's `format` field.
 pub const FORMAT: &str = "snakepen-cassette";
-/// The cassette format version this snakepen reads and writes.
-pub const VERSION: u64 = 1;
+/// The newest cassette format version, which this snakepen reads and
+/// writes (it reads every earlier one too).
+pub const VERSION: u64 = 2;
+/// The version a recording without streams is written as.
+pub(crate) const VERSION_WITHOUT_STREAMS: u64 = 1;
+/// The first version with streamed answers (`chunks`).
+pub(crate) const VERSION_WITH_STREAMS: u64 = 2;
+
+/// A chunk of a streamed answer and when it came, as a cassette keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedChunk {
+    /// The time from the start of the call to the chunk.
+    pub offset: Duration,
+    /// The chunk's bytes (JSON by convention).
+    pub chunk: Vec<u8>,
+}
 
 /// One recorded call, as read from a cassette.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +60,9 @@ pub struct Recorded {
     pub outcome: Result<Response, CallError>,
     /// How long the call took when it was recorded.
     pub elapsed: Option<Duration>,
+    /// The chunks its caller read before the outcome, when the call was
+    /// streamed (`Host::call_stream`); `None` for a call answered at once.
+    pub chunks: Option<Vec<TimedChunk>>,
 }
 
 /// A cassette read from disk.
@@ -43,6 +72,8 @@ pub struct CassetteFile {
     pub path: PathBuf,
     /// The matching options it was recorded with (the recorder's configuration).
     pub options: Value,
+    /// Its format version (1 or 2).
+    pub version: u64,
     /// Its interactions, in file order.
     pub interactions: Vec<Recorded>,
     /// The interaction lines as they are in the file, to copy them unchanged.
@@ -85,6 +116,8 @@ struct Line {
     request: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunks: Option<Vec<ChunkLine>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -97,6 +130,32 @@ struct Line {
     error: Option<RecordedError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<f64>,
+}
+
+/// One chunk of `chunks`: its time in milliseconds (to the microsecond)
+/// and its bytes, as JSON or in base64 like the payloads.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChunkLine {
+    at_ms: f64,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    chunk: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk_base64: Option<String>,
+}
+
+/// A time as the file keeps it: milliseconds, to the microsecond.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A time read from the file; `None` when it is not a time at all.
+fn duration_of(ms: f64) -> Option<Duration> {
+    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
 }
 
 /// A field that is present is `Some`, even when its value is `null`.
@@ -126,11 +185,12 @@ fn decode(json: Option<Value>, base64: Option<String>, field: &str) -> Result<Ve
     }
 }
 
-/// The header line (with its newline) of a cassette recorded with `options`.
-pub(crate) fn header_line(options: &Value) -> String {
+/// The header line (with its newline) of a cassette of format `version`
+/// recorded with `options`.
+pub(crate) fn header_line(options: &Value, version: u64) -> String {
     let header = Header {
         format: FORMAT,
-        version: VERSION,
+        version,
         options,
         recorded_by: concat!("snakepen ", env!("CARGO_PKG_VERSION")),
     };
@@ -139,11 +199,20 @@ pub(crate) fn header_line(options: &Value) -> String {
     line
 }
 
+/// Where the digit of the version is in [`header_line`]'s text: the
+/// version a recording's header says can change in place when its first
+/// stream is recorded.
+pub(crate) fn version_digit_at(header: &str) -> usize {
+    const KEY: &str = "\"version\":";
+    header.find(KEY).expect("a header names its version") + KEY.len()
+}
+
 /// One interaction as a line of the file (with its newline).
 pub(crate) fn interaction_line(
     request: &Request,
     outcome: &Result<Response, CallError>,
     elapsed: Option<Duration>,
+    chunks: Option<&[TimedChunk]>,
 ) -> String {
     let (request_json, request_base64) = encode(&request.payload);
     let (response, response_base64, error) = match outcome {
@@ -153,20 +222,43 @@ pub(crate) fn interaction_line(
         }
         Err(error) => (None, None, Some(RecordedError::from(error))),
     };
+    let chunks = chunks.map(|chunks| {
+        chunks
+            .iter()
+            .map(|timed| {
+                let (chunk, chunk_base64) = encode_chunk(&timed.chunk);
+                ChunkLine {
+                    at_ms: millis(timed.offset),
+                    chunk,
+                    chunk_base64,
+                }
+            })
+            .collect()
+    });
     let line = Line {
         command: request.command.clone(),
         session: request.session.clone(),
         request: request_json,
         request_base64,
+        chunks,
         response,
         response_base64,
         error,
         // Microsecond precision is plenty, and keeps the line short.
-        elapsed_ms: elapsed.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        elapsed_ms: elapsed.map(millis),
     };
     let mut text = serde_json::to_string(&line).expect("an interaction always serializes");
     text.push('\n');
     text
+}
+
+/// A chunk's bytes as the file keeps them: an empty chunk is the empty
+/// string in base64, so that it reads back as no bytes, not as `null`.
+fn encode_chunk(bytes: &[u8]) -> (Option<Value>, Option<String>) {
+    match encode(bytes) {
+        (None, None) => (None, Some(String::new())),
+        kept => kept,
+    }
 }
 
 /// Whether a cassette's text holds nothing at all (not even a header).
@@ -181,7 +273,7 @@ pub(crate) fn blank(path: &Path) -> Error {
         line: None,
         message: format!(
             "it is empty, but a cassette starts with a header line such as {}. Delete the file, or record it (record mode `once` records over an empty file)",
-            header_line(&Value::Object(Default::default())).trim_end()
+            header_line(&Value::Object(Default::default()), VERSION_WITHOUT_STREAMS).trim_end()
         ),
         source: None,
     }
@@ -227,14 +319,14 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
         ));
     }
     let version = header.get("version");
-    match version.and_then(Value::as_u64) {
-        Some(VERSION) => {}
+    let version = match version.and_then(Value::as_u64) {
+        Some(known @ 1..=VERSION) => known,
         _ if version.is_some_and(Value::is_number) => {
             let other = version.map(Value::to_string).unwrap_or_default();
             return Err(fail(
                 Some(1),
                 format!(
-                    "it is cassette format version {other}, but this snakepen reads version {VERSION}: \
+                    "it is cassette format version {other}, but this snakepen reads versions 1 to {VERSION}: \
                      use the snakepen that recorded it, or record it again with this one (SNAKEPEN_RECORD_MODE=all)"
                 ),
             ));
@@ -246,10 +338,12 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
             };
             return Err(fail(
                 Some(1),
-                format!("{found}; a cassette of this snakepen says \"version\":{VERSION}"),
+                format!(
+                    "{found}; a cassette of this snakepen says \"version\":{VERSION_WITHOUT_STREAMS} (or {VERSION} when it holds streams)"
+                ),
             ));
         }
-    }
+    };
     let options = header
         .get("options")
         .cloned()
@@ -268,12 +362,22 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<CassetteFile, Error> {
                 format!("line {n} is not a recorded interaction: {e}"),
             )
         })?;
+        if line.chunks.is_some() && version < VERSION_WITH_STREAMS {
+            return Err(fail(
+                Some(n),
+                format!(
+                    "line {n} has the `chunks` of a stream, which format version {VERSION_WITH_STREAMS} brought, but the header says version {version}: \
+                     set \"version\":{VERSION_WITH_STREAMS} in the header, or record the cassette again (SNAKEPEN_RECORD_MODE=all)"
+                ),
+            ));
+        }
         interactions.push(recorded(line).map_err(|m| fail(Some(n), format!("line {n} {m}")))?);
         kept.push(text.to_string());
     }
     Ok(CassetteFile {
         path: path.to_path_buf(),
         options,
+        version,
         interactions,
         lines: kept,
     })
@@ -299,11 +403,33 @@ fn recorded(line: Line) -> Result<Recorded, String> {
             payload,
         },
         outcome,
-        elapsed: line
-            .elapsed_ms
-            .filter(|ms| ms.is_finite() && *ms >= 0.0)
-            .map(|ms| Duration::from_secs_f64(ms / 1e3)),
+        elapsed: line.elapsed_ms.and_then(duration_of),
+        chunks: line.chunks.map(chunks_of).transpose()?,
     })
+}
+
+fn chunks_of(lines: Vec<ChunkLine>) -> Result<Vec<TimedChunk>, String> {
+    let mut chunks = Vec::with_capacity(lines.len());
+    let mut last = Duration::ZERO;
+    for (i, line) in lines.into_iter().enumerate() {
+        let offset = duration_of(line.at_ms).ok_or_else(|| {
+            format!(
+                "has chunk {i} at {} ms, not a time: give `at_ms` as milliseconds from the start of the call",
+                line.at_ms
+            )
+        })?;
+        if offset < last {
+            return Err(format!(
+                "has chunk {i} at {} ms, before the chunk ahead of it: chunks are kept in the order they came",
+                line.at_ms
+            ));
+        }
+        last = offset;
+        let chunk = decode(line.chunk, line.chunk_base64, "chunk")
+            .map_err(|m| format!("has chunk {i} that {m}"))?;
+        chunks.push(TimedChunk { offset, chunk });
+    }
+    Ok(chunks)
 }
 
 #[cfg(test)]
@@ -333,9 +459,9 @@ mod tests {
             }),
             Err(CallError::Timeout("slow".into())),
         ];
-        let mut text = header_line(&serde_json::json!({"ignore": ["ts"]}));
+        let mut text = header_line(&serde_json::json!({"ignore": ["ts"]}), 1);
         for outcome in &outcomes {
-            text.push_str(&interaction_line(&request, outcome, None));
+            text.push_str(&interaction_line(&request, outcome, None, None));
         }
         let file = parse(Path::new("x.jsonl"), &text).unwrap();
         assert_eq!(file.options["ignore"][0], "ts");
@@ -347,5 +473,62 @@ mod tests {
         // JSON is kept as JSON, its keys in their order: compact JSON comes back byte for byte.
         assert_eq!(got, outcomes.to_vec());
         assert!(file.interactions.iter().all(|r| r.request == request));
+    }
+
+    #[test]
+    fn a_streamed_interaction_keeps_its_chunks_their_times_and_its_end() {
+        let request = Request::new("count", br#"{"n":3}"#.to_vec());
+        let chunks = [
+            (0.2, b"0".to_vec()),
+            (1.5, b"\"text\"".to_vec()),
+            (1.5, Vec::new()),
+            (9.0, b"\xff not json".to_vec()),
+        ]
+        .map(|(ms, chunk)| TimedChunk {
+            offset: Duration::from_secs_f64(ms / 1e3),
+            chunk,
+        });
+        let outcome = Err(CallError::PythonException {
+            type_name: "ValueError".into(),
+            message: "after the chunks".into(),
+            traceback: String::new(),
+        });
+        let mut text = header_line(&Value::Object(Default::default()), 2);
+        text.push_str(&interaction_line(&request, &outcome, None, Some(&chunks)));
+        text.push_str(&interaction_line(&request, &outcome, None, Some(&[])));
+        let file = parse(Path::new("x.jsonl"), &text).unwrap();
+        assert_eq!(file.version, 2);
+        assert_eq!(file.interactions[0].chunks.as_deref(), Some(&chunks[..]));
+        assert_eq!(file.interactions[0].outcome, outcome);
+        assert_eq!(file.interactions[1].chunks.as_deref(), Some(&[][..]));
+        // JSON chunks stay JSON in the file; others are base64.
+        assert!(text.contains(r#"{"at_ms":1.5,"chunk":"text"}"#), "{text}");
+        assert!(
+            text.contains(r#"{"at_ms":1.5,"chunk_base64":""}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn chunks_need_version_2_and_times_in_order() {
+        let line = r#"{"command":"c","chunks":[{"at_ms":2,"chunk":1},{"at_ms":1,"chunk":2}],"response":null}"#;
+        let refused = |version: u64, line: &str| {
+            let text = format!("{}{line}\n", header_line(&Value::Null, version));
+            parse(Path::new("x.jsonl"), &text).unwrap_err().to_string()
+        };
+        let v1 = refused(1, line);
+        assert!(
+            v1.contains("line 2") && v1.contains("\"version\":2"),
+            "{v1}"
+        );
+        let order = refused(2, line);
+        assert!(
+            order.contains("chunk 1") && order.contains("order"),
+            "{order}"
+        );
+        let later = refused(3, "");
+        assert!(later.contains("versions 1 to 2"), "{later}");
+        let bad_time = refused(2, &line.replace("\"at_ms\":2", "\"at_ms\":-1"));
+        assert!(bad_time.contains("not a time"), "{bad_time}");
     }
 }

@@ -14,8 +14,8 @@ mod recorded_error;
 mod setup;
 mod store;
 
-pub use file::{CassetteFile, FORMAT, Recorded, VERSION};
+pub use file::{CassetteFile, FORMAT, Recorded, TimedChunk, VERSION};
 pub use mode::{MODE_VARIABLE, RecordMode, UnknownRecordMode};
 pub use plan::Plan;
-pub use setup::Cassette;
+pub use setup::{Cassette, Pace};
 pub(crate) use store::{CassetteStore, Claim};

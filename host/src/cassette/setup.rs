@@ -7,6 +7,17 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// How a recorded stream's chunks are replayed ([`Cassette::pace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Pace {
+    /// As fast as the caller takes them.
+    #[default]
+    AtOnce,
+    /// Each at least as long after the one before as when it was recorded.
+    Recorded,
+}
+
 /// The cassette a host records to or replays from, and how.
 ///
 /// ```ignore
@@ -90,8 +101,19 @@ impl Cassette {
         self.set("allow_repeats", Value::Bool(yes))
     }
 
+    /// How a recorded stream's chunks are replayed to a caller that reads
+    /// a stream: at once (the default), or at least their recorded times
+    /// apart ([`Pace::Recorded`]).
+    pub fn pace(self, pace: Pace) -> Cassette {
+        let name = match pace {
+            Pace::AtOnce => "at_once",
+            Pace::Recorded => "recorded",
+        };
+        self.set("pace", Value::String(name.into()))
+    }
+
     /// The recorder's and replayer's configuration as a JSON object
-    /// (`ignore`, `filter`, `match_session`, `allow_repeats`). A cassette
+    /// (`ignore`, `filter`, `match_session`, `allow_repeats`, `pace`). A cassette
     /// replays with the options it was recorded with; each option given here
     /// (or with the methods above) replaces the recorded one of that name.
     pub fn options(mut self, options: Map<String, Value>) -> Cassette {

@@ -7,7 +7,7 @@
 //! directory and names only the cassette (or its temporary file): nothing an
 //! adapter passes can steer a write elsewhere.
 
-use super::file::{self, CassetteFile, Recorded};
+use super::file::{self, CassetteFile, Recorded, TimedChunk};
 use super::mode::RecordMode;
 use super::plan::{Held, Plan};
 use super::setup::Cassette;
@@ -65,6 +65,10 @@ enum Journal {
         temp: String,
         file: File,
         count: usize,
+        /// Whether its header says the version with streams yet, and
+        /// where its version digit is, to say so when one is recorded.
+        streams: bool,
+        version_at: u64,
     },
     /// Saved (or failed); recording is over.
     Closed(String),
@@ -239,26 +243,44 @@ impl CassetteStore {
         Claim::Found(&self.interactions()[at])
     }
 
-    /// Adds one interaction to the recording.
+    /// Adds one interaction to the recording, with its chunks when it was
+    /// streamed.
     pub(crate) fn append(
         &self,
         request: &Request,
         outcome: &Result<Response, CallError>,
         elapsed: Option<Duration>,
+        chunks: Option<&[TimedChunk]>,
     ) -> Result<(), String> {
-        let line = file::interaction_line(request, outcome, elapsed);
+        let line = file::interaction_line(request, outcome, elapsed, chunks);
+        let cannot = |e: std::io::Error| {
+            format!(
+                "cannot write the recording of {} ({e})",
+                self.path.display()
+            )
+        };
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if let Journal::Idle = *journal {
             *journal = self.start_journal()?;
         }
         match &mut *journal {
-            Journal::Open { file, count, .. } => {
-                file.write_all(line.as_bytes()).map_err(|e| {
-                    format!(
-                        "cannot write the recording of {} ({e})",
-                        self.path.display()
-                    )
-                })?;
+            Journal::Open {
+                file,
+                count,
+                streams,
+                version_at,
+                ..
+            } => {
+                if chunks.is_some() && !*streams {
+                    // The header is written; its one-digit version changes in place.
+                    use std::io::{Seek, SeekFrom};
+                    file.seek(SeekFrom::Start(*version_at))
+                        .and_then(|_| write!(file, "{}", file::VERSION_WITH_STREAMS))
+                        .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
+                        .map_err(cannot)?;
+                    *streams = true;
+                }
+                file.write_all(line.as_bytes()).map_err(cannot)?;
                 *count += 1;
                 Ok(())
             }
@@ -299,12 +321,18 @@ impl CassetteStore {
                     self.path.display()
                 )
             })?;
-        let mut head = file::header_line(&self.options);
-        if self.plan == Plan::RecordMissing {
-            for line in self.loaded.iter().flat_map(|f| &f.lines) {
-                head.push_str(line);
-                head.push('\n');
-            }
+        // What is kept of the file keeps its version; a new recording
+        // starts at the version without streams.
+        let kept = self
+            .loaded
+            .as_ref()
+            .filter(|_| self.plan == Plan::RecordMissing);
+        let version = kept.map_or(file::VERSION_WITHOUT_STREAMS, |f| f.version);
+        let mut head = file::header_line(&self.options, version);
+        let version_at = file::version_digit_at(&head) as u64;
+        for line in kept.iter().flat_map(|f| &f.lines) {
+            head.push_str(line);
+            head.push('\n');
         }
         file.write_all(head.as_bytes())
             .map_err(|e| format!("cannot write beside {} ({e})", self.path.display()))?;
@@ -312,6 +340,8 @@ impl CassetteStore {
             temp,
             file,
             count: 0,
+            streams: version >= file::VERSION_WITH_STREAMS,
+            version_at,
         })
     }
 
@@ -323,7 +353,10 @@ impl CassetteStore {
             &mut *journal,
             Journal::Closed("the host shut down and saved it".into()),
         );
-        let Journal::Open { temp, file, count } = state else {
+        let Journal::Open {
+            temp, file, count, ..
+        } = state
+        else {
             return Ok(0);
         };
         let saved = file

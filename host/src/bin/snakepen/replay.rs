@@ -1,6 +1,7 @@
 //! `snakepen replay CASSETTE`: checks a cassette on its own. Every recorded
 //! request goes through the replayer, in file order, with the options the
-//! cassette was recorded with, and each answer is compared with its recording.
+//! cassette was recorded with, and each answer is compared with its recording
+//! (a streamed one is read as a stream, and its chunks are compared too).
 
 use crate::Failure;
 use clap::Args;
@@ -34,8 +35,27 @@ pub(crate) async fn replay(
 
     let mut differences = Vec::new();
     for (i, recorded) in file.interactions.iter().enumerate() {
-        let replayed = host.call(recorded.request.clone()).await;
-        if replayed != recorded.outcome {
+        let request = recorded.request.clone();
+        let (chunks, replayed) = match &recorded.chunks {
+            None => (None, host.call(request).await),
+            Some(_) => {
+                let (chunks, outcome) = streamed(&host, request).await;
+                (Some(chunks), outcome)
+            }
+        };
+        let recorded_chunks = recorded
+            .chunks
+            .as_ref()
+            .map(|chunks| chunks.iter().map(|c| c.chunk.clone()).collect::<Vec<_>>());
+        if chunks != recorded_chunks {
+            differences.push(serde_json::json!({
+                "interaction": i + 1,
+                "command": recorded.request.command,
+                "session": recorded.request.session,
+                "recorded": format!("{} chunks", recorded_chunks.map_or(0, |c| c.len())),
+                "replayed": format!("{} chunks", chunks.map_or(0, |c| c.len())),
+            }));
+        } else if replayed != recorded.outcome {
             differences.push(serde_json::json!({
                 "interaction": i + 1,
                 "command": recorded.request.command,
@@ -77,6 +97,26 @@ pub(crate) async fn replay(
             "{} of {total} replayed answers differ from their recording: check the cassette's options (ignore, match_session) for requests that match each other's recordings",
             differences.len()
         )))
+    }
+}
+
+/// A streamed call read to its end: its chunks, then its outcome.
+async fn streamed(
+    host: &Host,
+    request: snakepen::Request,
+) -> (Vec<Vec<u8>>, Result<Response, CallError>) {
+    let mut stream = host.call_stream(request);
+    let mut chunks = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(snakepen::StreamItem::Chunk(chunk))) => chunks.push(chunk),
+            Some(Ok(snakepen::StreamItem::End(end))) => return (chunks, Ok(end)),
+            Some(Err(error)) => return (chunks, Err(error)),
+            None => {
+                let gone = CallError::AdapterFault("the stream ended without an outcome".into());
+                return (chunks, Err(gone));
+            }
+        }
     }
 }
 
