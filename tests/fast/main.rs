@@ -6,6 +6,7 @@ mod support;
 
 mod cassette_format;
 mod cassette_plan;
+mod cassette_streams;
 mod cassettes;
 mod cli;
 mod errors;

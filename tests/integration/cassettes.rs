@@ -237,3 +237,64 @@ async fn the_committed_cassette_matches_the_live_handlers() {
         );
     }
 }
+
+/// A streamed call read to its end: its chunks and its outcome.
+async fn read_stream(host: &Host, request: Request) -> (Vec<Vec<u8>>, Result<Response, CallError>) {
+    within(60, async {
+        let mut stream = host.call_stream(request);
+        let mut chunks = Vec::new();
+        loop {
+            match stream.next().await.expect("an item before the end") {
+                Ok(snakepen::StreamItem::Chunk(chunk)) => chunks.push(chunk),
+                Ok(snakepen::StreamItem::End(mut end)) => {
+                    end.worker_pid = None;
+                    return (chunks, Ok(end));
+                }
+                Err(error) => return (chunks, Err(error)),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn streams_from_python_are_recorded_chunk_by_chunk_and_replay_without_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.jsonl");
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.size = 1;
+    pool.max_concurrency = 4;
+    let host = recording(cassette(&path, RecordMode::Once), pool).await;
+    let calls = [
+        Request::json("count", &json!({"n": 5})),
+        Request::json("acount", &json!({"n": 3, "pause": 0.01})),
+        Request::json("count", &json!({"n": 9, "fail_after": 4})),
+    ];
+    let mut live = Vec::new();
+    for request in &calls {
+        live.push(read_stream(&host, request.clone()).await);
+    }
+    assert_eq!(
+        live[0].0.len(),
+        5,
+        "the chunks reached the caller as it recorded"
+    );
+    assert_eq!(live[0].1.as_ref().unwrap().payload, br#""counted 5""#);
+    assert_eq!(live[2].0.len(), 4);
+    assert!(matches!(live[2].1, Err(CallError::PythonException { .. })));
+    assert_eq!(host.close().await.unwrap(), calls.len());
+
+    let file = CassetteFile::read(&path).unwrap();
+    assert_eq!(file.version, 2);
+    let paused = file.interactions[1].chunks.as_ref().unwrap();
+    assert!(
+        paused[2].offset >= paused[0].offset + std::time::Duration::from_millis(20),
+        "each chunk's time is kept: {paused:?}"
+    );
+
+    let host = replaying_without_python(&path, python_module("handlers")).await;
+    for (request, live) in calls.iter().zip(&live) {
+        let replayed = read_stream(&host, request.clone()).await;
+        assert_eq!(&replayed, live, "{request:?}");
+    }
+}

@@ -11,14 +11,24 @@
 //! filter = ["api_key"]                        # secrets: never written to disk
 //! match_session = false                       # match the session id too
 //! allow_repeats = false                       # replay a request's last recording again once all were played
+//! pace = "at_once"                            # a stream's chunks: "at_once", or "recorded" (their recorded times apart)
 //! ```
+//!
+//! A streamed call (its caller read a stream) is recorded with its chunks
+//! and their times. Replayed to a caller that reads a stream, the chunks
+//! come again, then the outcome; to one that does not, the answer is what
+//! a worker gives such a caller: `{"chunks": [...], "result": ...}` (the
+//! outcome alone when there were no chunks, or when it is an error).
 
 mod diff;
 
 use serde::Deserialize;
 use serde_json::Value;
-use snakepen_guest::cassette::{self, CassetteInfo, CassettePlan, Claimed};
-use snakepen_guest::{CallError, CassetteMiss, ConfigError, Interaction, Request, Response, counters};
+use snakepen_guest::cassette::{self, CassetteInfo, CassettePlan, ClaimedStreamed};
+use snakepen_guest::{
+    CallError, CassetteMiss, ConfigError, Interaction, Request, Response, StreamedInteraction,
+    TimedChunk, counters, streams, timers,
+};
 
 /// Secrets shorter than this are not searched for in the rest of an
 /// interaction: a short value would be "found" inside unrelated words.
@@ -40,6 +50,21 @@ pub struct Options {
     /// Whether a request's last recording replays again once all were played.
     #[serde(default)]
     pub allow_repeats: bool,
+    /// How a recorded stream's chunks are replayed.
+    #[serde(default)]
+    pub pace: Pace,
+}
+
+/// How a recorded stream's chunks are replayed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pace {
+    /// As fast as the caller takes them.
+    #[default]
+    AtOnce,
+    /// Each at least as long after the one before as when it was recorded
+    /// (the adapter sees no clock: the time the caller takes adds to it).
+    Recorded,
 }
 
 impl Options {
@@ -105,29 +130,30 @@ pub fn scrub_outcome(
     secrets: &[(String, String)],
 ) -> Result<Response, CallError> {
     match outcome {
-        // Nothing to hide: the answer is kept byte for byte.
-        Ok(response) if options.filter.is_empty() => Ok(Response {
-            payload: response.payload.clone(),
+        Ok(response) => Ok(Response {
+            payload: scrub_payload(options, &response.payload, secrets),
             worker_pid: None,
         }),
-        Ok(response) => {
-            let payload = match serde_json::from_slice::<Value>(&response.payload) {
-                Ok(mut value) => {
-                    filter_fields(&mut value, &options.filter, &mut Vec::new());
-                    replace_in_strings(&mut value, secrets);
-                    value.to_string().into_bytes()
-                }
-                Err(_) => match String::from_utf8(response.payload.clone()) {
-                    Ok(text) => replace_secrets(&text, secrets).into_bytes(),
-                    Err(_) => response.payload.clone(),
-                },
-            };
-            Ok(Response {
-                payload,
-                worker_pid: None,
-            })
-        }
         Err(error) => Err(scrub_error(error, secrets)),
+    }
+}
+
+/// Keeps the request's secrets out of an answer's (or a chunk's) bytes.
+fn scrub_payload(options: &Options, payload: &[u8], secrets: &[(String, String)]) -> Vec<u8> {
+    if options.filter.is_empty() {
+        // Nothing to hide: the bytes are kept as they are.
+        return payload.to_vec();
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(mut value) => {
+            filter_fields(&mut value, &options.filter, &mut Vec::new());
+            replace_in_strings(&mut value, secrets);
+            value.to_string().into_bytes()
+        }
+        Err(_) => match std::str::from_utf8(payload) {
+            Ok(text) => replace_secrets(text, secrets).into_bytes(),
+            Err(_) => payload.to_vec(),
+        },
     }
 }
 
@@ -403,17 +429,58 @@ pub fn replay(
 ) -> Result<Result<Response, CallError>, CallError> {
     ensure_index(options);
     let matchable = Matchable::of(options, request);
-    match cassette::claim(&matchable.key(), options.allow_repeats) {
-        Claimed::Found(interaction) => {
+    match cassette::claim_streamed(&matchable.key(), options.allow_repeats) {
+        ClaimedStreamed::Found(found) => {
             counters::add("replayed", 1);
-            Ok(interaction.outcome.map(|r| Response {
+            let outcome = found.interaction.outcome.map(|r| Response {
                 payload: r.payload,
                 worker_pid: None,
-            }))
+            });
+            Ok(match found.chunks {
+                None => outcome,
+                Some(chunks) => play(options.pace, chunks, outcome),
+            })
         }
-        Claimed::UsedUp(n) => Err(miss(options, info, &matchable, n)),
-        Claimed::Absent => Err(miss(options, info, &matchable, 0)),
+        ClaimedStreamed::UsedUp(n) => Err(miss(options, info, &matchable, n)),
+        ClaimedStreamed::Absent => Err(miss(options, info, &matchable, 0)),
     }
+}
+
+/// A recorded stream, replayed: its chunks to a caller that reads a
+/// stream, then its outcome; to one that does not, the chunks collected
+/// into one answer as a worker collects them.
+fn play(
+    pace: Pace,
+    chunks: Vec<TimedChunk>,
+    outcome: Result<Response, CallError>,
+) -> Result<Response, CallError> {
+    if !streams::wanted() {
+        return match outcome {
+            Ok(response) if !chunks.is_empty() => Response::json(&serde_json::json!({
+                "chunks": chunks.iter().map(|c| as_json(&c.chunk)).collect::<Vec<_>>(),
+                "result": as_json(&response.payload),
+            })),
+            other => other,
+        };
+    }
+    let mut slept_us = 0u64;
+    for timed in chunks {
+        if pace == Pace::Recorded {
+            let ms = timed.offset_us.saturating_sub(slept_us) / 1000;
+            if ms > 0 {
+                timers::sleep(ms);
+                slept_us += ms * 1000;
+            }
+        }
+        streams::emit(&timed.chunk)?;
+    }
+    outcome
+}
+
+/// Bytes as a JSON value: themselves when they are JSON, else their text.
+fn as_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// The interaction to append for a call that ran for real.
@@ -426,6 +493,31 @@ pub fn to_record(
     Interaction {
         outcome: scrub_outcome(options, outcome, &scrubbed.secrets),
         request: scrubbed.request,
+    }
+}
+
+/// The interaction to append for a streamed call that ran for real: the
+/// request's secrets are kept out of its chunks too.
+pub fn to_record_streamed(
+    options: &Options,
+    request: &Request,
+    outcome: &Result<Response, CallError>,
+    chunks: &[TimedChunk],
+) -> StreamedInteraction {
+    let scrubbed = scrub_request(options, request);
+    let chunks = chunks
+        .iter()
+        .map(|timed| TimedChunk {
+            offset_us: timed.offset_us,
+            chunk: scrub_payload(options, &timed.chunk, &scrubbed.secrets),
+        })
+        .collect();
+    StreamedInteraction {
+        interaction: Interaction {
+            outcome: scrub_outcome(options, outcome, &scrubbed.secrets),
+            request: scrubbed.request,
+        },
+        chunks: Some(chunks),
     }
 }
 

@@ -14,6 +14,10 @@
 //! interaction. Only answers and the errors of the Python code are
 //! recorded; timeouts, crashes and a busy pool say nothing about the code
 //! and are passed on without being recorded.
+//!
+//! For a caller that reads a stream, the call goes on as a stream
+//! (`next.call-streamed`): each chunk reaches the caller as it comes, and
+//! the recording keeps every chunk with its time.
 
 use cassette::Options;
 use snakepen_guest::cassette::CassettePlan;
@@ -45,7 +49,12 @@ fn record(options: &Options, request: Request) -> Result<Response, CallError> {
             Err(miss) => return Err(miss),
         }
     }
-    let outcome = host::next(&request);
+    let (outcome, chunks) = if host::stream_wanted() {
+        let streamed = host::next_streamed(&request);
+        (streamed.outcome, Some(streamed.chunks))
+    } else {
+        (host::next(&request), None)
+    };
     if !cassette::worth_recording(&outcome) {
         if let Err(e) = &outcome {
             host::warn(&format!(
@@ -56,8 +65,12 @@ fn record(options: &Options, request: Request) -> Result<Response, CallError> {
         }
         return outcome;
     }
-    let interaction = cassette::to_record(options, &request, &outcome);
-    host::record(&interaction)?;
+    match chunks {
+        Some(chunks) => host::record_streamed(&cassette::to_record_streamed(
+            options, &request, &outcome, &chunks,
+        ))?,
+        None => host::record(&cassette::to_record(options, &request, &outcome))?,
+    }
     host::count("recorded", 1);
     outcome
 }

@@ -43,7 +43,9 @@ pub use snakepen::adapter::types::{
     CallError, CassetteMiss, ConfigError, Interaction, Level, PoolExhausted, PythonException,
     Request, Response, WorkerCrashed,
 };
-pub use snakepen::adapter::streams::StreamItem;
+pub use snakepen::adapter::cassette::StreamedInteraction;
+pub use snakepen::adapter::next::StreamedOutcome;
+pub use snakepen::adapter::streams::{StreamItem, TimedChunk};
 pub use snakepen::adapter::{cassette, counters, log, next, streams, timers, workers};
 
 /// An adapter: its configuration and how it serves one request.
@@ -264,6 +266,14 @@ pub mod host {
         super::next::call(request)
     }
 
+    /// [`next`] for a caller that reads a stream: the chunks the next
+    /// adapter emits reach this call's caller as they come, and come back
+    /// with their times beside the outcome. (No chunks when the caller
+    /// reads no stream.)
+    pub fn next_streamed(request: &Request) -> super::StreamedOutcome {
+        super::next::call_streamed(request)
+    }
+
     /// Adds `delta` to this host's counter `name`; its new value.
     pub fn count(name: &str, delta: u64) -> u64 {
         super::counters::add(name, delta)
@@ -314,8 +324,20 @@ pub mod host {
     /// Adds `interaction` to the host's recording (written atomically when
     /// the host shuts down); an `adapter-fault` when the host cannot keep it.
     pub fn record(interaction: &super::Interaction) -> Result<(), CallError> {
-        super::cassette::append(interaction)
-            .map_err(|e| CallError::AdapterFault(format!("`{}` ran, but its interaction could not be recorded: {e}", interaction.request.command)))
+        super::cassette::append(interaction).map_err(|e| not_recorded(&interaction.request, &e))
+    }
+
+    /// [`record`], with the chunks of a streamed call.
+    pub fn record_streamed(streamed: &super::StreamedInteraction) -> Result<(), CallError> {
+        super::cassette::append_streamed(streamed)
+            .map_err(|e| not_recorded(&streamed.interaction.request, &e))
+    }
+
+    fn not_recorded(request: &Request, why: &str) -> CallError {
+        CallError::AdapterFault(format!(
+            "`{}` ran, but its interaction could not be recorded: {why}",
+            request.command
+        ))
     }
 }
 
