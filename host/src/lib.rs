@@ -47,6 +47,7 @@ pub use host::{CallStream, DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use limits::{Grant, LimitError, LimitRange, LimitUnit, Limits};
 pub use pool::{
-    Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, PoolStream, QueueWait, StreamItem,
+    Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, PoolStream, QueueWait, RayConfig,
+    StreamItem,
 };
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -73,8 +73,39 @@ pub struct PoolConfig {
     /// async one) or its worker is drained and replaced (a plain function,
     /// which no one can stop). At most [`MAX_CONCURRENCY`].
     pub max_concurrency: usize,
+    /// Run the workers as actors of a Ray cluster instead of processes on
+    /// this machine (`None`, the default: local processes). `python` must
+    /// then have `ray` installed: it runs the pool's driver.
+    pub ray: Option<RayConfig>,
     /// How the pool behaves; can be changed while it runs.
     pub settings: PoolSettings,
+}
+
+/// Where a pool's workers run when they are actors of a Ray cluster
+/// ([`PoolConfig::ray`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RayConfig {
+    /// The cluster's address, as `ray.init(address=…)` takes it: its GCS
+    /// `host:port` (such as `127.0.0.1:6379`), or `auto`.
+    pub address: String,
+    /// The actor options, passed to Ray as they are: `num_cpus`,
+    /// `num_gpus`, `memory`, `resources`, `scheduling_strategy` (`"SPREAD"`), …
+    pub actor_options: serde_json::Map<String, serde_json::Value>,
+    /// The job's runtime environment (`pip`, `env_vars`, `working_dir`, …).
+    /// Without a `working_dir`, a module given as a file has its folder as
+    /// the working directory, which Ray uploads to every node.
+    pub runtime_env: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RayConfig {
+    /// Workers on the cluster at `address`, with Ray's default actor options.
+    pub fn new(address: impl Into<String>) -> RayConfig {
+        RayConfig {
+            address: address.into(),
+            ..RayConfig::default()
+        }
+    }
 }
 
 impl PoolConfig {
@@ -90,6 +121,7 @@ impl PoolConfig {
             env: Vec::new(),
             cwd: None,
             max_concurrency: 1,
+            ray: None,
             settings: PoolSettings::default(),
         }
     }

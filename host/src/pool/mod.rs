@@ -14,6 +14,7 @@ mod config;
 #[cfg(test)]
 mod fake;
 mod process;
+mod ray;
 mod shared;
 mod slot;
 mod state;
@@ -25,7 +26,7 @@ mod waits;
 
 pub use config::{
     Affinity, DESCRIPTORS_PER_WORKER, MAX_CONCURRENCY, MAX_POOL_SIZE, PoolConfig, PoolSettings,
-    UnknownAffinity, is_module_file,
+    RayConfig, UnknownAffinity, is_module_file,
 };
 pub use slot::STREAM_WINDOW;
 pub use status::PoolStatus;
@@ -62,6 +63,7 @@ trait Ends: Send + Sync {
     fn abort(&self, workers: &[WorkerInfo]);
     fn close(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn fork_server_pid(&self) -> Option<u32>;
+    fn ray_driver_pid(&self) -> Option<u32>;
 }
 
 impl<T: Transport> Ends for T {
@@ -74,6 +76,9 @@ impl<T: Transport> Ends for T {
     fn fork_server_pid(&self) -> Option<u32> {
         Transport::fork_server_pid(self)
     }
+    fn ray_driver_pid(&self) -> Option<u32> {
+        Transport::ray_driver_pid(self)
+    }
 }
 
 impl Pool {
@@ -81,6 +86,10 @@ impl Pool {
     /// [`Pool::ready`] waits for them). Must be called inside a tokio runtime.
     pub fn start(config: PoolConfig) -> Result<Pool, Error> {
         check(&config)?;
+        if config.ray.is_some() {
+            let transport = ray::RayActors::new(&config);
+            return Pool::with_transport(config, transport);
+        }
         let transport = process::Processes::new(&config);
         Pool::with_transport(config, transport)
     }
@@ -115,6 +124,12 @@ impl Pool {
     /// The fork server's process id, while the pool has one ready.
     pub fn fork_server_pid(&self) -> Option<u32> {
         self.inner.transport.fork_server_pid()
+    }
+
+    /// The process id of the pool's Ray driver, while a pool whose workers
+    /// are Ray actors ([`PoolConfig::ray`]) has one running.
+    pub fn ray_driver_pid(&self) -> Option<u32> {
+        self.inner.transport.ray_driver_pid()
     }
 
     /// Runs `command` with `payload` on a worker (the session's first, by

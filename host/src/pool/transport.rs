@@ -146,6 +146,9 @@ pub(crate) enum StartFailure {
     Timeout { after: Duration },
     /// It sent something that is not the protocol.
     Protocol(String),
+    /// The Ray cluster could not take the worker (no `ray`, no cluster,
+    /// no room for the actor): what to do about it.
+    Cluster(String),
     /// The host (EMFILE) or the system (ENFILE) ran out of file descriptors.
     OutOfDescriptors {
         /// What the host was doing.
@@ -184,6 +187,9 @@ impl StartFailure {
             ),
             StartFailure::Protocol(message) => {
                 format!("a worker for `{module}` broke the protocol while starting: {message}")
+            }
+            StartFailure::Cluster(why) => {
+                format!("a worker for `{module}` cannot start on the Ray cluster: {why}")
             }
             StartFailure::OutOfDescriptors {
                 during,
@@ -255,6 +261,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
 
     /// The fork server's process id, for a transport that has one ready.
     fn fork_server_pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// The Ray driver's process id, for a transport that has one running.
+    fn ray_driver_pid(&self) -> Option<u32> {
         None
     }
 }

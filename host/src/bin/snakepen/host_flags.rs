@@ -43,6 +43,10 @@ pub(crate) struct HostFlags {
     #[arg(long, value_name = "N")]
     max_concurrency: Option<usize>,
 
+    /// Run the workers as actors of the Ray cluster at this address (its GCS `host:port`, such as 127.0.0.1:6379, or `auto`); --python must then name an interpreter that has `ray`.
+    #[arg(long, value_name = "ADDRESS")]
+    ray: Option<String>,
+
     /// The Python interpreter for the workers (default python3).
     #[arg(long, value_name = "PATH", env = "SNAKEPEN_PYTHON")]
     python: Option<PathBuf>,
@@ -194,6 +198,11 @@ impl HostFlags {
         {
             // SNAKEPEN_PYTHON may be set for every command; it matters only with a pool.
             o.set("pool", "python", "--python", python.display().to_string());
+        }
+        if let Some(address) = &self.ray {
+            o.needs("pool", "--ray")?;
+            o.set("pool", "transport", "--ray", "ray");
+            o.set("ray", "address", "--ray", address.clone());
         }
         if let Some(affinity) = self.affinity {
             o.needs("pool", "--affinity")?;

@@ -9,14 +9,14 @@
 //! reaper and the fork server; `protocol` the frames on a worker's socket;
 //! `output` drains stdout and stderr within bounds.
 
-mod control;
+pub(super) mod control;
 mod forkserver;
 mod group;
-mod lifeline;
-mod output;
-mod protocol;
-mod reaper;
-mod spawn;
+pub(super) mod lifeline;
+pub(super) mod output;
+pub(super) mod protocol;
+pub(super) mod reaper;
+pub(super) mod spawn;
 mod worker;
 
 use super::config::{PoolConfig, PoolSettings};

@@ -160,6 +160,55 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok((header, body))
 }
 
+/// A worker's message after its handshake, from its frame: a reply, a
+/// chunk or a notice. `Err`: the header is not the protocol's.
+pub(crate) fn incoming(
+    header: &[u8],
+    body: Vec<u8>,
+    pid: Option<u32>,
+) -> Result<crate::pool::transport::Incoming, String> {
+    use crate::pool::transport::Incoming;
+    use crate::{CallError, Response};
+    let header: ReplyHeader = serde_json::from_slice(header)
+        .map_err(|e| format!("its reply header is not valid: {e}"))?;
+    if header.kind.as_deref() == Some("uncancellable") {
+        return Ok(Incoming::Uncancellable { id: header.id });
+    }
+    if header.chunk {
+        return Ok(Incoming::Chunk {
+            id: header.id,
+            chunk: body,
+        });
+    }
+    let outcome = match (header.ok, header.error) {
+        (true, _) => Ok(Response {
+            payload: body,
+            worker_pid: pid,
+        }),
+        (false, Some(error)) => Err(error.into_call_error()),
+        (false, None) => Err(CallError::AdapterFault(format!(
+            "worker {} reported a failure without saying what it was",
+            pid.map_or("?".to_string(), |p| p.to_string())
+        ))),
+    };
+    Ok(Incoming::Reply {
+        id: header.id,
+        outcome,
+    })
+}
+
+/// Splits one whole frame (its 8-byte lengths included) into its header
+/// and body. `None`: it is not one whole frame.
+pub(crate) fn split(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let lengths = frame.get(..8)?;
+    let header_len = u32::from_be_bytes(lengths[..4].try_into().ok()?) as usize;
+    let body_len = u32::from_be_bytes(lengths[4..].try_into().ok()?) as usize;
+    if frame.len() != 8usize.checked_add(header_len)?.checked_add(body_len)? {
+        return None;
+    }
+    Some((&frame[8..8 + header_len], &frame[8 + header_len..]))
+}
+
 /// The worker's first frame.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

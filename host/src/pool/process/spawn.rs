@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 
 /// The worker program, embedded so that an installed `snakepen` needs no files beside it.
-const WORKER_SOURCE: &str = include_str!("../../../python/snakepen_worker.py");
+pub(crate) const WORKER_SOURCE: &str = include_str!("../../../python/snakepen_worker.py");
 
 /// A started process: its pid, its parent (which reports its exit), and
 /// its output pipes.
@@ -48,7 +48,7 @@ impl StartFailure {
         }
     }
 
-    pub(super) fn launch(
+    pub(crate) fn launch(
         python: &std::path::Path,
         during: &str,
         error: LaunchError,
@@ -85,7 +85,7 @@ pub(crate) const REPLIES_FD: RawFd = 5;
 
 impl Protocol {
     /// The descriptors with the numbers they get in the program.
-    pub(super) fn into_fds(self) -> Vec<(OwnedFd, RawFd)> {
+    pub(crate) fn into_fds(self) -> Vec<(OwnedFd, RawFd)> {
         match self {
             Protocol::Socket(socket) => vec![(socket, REQUESTS_FD)],
             Protocol::Pipes { requests, replies } => {
@@ -97,7 +97,7 @@ impl Protocol {
 
 /// A worker's protocol pipes: the host's ends (the request pipe's write
 /// end, the reply pipe's read end, both non-blocking) and the worker's.
-pub(super) fn protocol_pipes() -> std::io::Result<(OwnedFd, OwnedFd, Protocol)> {
+pub(crate) fn protocol_pipes() -> std::io::Result<(OwnedFd, OwnedFd, Protocol)> {
     let (requests, to_worker) = lifeline::pipe()?;
     let (from_worker, replies) = lifeline::pipe()?;
     for fd in [&to_worker, &from_worker] {
@@ -119,7 +119,7 @@ pub(super) fn protocol_pipes() -> std::io::Result<(OwnedFd, OwnedFd, Protocol)> 
 const PIPE_BYTES: libc::c_int = 256 << 10;
 
 /// A pipe for a worker's output: (read end, non-blocking; write end).
-pub(super) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) = lifeline::pipe()?;
     lifeline::set_nonblocking(&read)?;
     Ok((read, write))
@@ -204,7 +204,7 @@ pub(crate) async fn spawn_process(
 
 /// The worker program's arguments for a pool of `config` (the fork
 /// server's with `fork_server`).
-fn worker_args(config: &PoolConfig, fork_server: bool) -> Vec<String> {
+pub(crate) fn worker_args(config: &PoolConfig, fork_server: bool) -> Vec<String> {
     let mut args = vec!["--module".to_string(), config.module.clone()];
     if fork_server {
         args.push("--fork-server".into());

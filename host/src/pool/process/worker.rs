@@ -7,14 +7,14 @@ use super::forkserver::ForkServer;
 use super::group::kill_group;
 use super::lifeline::Lifeline;
 use super::output::{self, Tail};
-use super::protocol::{self, FrameError, Frames, Handshake, ReplyHeader};
+use super::protocol::{self, FrameError, Frames, Handshake};
 use super::reaper::Launcher;
 use super::spawn::{self, Started};
+use crate::CallError;
 use crate::pool::config::{PoolConfig, PoolSettings};
 use crate::pool::transport::{
     Connection, Exit, Fatal, Incoming, RequestId, StartFailure, WorkerId, WorkerInfo,
 };
-use crate::{CallError, Response};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -235,37 +235,10 @@ impl Worker {
                 return Err(Fatal::Broke(self.broken(message, grace).await));
             }
         };
-        let header: ReplyHeader = match serde_json::from_slice(&header) {
-            Ok(header) => header,
-            Err(e) => {
-                let message = format!("its reply header is not valid: {e}");
-                return Err(Fatal::Broke(self.broken(message, grace).await));
-            }
-        };
-        if header.kind.as_deref() == Some("uncancellable") {
-            return Ok(Incoming::Uncancellable { id: header.id });
+        match protocol::incoming(&header, body, Some(self.pid)) {
+            Ok(incoming) => Ok(incoming),
+            Err(message) => Err(Fatal::Broke(self.broken(message, grace).await)),
         }
-        if header.chunk {
-            return Ok(Incoming::Chunk {
-                id: header.id,
-                chunk: body,
-            });
-        }
-        let outcome = match (header.ok, header.error) {
-            (true, _) => Ok(Response {
-                payload: body,
-                worker_pid: Some(self.pid),
-            }),
-            (false, Some(error)) => Err(error.into_call_error()),
-            (false, None) => Err(CallError::AdapterFault(format!(
-                "worker {} reported a failure without saying what it was",
-                self.pid
-            ))),
-        };
-        Ok(Incoming::Reply {
-            id: header.id,
-            outcome,
-        })
     }
 
     /// The worker's resident memory, from `/proc` (Linux), without asking it.

@@ -2,7 +2,9 @@
 //! that an error can name the line of the value it is about), and
 //! [`ConfigError`], which names all three.
 
-use super::sections::{AdapterSection, CassetteSection, LimitsSection, PoolSection, ServerSection};
+use super::sections::{
+    AdapterSection, CassetteSection, LimitsSection, PoolSection, RaySection, ServerSection,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -37,6 +39,9 @@ pub struct ServiceConfig {
     /// `[cassette]`: record calls to, or replay them from, a cassette (the
     /// recorder or the replayer goes in front of the adapter).
     pub(super) cassette: Option<CassetteSection>,
+    /// `[ray]`: the Ray cluster the pool's workers run on, with
+    /// `pool.transport = "ray"`.
+    pub(super) ray: Option<RaySection>,
     /// The directory relative paths are taken from (the file's own).
     #[serde(skip)]
     base: PathBuf,

@@ -89,6 +89,7 @@ impl ServiceConfig {
         {
             s.max_session_id_bytes = v;
         }
+        pool.ray = self.ray_config(section)?;
         // What the pool itself would refuse at start (its size against the
         // ceiling and this process's descriptor limit), refused here too.
         if let Err((field, message)) = pool.check() {
@@ -120,5 +121,54 @@ impl ServiceConfig {
             }
         }
         Ok(Some(pool))
+    }
+}
+
+impl ServiceConfig {
+    /// `pool.transport` and `[ray]`: the cluster the workers run on, if any.
+    fn ray_config(
+        &self,
+        section: &super::sections::PoolSection,
+    ) -> Result<Option<crate::RayConfig>, ConfigError> {
+        let transport = section.transport.as_ref();
+        match transport.map(|t| t.get_ref().as_str()) {
+            None | Some("local") => match &self.ray {
+                Some(ray) => Err(self.error_at(
+                    &ray.address,
+                    "`[ray]` is given, but the pool's workers run on this machine: set `pool.transport = \"ray\"` to run them on the cluster, or remove `[ray]`".into(),
+                )),
+                None => Ok(None),
+            },
+            Some("ray") => {
+                let Some(ray) = &self.ray else {
+                    return Err(self.error_at(
+                        transport.expect("matched"),
+                        "`pool.transport` is \"ray\", but there is no `[ray]` section: add one with the cluster's `address` (such as \"127.0.0.1:6379\"), or give --ray ADDRESS".into(),
+                    ));
+                };
+                let address = ray.address.get_ref().trim();
+                if address.is_empty() {
+                    return Err(self.error_at(
+                        &ray.address,
+                        "`ray.address` is empty: give the cluster's GCS address, such as \"127.0.0.1:6379\", or \"auto\"".into(),
+                    ));
+                }
+                let json = |table: &Option<toml::Table>| match table {
+                    Some(table) => match serde_json::to_value(table) {
+                        Ok(serde_json::Value::Object(map)) => map,
+                        _ => serde_json::Map::new(),
+                    },
+                    None => serde_json::Map::new(),
+                };
+                let mut config = crate::RayConfig::new(address);
+                config.actor_options = json(&ray.actor_options);
+                config.runtime_env = json(&ray.runtime_env);
+                Ok(Some(config))
+            }
+            Some(other) => Err(self.error_at(
+                transport.expect("matched"),
+                format!("`pool.transport` = {other:?}: write \"local\" (processes on this machine) or \"ray\" (actors of the cluster in `[ray]`)"),
+            )),
+        }
     }
 }

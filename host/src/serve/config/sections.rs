@@ -112,6 +112,21 @@ pub(crate) struct PoolSection {
     pub(crate) shutdown_grace_ms: Option<u64>,
     /// The largest frame a worker may send, in bytes.
     pub(crate) max_frame_bytes: Option<Spanned<usize>>,
+    /// Where the workers run: `local` (default) or `ray` (see `[ray]`).
+    pub(crate) transport: Option<Spanned<String>>,
+}
+
+/// `[ray]`: the cluster of a pool whose `transport` is `ray`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RaySection {
+    /// The cluster's address (`host:port` of its GCS, or `auto`).
+    pub(crate) address: Spanned<String>,
+    /// Actor options, passed to Ray as they are (`num_cpus`, `num_gpus`,
+    /// `resources`, `scheduling_strategy`, …).
+    pub(crate) actor_options: Option<toml::Table>,
+    /// The job's runtime environment (`pip`, `env_vars`, `working_dir`, …).
+    pub(crate) runtime_env: Option<toml::Table>,
 }
 
 /// `[limits]`: each in its [`crate::LimitRange`], refused outside it.
