@@ -56,6 +56,17 @@ dspy-venv:
         target/dspy-venv/bin/python -m pip install --quiet --disable-pip-version-check dspy==3.4.1
     fi
 
+# Ray for the Ray tier and the Ray bench: target/ray-venv, made with pip when missing
+# (Ray needs Python 3.10 or newer).
+ray-venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! target/ray-venv/bin/python -c "import ray" 2>/dev/null; then
+        python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "the Ray tier needs Python 3.10 or newer for ray; python3 is " + sys.version.split()[0])'
+        python3 -m venv target/ray-venv
+        target/ray-venv/bin/python -m pip install --quiet --disable-pip-version-check ray==2.60.0
+    fi
+
 # A DSPy program (examples/dspy/handlers.py, offline on DSPy's DummyLM) served by
 # `snakepen serve`, its answers streamed with curl as Server-Sent Events.
 demo-dspy: plugins dspy-venv
@@ -63,7 +74,7 @@ demo-dspy: plugins dspy-venv
     bash examples/dspy/demo.sh
 
 # Every test of every tier.
-test: plugins json-venvs dspy-venv
+test: plugins json-venvs dspy-venv ray-venv
     cargo test --workspace --all-targets
 
 # The fast tier alone: no Python, seconds (the library's unit tests, the pool's
@@ -78,6 +89,11 @@ test-integration: plugins json-venvs dspy-venv
 # The chaos tier alone: crash storms, dropped callers, slow starts, kill -9 of the host.
 test-chaos: plugins
     cargo test -p snakepen --test chaos
+
+# The Ray tier alone: the pool's workers as actors of a local Ray cluster (a head and
+# a second node on this machine) that the tier starts and stops itself.
+test-ray: plugins ray-venv
+    cargo test -p snakepen --test ray
 
 # Benchmarks, in release mode: the mock call and a replayed call beside a live one
 # (criterion), the sandbox (an endless loop stopped, the cost of epoch checks), then

@@ -1,0 +1,107 @@
+//! Faults of the cluster, each on a cluster of its own: the pool's driver
+//! killed, a node lost, and what a closed pool leaves behind (nothing).
+
+use crate::cluster::{LocalCluster, live_relays, ray_python};
+use crate::support::{kill9, python_module, status_until, within};
+use serde_json::json;
+use snakepen::{CallError, Host, PoolConfig, RayConfig, Request};
+
+fn ray_pool(size: usize, address: &str) -> PoolConfig {
+    let mut pool = PoolConfig::new(python_module("handlers"));
+    pool.size = size;
+    pool.python = ray_python();
+    pool.ray = Some(RayConfig::new(address));
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_driver_fails_its_calls_typed_and_the_pool_comes_back_then_leaves_nothing() {
+    let cluster = LocalCluster::start();
+    let host = Host::builder()
+        .adapter(crate::support::plugin("python-bridge"))
+        .pool(ray_pool(2, &cluster.address))
+        .build()
+        .await
+        .unwrap();
+    within(120, host.ready()).await.unwrap();
+    assert_eq!(live_relays(&cluster.address), 2);
+    let pool = host.pool().unwrap();
+    let driver = pool.ray_driver_pid().expect("the pool runs a driver");
+
+    let held = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            host.call(Request::json("doze", &json!({"seconds": 20})))
+                .await
+        })
+    };
+    status_until(&host, |s| s.busy == 1).await;
+    kill9(driver);
+    let error = within(60, held).await.unwrap().unwrap_err();
+    assert!(
+        matches!(&error, CallError::WorkerCrashed { exit_status, .. } if exit_status.contains("driver")),
+        "{error:?}"
+    );
+    // A new driver, new actors: the pool is back to size and serves.
+    status_until(&host, |s| s.idle == 2).await;
+    assert_ne!(pool.ray_driver_pid(), Some(driver));
+    host.call(Request::new("nothing", Vec::new()))
+        .await
+        .unwrap();
+
+    // Closing the pool leaves no actor of it in the cluster (the dead
+    // driver's went with it).
+    host.close().await.unwrap();
+    assert_eq!(live_relays(&cluster.address), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_fails_the_calls_it_held_and_its_actors_come_back_on_the_head() {
+    let mut cluster = LocalCluster::start();
+    let mut pool = ray_pool(2, &cluster.address);
+    let mut options = serde_json::Map::new();
+    options.insert("scheduling_strategy".into(), json!("SPREAD"));
+    pool.ray.as_mut().unwrap().actor_options = options;
+    let host = Host::builder()
+        .adapter(crate::support::plugin("python-bridge"))
+        .pool(pool)
+        .build()
+        .await
+        .unwrap();
+    within(120, host.ready()).await.unwrap();
+
+    // One long call on each actor, one actor on each node.
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                host.call(Request::json("doze", &json!({"seconds": 15})))
+                    .await
+            })
+        })
+        .collect();
+    status_until(&host, |s| s.busy == 2).await;
+    cluster.kill_worker_node();
+    let mut lost = 0;
+    for call in calls {
+        match within(60, call).await.unwrap() {
+            Ok(_) => {}
+            Err(CallError::WorkerCrashed { exit_status, .. }) => {
+                assert!(exit_status.contains("Ray actor"), "{exit_status}");
+                lost += 1;
+            }
+            Err(other) => panic!("expected worker-crashed, got {other}"),
+        }
+    }
+    assert_eq!(
+        lost, 1,
+        "the call on the lost node failed, the other finished"
+    );
+    status_until(&host, |s| s.idle == 2 && s.restarts >= 1).await;
+    for _ in 0..4 {
+        host.call(Request::new("nothing", Vec::new()))
+            .await
+            .unwrap();
+    }
+    host.close().await.unwrap();
+}
