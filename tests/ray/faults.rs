@@ -58,17 +58,42 @@ async fn a_killed_driver_fails_its_calls_typed_and_the_pool_comes_back_then_leav
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_fails_the_calls_it_held_and_its_actors_come_back_on_the_head() {
     let mut cluster = LocalCluster::start();
-    let mut pool = ray_pool(2, &cluster.address);
-    let mut options = serde_json::Map::new();
-    options.insert("scheduling_strategy".into(), json!("SPREAD"));
-    pool.ray.as_mut().unwrap().actor_options = options;
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
-    within(120, host.ready()).await.unwrap();
+    let mut both = vec![cluster.head.clone(), cluster.worker.clone()];
+    both.sort();
+    // SPREAD is Ray's best effort: a pool whose two actors share a node
+    // is closed and made again, until one actor is on each node.
+    let mut attempts = 0;
+    let host = loop {
+        let mut pool = ray_pool(2, &cluster.address);
+        let mut options = serde_json::Map::new();
+        options.insert("scheduling_strategy".into(), json!("SPREAD"));
+        pool.ray.as_mut().unwrap().actor_options = options;
+        let host = Host::builder()
+            .adapter(crate::support::plugin("python-bridge"))
+            .pool(pool)
+            .build()
+            .await
+            .unwrap();
+        within(120, host.ready()).await.unwrap();
+        let mut nodes: Vec<_> = host
+            .pool()
+            .unwrap()
+            .workers()
+            .into_iter()
+            .map(|w| w.node.unwrap())
+            .collect();
+        nodes.sort();
+        if nodes == both {
+            break host;
+        }
+        attempts += 1;
+        assert!(
+            attempts < 10,
+            "SPREAD never put one actor on each node: {nodes:?}"
+        );
+        host.close().await.unwrap();
+    };
+    let pool = host.pool().unwrap();
 
     // One long call on each actor, one actor on each node.
     let calls: Vec<_> = (0..2)
@@ -102,6 +127,13 @@ async fn a_lost_node_fails_the_calls_it_held_and_its_actors_come_back_on_the_hea
         host.call(Request::new("nothing", Vec::new()))
             .await
             .unwrap();
+    }
+    for worker in pool.workers() {
+        assert_eq!(worker.node.as_ref(), Some(&cluster.head), "{worker:?}");
+        assert!(
+            worker.actor.is_some() && worker.remote_pid.is_some(),
+            "{worker:?}"
+        );
     }
     host.close().await.unwrap();
 }

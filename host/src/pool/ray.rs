@@ -614,7 +614,11 @@ impl RayWorker {
 
 impl Connection for RayWorker {
     fn info(&self) -> WorkerInfo {
-        WorkerInfo::new(self.id, None)
+        let mut info = WorkerInfo::new(self.id, None);
+        info.actor = Some(self.place.actor.clone());
+        info.node = Some(self.place.node.clone());
+        info.remote_pid = self.place.pid;
+        info
     }
 
     fn functions(&self) -> &[String] {

@@ -317,7 +317,11 @@ impl Core {
 
     /// The workers the slots hold now.
     pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
-        self.lock().slots.iter().filter_map(|s| s.worker).collect()
+        self.lock()
+            .slots
+            .iter()
+            .filter_map(|s| s.worker.clone())
+            .collect()
     }
 
     /// Refuses new calls and tells every queued caller so.

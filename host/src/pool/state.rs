@@ -74,7 +74,7 @@ pub(crate) struct Slot {
 impl Slot {
     /// Its current worker's id, if it has one.
     pub(super) fn worker_id(&self) -> Option<WorkerId> {
-        self.worker.map(|w| w.id)
+        self.worker.as_ref().map(|w| w.id)
     }
 }
 

@@ -35,20 +35,35 @@ use tokio::time::Instant;
 /// A worker's id in its pool: unique for the pool's life, never reused.
 pub type WorkerId = u64;
 
-/// Who a worker is: its id, and its process id when it is a process on
-/// this machine (a worker of a cluster has none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Who a worker is: its id, its process id when it is a process on this
+/// machine, and, for an actor of a Ray cluster, the actor's id and node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct WorkerInfo {
     /// Its id in the pool.
     pub id: WorkerId,
     /// Its process id, when it is a process on this machine.
     pub pid: Option<u32>,
+    /// The Ray actor's id, for a worker on a Ray cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The Ray node's id the actor runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The process id of the actor's worker on its node (not this machine's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_pid: Option<u32>,
 }
 
 impl WorkerInfo {
     pub(crate) fn new(id: WorkerId, pid: Option<u32>) -> WorkerInfo {
-        WorkerInfo { id, pid }
+        WorkerInfo {
+            id,
+            pid,
+            actor: None,
+            node: None,
+            remote_pid: None,
+        }
     }
 }
 

@@ -94,7 +94,7 @@ async fn a_lease_sent_to_a_caller_that_then_left_comes_back() {
 async fn a_call_dropped_in_flight_is_drained_and_its_worker_kept() {
     let (pool, fake) = fake_pool(1, |_| {});
     pool.ready().await.expect("ready");
-    let worker = pool.workers()[0];
+    let worker = pool.workers()[0].clone();
     let mut in_flight = Box::pin(call(&pool, "wait", None));
     poll_once(&mut in_flight).await;
     until(&pool, |s| s.busy == 1).await;
