@@ -115,3 +115,36 @@ fn an_empty_file_means_every_default() {
     assert_eq!(config.serve_settings().unwrap(), ServeSettings::default());
     assert_eq!(config.adapter_name(), None);
 }
+
+#[test]
+fn a_ray_pool_needs_its_section_and_the_section_needs_the_transport() {
+    let pool = "[pool]\nmodule = \"app.handlers\"\n";
+    let err = parse(&format!("{pool}transport = \"ray\"\n")).unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("no `[ray]` section"), "{err}");
+    let err = parse(&format!("{pool}\n[ray]\naddress = \"127.0.0.1:6379\"\n")).unwrap_err();
+    assert!(err.message.contains("pool.transport = \"ray\""), "{err}");
+    let err = parse(&format!("{pool}transport = \"cluster\"\n")).unwrap_err();
+    assert!(
+        err.message.contains("\"local\"") && err.message.contains("\"ray\""),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{pool}transport = \"ray\"\n[ray]\naddress = \" \"\n"
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("`ray.address` is empty"), "{err}");
+
+    let parsed = parse(&format!(
+        "{pool}transport = \"ray\"\n[ray]\naddress = \"10.0.0.5:6379\"\n\
+         actor_options = {{ num_cpus = 2, scheduling_strategy = \"SPREAD\", resources = {{ gpu_box = 1 }} }}\n\
+         runtime_env = {{ env_vars = {{ A = \"1\" }} }}\n"
+    ))
+    .unwrap();
+    let ray = parsed.pool_config().unwrap().unwrap().ray.unwrap();
+    assert_eq!(ray.address, "10.0.0.5:6379");
+    assert_eq!(ray.actor_options["num_cpus"], 2);
+    assert_eq!(ray.actor_options["scheduling_strategy"], "SPREAD");
+    assert_eq!(ray.actor_options["resources"]["gpu_box"], 1);
+    assert_eq!(ray.runtime_env["env_vars"]["A"], "1");
+}
