@@ -100,11 +100,12 @@ test-ray: plugins ray-venv
 # the pool beside a plain-Python peer, written to bench/RESULTS.md, and `snakepen serve`
 # beside uvicorn + Starlette under wrk (installed, with the peer's venv, by the bench),
 # with CPU per call, written to bench/SERVE.md.
-bench: plugins json-venvs
+bench: plugins json-venvs ray-venv
     cargo bench -p snakepen --bench call
     cargo bench -p snakepen --bench sandbox
     cargo bench -p snakepen --bench pool
     cargo bench -p snakepen --bench serve
+    cargo bench -p snakepen --bench ray
 
 # The HTTP API on the demo handlers (snakepen.example.toml), on 127.0.0.1:8787,
 # until Ctrl-C; call it with `bash examples/curl.sh` or `python3 examples/client.py`.
