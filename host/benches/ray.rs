@@ -108,7 +108,12 @@ fn cpu_of(pid: u32) -> f64 {
         .unwrap_or_default();
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (field(11) + field(12)) / ticks
 }
 
@@ -201,7 +206,9 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
          handler `echo` of `bench/handlers.py`, a 100-byte payload; 2 actors\n\n",
         peer["ray"].as_str().unwrap_or("?")
     ));
-    text.push_str("| measure | snakepen on Ray | plain Ray actor call | difference |\n|---|---|---|---|\n");
+    text.push_str(
+        "| measure | snakepen on Ray | plain Ray actor call | difference |\n|---|---|---|---|\n",
+    );
     let added = ours.p50.as_secs_f64() - peer_p50.as_secs_f64();
     text.push_str(&format!(
         "| sequential round trip p50 | {} | {} | {:+.3} ms |\n",

@@ -53,6 +53,39 @@ async fn a_killed_driver_fails_its_calls_typed_and_the_pool_comes_back_then_leav
     // driver's went with it).
     host.close().await.unwrap();
     assert_eq!(live_relays(&cluster.address), 0);
+
+    // `kill -9` of a serving host: its driver dies with it (its lifeline),
+    // and Ray ends the actors the driver owned.
+    let python = ray_python().display().to_string();
+    let module = python_module("handlers");
+    let served = crate::support::served::Served::start(&[
+        "--ray",
+        &cluster.address,
+        "--python",
+        &python,
+        "--module",
+        &module,
+        "--pool-size",
+        "2",
+    ])
+    .await;
+    let (status, answer) = served
+        .call(json!({"command": "add", "payload": {"a": 2, "b": 3}}))
+        .await;
+    assert_eq!(
+        (status, answer["payload"].clone()),
+        (200, json!(5)),
+        "{answer}"
+    );
+    assert_eq!(live_relays(&cluster.address), 2);
+    kill9(served.pid());
+    within(60, async {
+        // Ray's state gives no event to await: look every half second.
+        while live_relays(&cluster.address) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
