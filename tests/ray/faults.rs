@@ -78,6 +78,22 @@ async fn a_killed_driver_fails_its_calls_typed_and_the_pool_comes_back_then_leav
         "{answer}"
     );
     assert_eq!(live_relays(&cluster.address), 2);
+    // Its workers are named by actor and node, in /v1/status and /metrics.
+    let status = served.status().await;
+    let workers = status["pool"]["workers"].as_array().unwrap().clone();
+    assert_eq!(workers.len(), 2, "{status}");
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["actor"].is_string() && w["node"].is_string()),
+        "{status}"
+    );
+    let (_, metrics) = served.get("/metrics").await;
+    let actor = workers[0]["actor"].as_str().unwrap();
+    assert!(
+        metrics.contains("snakepen_worker_info{") && metrics.contains(actor),
+        "{metrics}"
+    );
     kill9(served.pid());
     within(60, async {
         // Ray's state gives no event to await: look every half second.

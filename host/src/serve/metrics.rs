@@ -79,6 +79,17 @@ struct StateLabels {
     state: &'static str,
 }
 
+/// Who a ready worker is: its pid on this machine, or its Ray actor, node
+/// and pid on that node (empty where it has none).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
+    pid: String,
+    actor: String,
+    node: String,
+    remote_pid: String,
+}
+
 type HistogramFamily = Family<CommandLabels, Histogram, fn() -> Histogram>;
 
 /// The server's metrics, registered once per server (no global registry).
@@ -259,6 +270,23 @@ impl Collector for PoolCollector {
             let labels = StateLabels { state };
             let family = workers.encode_family(&labels)?;
             ConstGauge::new(count as i64).encode(family)?;
+        }
+        let mut info = encoder.encode_descriptor(
+            "worker_info",
+            "Each ready worker (1): its pid, or its Ray actor, node and pid there",
+            None,
+            MetricType::Gauge,
+        )?;
+        let text = |value: Option<u32>| value.map(|v| v.to_string()).unwrap_or_default();
+        for worker in pool.workers() {
+            let labels = WorkerLabels {
+                worker: worker.id.to_string(),
+                pid: text(worker.pid),
+                actor: worker.actor.clone().unwrap_or_default(),
+                node: worker.node.clone().unwrap_or_default(),
+                remote_pid: text(worker.remote_pid),
+            };
+            ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
         }
         let waiting = encoder.encode_descriptor(
             "calls_waiting",
