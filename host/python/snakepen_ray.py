@@ -219,25 +219,35 @@ class Relay:
             os.close(self.requests)
         except OSError:
             pass
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None:
+        # The child's pidfd turns readable when it exits: an event to await.
+        exited = asyncio.Event()
+        try:
+            pidfd = os.pidfd_open(self.child.pid)
+        except ProcessLookupError:  # it exited, and was reaped
+            return self.child.poll()
+        self.loop.add_reader(pidfd, exited.set)
+        try:
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None:
+                    try:
+                        os.killpg(self.child.pid, sig)
+                    except OSError:
+                        pass
                 try:
-                    os.killpg(self.child.pid, sig)
-                except OSError:
-                    pass
-            for _ in range(int(grace * 100) + 1):
-                if self.child.poll() is not None:
-                    return self.child.returncode
-                await asyncio.sleep(0.01)
+                    await asyncio.wait_for(exited.wait(), grace)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            self.loop.remove_reader(pidfd)
+            os.close(pidfd)
         return self.child.poll()
 
 
 class Host:
-    """The host's end: frames to write, read as they come."""
+    """The host's end, written to (the driver reads it in `serve`)."""
 
-    def __init__(self, loop):
-        self.loop = loop
-        self.buffer = bytearray()
+    def __init__(self):
         self.out = os.fdopen(TO_HOST_FD, "wb", buffering=0)
         os.set_blocking(TO_HOST_FD, True)
 
@@ -494,7 +504,7 @@ def main(argv):
     header_len, body_len = FRAME.unpack(read_exactly(FROM_HOST_FD, 8))
     read_exactly(FROM_HOST_FD, header_len)
     config = json.loads(read_exactly(FROM_HOST_FD, body_len))
-    host = Host(None)
+    host = Host()
     try:
         import ray
     except ImportError as exc:

@@ -16,6 +16,16 @@ pub fn ray_python() -> PathBuf {
     python
 }
 
+/// A pool of `size` workers of the test module `module`, as actors of
+/// the cluster at `address`.
+pub fn ray_pool(module: &str, size: usize, address: &str) -> snakepen::PoolConfig {
+    let mut pool = snakepen::PoolConfig::new(crate::support::python_module(module));
+    pool.size = size;
+    pool.python = ray_python();
+    pool.ray = Some(snakepen::RayConfig::new(address));
+    pool
+}
+
 /// A head and a second node on this machine; shut down when dropped, or
 /// when the test process ends (its stdin closes).
 pub struct LocalCluster {

@@ -1,28 +1,15 @@
 //! Faults of the cluster, each on a cluster of its own: the pool's driver
 //! killed, a node lost, and what a closed pool leaves behind (nothing).
 
-use crate::cluster::{LocalCluster, live_relays, ray_python};
-use crate::support::{kill9, python_module, status_until, within};
+use crate::cluster::{LocalCluster, live_relays, ray_pool, ray_python};
+use crate::support::{bridge, kill9, python_module, status_until, within};
 use serde_json::json;
-use snakepen::{CallError, Host, PoolConfig, RayConfig, Request};
-
-fn ray_pool(size: usize, address: &str) -> PoolConfig {
-    let mut pool = PoolConfig::new(python_module("handlers"));
-    pool.size = size;
-    pool.python = ray_python();
-    pool.ray = Some(RayConfig::new(address));
-    pool
-}
+use snakepen::{CallError, Request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_driver_fails_its_calls_typed_and_the_pool_comes_back_then_leaves_nothing() {
     let cluster = LocalCluster::start();
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(ray_pool(2, &cluster.address))
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(ray_pool("handlers", 2, &cluster.address)).await;
     within(120, host.ready()).await.unwrap();
     assert_eq!(live_relays(&cluster.address), 2);
     let pool = host.pool().unwrap();
@@ -113,16 +100,11 @@ async fn a_lost_node_fails_the_calls_it_held_and_its_actors_come_back_on_the_hea
     // is closed and made again, until one actor is on each node.
     let mut attempts = 0;
     let host = loop {
-        let mut pool = ray_pool(2, &cluster.address);
+        let mut pool = ray_pool("handlers", 2, &cluster.address);
         let mut options = serde_json::Map::new();
         options.insert("scheduling_strategy".into(), json!("SPREAD"));
         pool.ray.as_mut().unwrap().actor_options = options;
-        let host = Host::builder()
-            .adapter(crate::support::plugin("python-bridge"))
-            .pool(pool)
-            .build()
-            .await
-            .unwrap();
+        let host = bridge(pool).await;
         within(120, host.ready()).await.unwrap();
         let mut nodes: Vec<_> = host
             .pool()

@@ -2,27 +2,14 @@
 //! cluster: the same calls, errors, streams, sessions and deadlines as
 //! with local workers, and the errors a user can cause with Ray's setup.
 
-use crate::cluster::{ray_python, shared};
-use crate::support::{python_module, status_until, within};
+use crate::cluster::{ray_pool, shared};
+use crate::support::{bridge, status_until, within};
 use serde_json::json;
-use snakepen::{Affinity, CallError, Host, PoolConfig, RayConfig, Request, StreamItem};
+use snakepen::{Affinity, CallError, Host, PoolConfig, Request, StreamItem};
 use std::time::Duration;
 
-fn ray_pool(module: &str, size: usize, address: &str) -> PoolConfig {
-    let mut pool = PoolConfig::new(python_module(module));
-    pool.size = size;
-    pool.python = ray_python();
-    pool.ray = Some(RayConfig::new(address));
-    pool
-}
-
 async fn host_of(pool: PoolConfig) -> Host {
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(pool).await;
     within(120, host.ready()).await.expect("the actors start");
     host
 }
@@ -179,12 +166,7 @@ async fn a_worker_that_dies_fails_its_call_and_is_replaced() {
 async fn a_module_that_does_not_import_fails_ready_with_its_traceback() {
     let mut pool = ray_pool("broken_syntax", 1, &shared());
     pool.settings.start_timeout = Duration::from_secs(60);
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(pool).await;
     let error = within(120, host.ready()).await.unwrap_err().to_string();
     assert!(error.contains("SyntaxError"), "{error}");
     assert!(error.contains("broken_syntax"), "{error}");
@@ -196,12 +178,7 @@ async fn actor_options_no_node_can_meet_fail_ready_at_once_naming_them() {
     let mut options = serde_json::Map::new();
     options.insert("num_gpus".into(), json!(4));
     pool.ray.as_mut().unwrap().actor_options = options;
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(pool).await;
     let error = within(60, host.ready()).await.unwrap_err().to_string();
     assert!(
         error.contains("GPU") && error.contains("no node of the cluster"),
@@ -217,12 +194,7 @@ async fn no_cluster_and_no_ray_are_errors_that_say_what_to_do() {
         .local_addr()
         .unwrap()
         .port();
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(ray_pool("handlers", 1, &format!("127.0.0.1:{port}")))
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(ray_pool("handlers", 1, &format!("127.0.0.1:{port}"))).await;
     let error = within(60, host.ready()).await.unwrap_err().to_string();
     assert!(
         error.contains("nothing answers") && error.contains("ray start"),
@@ -231,12 +203,7 @@ async fn no_cluster_and_no_ray_are_errors_that_say_what_to_do() {
 
     let mut pool = ray_pool("handlers", 1, &shared());
     pool.python = "python3".into(); // this machine's own, which has no ray
-    let host = Host::builder()
-        .adapter(crate::support::plugin("python-bridge"))
-        .pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let host = bridge(pool).await;
     let error = within(60, host.ready()).await.unwrap_err().to_string();
     assert!(
         error.contains("has no `ray`") && error.contains("pip install ray"),

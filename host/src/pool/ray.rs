@@ -135,8 +135,15 @@ impl Driver {
     }
 
     fn send(&self, header: serde_json::Value, body: &[u8]) -> bool {
-        let header = serde_json::to_vec(&header).expect("a header serializes");
-        self.outbox.send(protocol::frame(&header, body)).is_ok()
+        self.send_raw(
+            &serde_json::to_vec(&header).expect("a header serializes"),
+            body,
+        )
+    }
+
+    /// Sends a frame of `header` (JSON text) and `body`; false once the driver is gone.
+    fn send_raw(&self, header: &[u8], body: &[u8]) -> bool {
+        self.outbox.send(protocol::frame(header, body)).is_ok()
     }
 
     /// Routes worker `id`'s events to a new receiver.
@@ -326,20 +333,19 @@ impl Inner {
     /// What the driver is told: the cluster, the actors' options, and the
     /// worker program with its arguments as a worker on the cluster runs it.
     fn driver_config(&self) -> serde_json::Value {
-        let config = &self.config;
+        let mut config = self.config.clone();
         let mut runtime_env = self.ray.runtime_env.clone();
-        let mut argv = spawn::worker_args(config, false);
-        if is_module_file(&config.module) {
+        if is_module_file(&config.module) && !runtime_env.contains_key("working_dir") {
             let path = std::path::Path::new(&config.module);
             let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-            if !runtime_env.contains_key("working_dir") {
-                // The module's folder is the actors' working directory, on every node.
-                if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-                    runtime_env.insert("working_dir".into(), dir.to_string_lossy().into());
-                    argv[1] = name.to_string_lossy().into_owned();
-                }
+            // The module's folder is the actors' working directory, on every
+            // node, where the worker finds the module by its file name.
+            if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                runtime_env.insert("working_dir".into(), dir.to_string_lossy().into());
+                config.module = name.to_string_lossy().into_owned();
             }
         }
+        let argv = spawn::worker_args(&config, false);
         serde_json::json!({
             "address": self.ray.address,
             "actor_options": self.ray.actor_options,
@@ -582,8 +588,9 @@ impl RayWorker {
         if let Some((kind, why)) = &self.ended {
             return Err(self.fatal(kind, why));
         }
-        let header = serde_json::json!({"op": "send", "w": self.id, "req": request});
-        if self.driver.send(header, frame) {
+        // Every request passes here: its header is written, not built as a JSON value.
+        let header = format!(r#"{{"op":"send","w":{},"req":{request}}}"#, self.id);
+        if self.driver.send_raw(header.as_bytes(), frame) {
             Ok(())
         } else {
             Err(self.fatal("driver-died", "the Ray driver is gone"))
