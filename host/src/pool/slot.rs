@@ -79,6 +79,9 @@ pub(crate) async fn run<T: Transport>(
         };
         let mut worker = match started {
             Ok(worker) => worker,
+            // A start cut short by the pool closing (its reaper gone) is
+            // no failure of the worker's: nothing to report.
+            Err(_) if core.is_closed() => break,
             Err(failure) => {
                 failures += 1;
                 tracing::warn!(
