@@ -8,16 +8,23 @@ and every worker of the pool is one actor it owns: Ray ends the actors when
 their owner ends, so nothing of the host outlives it in the cluster.
 
 An actor runs snakepen's own worker program as its child, on the actor's
-node, with the same pipes a local worker has, and relays its frames: the
-worker serves the module exactly as a local one does (payloads, streams,
-many calls at once, cancels, `ping`/`info`, printed output).
+node: the worker serves the module exactly as a local one does (payloads,
+streams, many calls at once, cancels, `ping`/`info`, printed output). Its
+frames go straight to the host: the actor connects to the address the host
+listens on (given with `start`, with a token the host checks), and hands
+the connection to the worker as its fd 3 and fd 5. Where the actor cannot
+reach the host (or the host asked for it), the actor holds the worker's
+pipes instead and its frames are relayed through this driver: slower, but
+it needs nothing from the network that Ray itself does not.
 
 Frames between host and driver are the workers' own format (u32 header
 length, u32 body length, a JSON header, the body). The host sends
-`{"op":"start"|"send"|"kill"|"stop","w":ID}` (a `send` carries worker frames
+`{"op":"start"|"send"|"kill"|"stop","w":ID}` (a `start` may carry `connect`,
+the host's address and the worker's token; a `send` carries worker frames
 as its body); the driver sends `{"op":"hello"|"failed"}` once, then
-`{"op":"placed"|"data"|"log"|"ended","w":ID}` (a `data` carries one worker
-frame as its body).
+`{"op":"placed"|"data"|"log"|"ended","w":ID}` (`placed` says whether the
+worker's frames go straight to the host; a `data` carries one worker frame
+as its body).
 
 Standard library only, beside `ray` itself.
 """
@@ -69,6 +76,23 @@ def is_final(worker_frame):
     return b'"chunk":true' not in header and b'"uncancellable"' not in header
 
 
+def connect_to_host(connect):
+    """A connection to the host at `connect["address"]` that it accepted
+    as this worker's, or None and why not."""
+    import socket
+    host, port = connect["address"]
+    try:
+        link = socket.create_connection((host, port), timeout=5)
+        link.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        link.settimeout(None)
+        hello = json.dumps({"w": connect["w"], "token": connect["token"]}).encode()
+        # struct.pack with its format, not FRAME: this travels by pickle.
+        link.sendall(struct.pack(">II", len(hello), 0) + hello)
+        return link, None
+    except OSError as exc:
+        return None, "cannot reach the host at %s:%s (%s)" % (host, port, exc)
+
+
 class Relay:
     """One worker of the pool, as a Ray actor: snakepen's worker program as
     its child, and its frames relayed. An async actor: `exchange` and
@@ -76,10 +100,19 @@ class Relay:
     `exchange` then waits for the worker's frames; `output` waits for the
     lines the worker printed."""
 
-    def __init__(self, source, argv, env):
+    def __init__(self, source, argv, env, connect):
         import subprocess
-        requests_read, self.requests = os.pipe()
-        self.replies, replies_write = os.pipe()
+        link, self.why = (None, None)
+        if connect:
+            link, self.why = connect_to_host(connect)
+        self.direct = link is not None
+        if self.direct:
+            # The worker's frames go straight to the host, over `link`.
+            requests_read = replies_write = link.detach()
+            self.requests = self.replies = None
+        else:
+            requests_read, self.requests = os.pipe()
+            self.replies, replies_write = os.pipe()
         lifeline_read, self.lifeline = os.pipe()
 
         def place():
@@ -95,10 +128,11 @@ class Relay:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=place, close_fds=True, pass_fds=(3, 4, 5, requests_read, replies_write, lifeline_read),
             env=environment)
-        for fd in (requests_read, replies_write, lifeline_read):
+        for fd in {requests_read, replies_write, lifeline_read}:
             os.close(fd)
-        os.set_blocking(self.requests, False)
-        os.set_blocking(self.replies, False)
+        if not self.direct:
+            os.set_blocking(self.requests, False)
+            os.set_blocking(self.replies, False)
         self.buffer = bytearray()
         self.frames = []
         self.ended = None
@@ -115,6 +149,8 @@ class Relay:
             "node": context.get_node_id(),
             "ip": ray.util.get_node_ip_address(),
             "pid": self.child.pid,
+            "direct": self.direct,
+            "why": self.why,
         }
 
     def _start(self):
@@ -126,10 +162,28 @@ class Relay:
         self.printed = asyncio.Event()
         self.writable = asyncio.Event()
         self.pending = bytearray()
-        self.loop.add_reader(self.replies, self._readable)
+        self.exited = asyncio.Event()
+        self.status = None
+        try:
+            self.pidfd = os.pidfd_open(self.child.pid)
+            self.loop.add_reader(self.pidfd, self._exited)
+        except ProcessLookupError:  # it exited, and was reaped
+            self.pidfd = None
+            self._exited()
+        if not self.direct:
+            self.loop.add_reader(self.replies, self._readable)
         for name, stream in (("stdout", self.child.stdout), ("stderr", self.child.stderr)):
             os.set_blocking(stream.fileno(), False)
             self.loop.add_reader(stream.fileno(), self._printed, name, stream.fileno(), bytearray())
+
+    def _exited(self):
+        if self.pidfd is not None:
+            self.loop.remove_reader(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+        code = self.child.wait()
+        self.status = "exit status %d" % code if code >= 0 else "signal %d" % -code
+        self.exited.set()
 
     def _readable(self):
         try:
@@ -138,8 +192,7 @@ class Relay:
             return
         if not data:
             self.loop.remove_reader(self.replies)
-            code = self.child.wait()
-            self.ended = "exit status %d" % code if code >= 0 else "signal %d" % -code
+            self.ended = "its pipe closed"
         else:
             self.buffer += data
             self.frames.extend(split_frames(self.buffer))
@@ -202,6 +255,12 @@ class Relay:
         frames, self.frames = self.frames, []
         return frames, self.ended
 
+    async def watch(self):
+        """How the worker process ended, once it did."""
+        self._start()
+        await self.exited.wait()
+        return self.status
+
     async def output(self):
         """The lines the worker printed since the last call, waiting for one."""
         self._start()
@@ -215,33 +274,24 @@ class Relay:
         """Asks the worker to finish (its request pipe closes), then
         SIGTERM, then SIGKILL of its process group."""
         self._start()
-        try:
-            os.close(self.requests)
-        except OSError:
-            pass
-        # The child's pidfd turns readable when it exits: an event to await.
-        exited = asyncio.Event()
-        try:
-            pidfd = os.pidfd_open(self.child.pid)
-        except ProcessLookupError:  # it exited, and was reaped
-            return self.child.poll()
-        self.loop.add_reader(pidfd, exited.set)
-        try:
-            for sig in (None, signal.SIGTERM, signal.SIGKILL):
-                if sig is not None:
-                    try:
-                        os.killpg(self.child.pid, sig)
-                    except OSError:
-                        pass
+        if self.requests is not None:
+            try:
+                os.close(self.requests)
+            except OSError:
+                pass
+        # (A direct worker's requests end when the host shuts its end.)
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
                 try:
-                    await asyncio.wait_for(exited.wait(), grace)
-                    break
-                except asyncio.TimeoutError:
-                    continue
-        finally:
-            self.loop.remove_reader(pidfd)
-            os.close(pidfd)
-        return self.child.poll()
+                    os.killpg(self.child.pid, sig)
+                except OSError:
+                    pass
+            try:
+                await asyncio.wait_for(self.exited.wait(), grace)
+                break
+            except asyncio.TimeoutError:
+                continue
+        return self.status
 
 
 class Host:
@@ -258,8 +308,9 @@ class Host:
 class Worker:
     """The driver's view of one actor."""
 
-    def __init__(self, wid, handle):
+    def __init__(self, wid, handle, direct):
         self.wid = wid
+        self.direct = direct
         self.handle = handle
         self.outbox = bytearray()
         self.outstanding = 1  # its handshake
@@ -303,19 +354,20 @@ class Driver:
                 "lower the actor options (num_cpus, num_gpus, resources) or add a node that has them"
                 % (json.dumps(wanted, sort_keys=True), offered or "nothing"))
 
-    def start(self, wid):
+    def start(self, wid, connect):
         why = self.unschedulable()
         if why:
             self.host.send({"op": "ended", "w": wid, "kind": "unschedulable", "why": why})
             return
         try:
             handle = self.actor.options(**self.options).remote(
-                self.source, self.config["worker_argv"], self.config.get("env") or {})
+                self.source, self.config["worker_argv"], self.config.get("env") or {},
+                dict(connect, w=wid) if connect else None)
         except Exception as exc:
             self.host.send({"op": "ended", "w": wid, "kind": "start-failed",
                             "why": "Ray refused to create the actor: %s: %s" % (type(exc).__name__, exc)})
             return
-        worker = Worker(wid, handle)
+        worker = Worker(wid, handle, bool(connect))
         self.workers[wid] = worker
         asyncio.ensure_future(self.placed(worker))
 
@@ -327,9 +379,12 @@ class Driver:
             return
         if worker.ended:
             return
+        worker.direct = where.get("direct", False)
         self.host.send(dict(where, op="placed", w=worker.wid))
         asyncio.ensure_future(self.output(worker))
-        self.pump(worker)
+        asyncio.ensure_future(self.watch(worker))
+        if not worker.direct:
+            self.pump(worker)
 
     def send(self, wid, request, data):
         worker = self.workers.get(wid)
@@ -382,6 +437,14 @@ class Driver:
             return
         worker.pushing = False
         self.pump(worker)
+
+    async def watch(self, worker):
+        try:
+            status = await worker.handle.watch.remote()
+        except Exception as exc:
+            self.lost(worker, exc)
+            return
+        self.end(worker, "exited", "the worker process on the actor ended (%s)" % status)
 
     async def output(self, worker):
         while not worker.ended:
@@ -466,7 +529,7 @@ async def serve(driver, host):
         if op == "send":
             driver.send(wid, header.get("req", False), body)
         elif op == "start":
-            driver.start(wid)
+            driver.start(wid, header.get("connect"))
         elif op == "kill":
             driver.kill(wid)
         elif op == "stop":
@@ -527,6 +590,7 @@ def main(argv):
         return 1
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     host.send({"op": "hello", "ray": ray.__version__, "nodes": len(nodes),
+               "ip": ray.util.get_node_ip_address(),
                "python": "%d.%d.%d" % sys.version_info[:3]})
     driver = Driver(config, host, ray)
     try:

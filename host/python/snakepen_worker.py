@@ -53,6 +53,7 @@ import select
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -757,6 +758,11 @@ class Concurrent:
         replies = os.fdopen(REPLIES_FD, "wb", buffering=0)
         transport, _ = loop.run_until_complete(
             loop.connect_write_pipe(self.asyncio.BaseProtocol, replies))
+        if stat.S_ISSOCK(os.fstat(REPLIES_FD).st_mode):
+            # One connection carries both ways (a worker on a Ray node): the
+            # pipe transport watches its fd for a hang-up, and would take
+            # each request arriving for one. The requests' EOF says it.
+            loop.remove_reader(REPLIES_FD)
         self.write = transport.write
         loop.add_reader(PROTOCOL_FD, self.readable)
         try:

@@ -48,6 +48,6 @@ pub use imports::Counters;
 pub use limits::{Grant, LimitError, LimitRange, LimitUnit, Limits};
 pub use pool::{
     Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, PoolStream, QueueWait, RayConfig,
-    StreamItem,
+    RayFrames, StreamItem,
 };
 pub use runtime::{Runtime, RuntimeBuilder};

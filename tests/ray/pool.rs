@@ -5,7 +5,7 @@
 use crate::cluster::{ray_pool, shared};
 use crate::support::{bridge, status_until, within};
 use serde_json::json;
-use snakepen::{Affinity, CallError, Host, PoolConfig, Request, StreamItem};
+use snakepen::{Affinity, CallError, Host, PoolConfig, RayFrames, Request, StreamItem};
 use std::time::Duration;
 
 async fn host_of(pool: PoolConfig) -> Host {
@@ -16,7 +16,21 @@ async fn host_of(pool: PoolConfig) -> Host {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_errors_and_streams_work_as_on_local_workers() {
-    let host = host_of(ray_pool("handlers", 2, &shared())).await;
+    calls_errors_and_streams(RayFrames::Direct, "direct").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_relayed_by_the_driver_work_the_same() {
+    calls_errors_and_streams(RayFrames::Driver, "driver").await;
+}
+
+async fn calls_errors_and_streams(frames: RayFrames, shown: &str) {
+    let mut pool = ray_pool("handlers", 2, &shared());
+    pool.ray.as_mut().unwrap().frames = frames;
+    let host = host_of(pool).await;
+    for worker in host.pool().unwrap().workers() {
+        assert_eq!(worker.frames, Some(shown), "{worker:?}");
+    }
     let echo = host
         .call(Request::json("echo", &json!({"x": 1})))
         .await

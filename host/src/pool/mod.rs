@@ -26,7 +26,7 @@ mod waits;
 
 pub use config::{
     Affinity, DESCRIPTORS_PER_WORKER, MAX_CONCURRENCY, MAX_POOL_SIZE, PoolConfig, PoolSettings,
-    RayConfig, UnknownAffinity, is_module_file,
+    RayConfig, RayFrames, UnknownAffinity, is_module_file,
 };
 pub use slot::STREAM_WINDOW;
 pub use status::PoolStatus;

@@ -53,6 +53,10 @@ pub struct WorkerInfo {
     /// The process id of the actor's worker on its node (not this machine's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_pid: Option<u32>,
+    /// How a Ray worker's frames travel: `direct` (its own connection to
+    /// this host) or `driver` (relayed by the host's Ray driver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<&'static str>,
 }
 
 impl WorkerInfo {
@@ -63,6 +67,7 @@ impl WorkerInfo {
             actor: None,
             node: None,
             remote_pid: None,
+            frames: None,
         }
     }
 }

@@ -163,6 +163,18 @@ impl ServiceConfig {
                 let mut config = crate::RayConfig::new(address);
                 config.actor_options = json(&ray.actor_options);
                 config.runtime_env = json(&ray.runtime_env);
+                if let Some(frames) = &ray.frames {
+                    config.frames = match frames.get_ref().as_str() {
+                        "direct" => crate::RayFrames::Direct,
+                        "driver" => crate::RayFrames::Driver,
+                        other => {
+                            return Err(self.error_at(
+                                frames,
+                                format!("`ray.frames` = {other:?}: write \"direct\" (each worker's actor connects to this host) or \"driver\" (frames relayed through Ray calls, when the cluster cannot reach this host)"),
+                            ));
+                        }
+                    };
+                }
                 Ok(Some(config))
             }
             Some(other) => Err(self.error_at(

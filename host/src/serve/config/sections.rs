@@ -127,6 +127,8 @@ pub(crate) struct RaySection {
     pub(crate) actor_options: Option<toml::Table>,
     /// The job's runtime environment (`pip`, `env_vars`, `working_dir`, …).
     pub(crate) runtime_env: Option<toml::Table>,
+    /// The path of the workers' frames: `"direct"` (the default) or `"driver"`.
+    pub(crate) frames: Option<Spanned<String>>,
 }
 
 /// `[limits]`: each in its [`crate::LimitRange`], refused outside it.

@@ -147,4 +147,16 @@ fn a_ray_pool_needs_its_section_and_the_section_needs_the_transport() {
     assert_eq!(ray.actor_options["scheduling_strategy"], "SPREAD");
     assert_eq!(ray.actor_options["resources"]["gpu_box"], 1);
     assert_eq!(ray.runtime_env["env_vars"]["A"], "1");
+    assert_eq!(ray.frames, crate::RayFrames::Direct, "the default path");
+
+    let ray_section = format!("{pool}transport = \"ray\"\n[ray]\naddress = \"auto\"\n");
+    let parsed = parse(&format!("{ray_section}frames = \"driver\"\n")).unwrap();
+    let ray = parsed.pool_config().unwrap().unwrap().ray.unwrap();
+    assert_eq!(ray.frames, crate::RayFrames::Driver);
+    let err = parse(&format!("{ray_section}frames = \"tcp\"\n")).unwrap_err();
+    assert_eq!(err.line, Some(6), "{err}");
+    assert!(
+        err.message.contains("`ray.frames` = \"tcp\"") && err.message.contains("\"driver\""),
+        "{err}"
+    );
 }

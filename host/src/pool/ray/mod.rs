@@ -5,17 +5,22 @@
 //! reaper, as it starts a worker: the driver connects to the cluster with
 //! `ray.init(address=…)` and owns one actor per worker, so Ray ends them
 //! all when the driver ends, and the driver ends with the host (its
-//! lifeline). Each actor runs snakepen's worker program as its child and
-//! relays its frames, so a worker on a cluster serves its module exactly
-//! as a local one does.
+//! lifeline). Each actor runs snakepen's worker program as its child, so
+//! a worker on a cluster serves its module exactly as a local one does.
+//! Its frames go straight to the host over a connection the actor opens
+//! ([`link`]), or, where the actor cannot reach the host (or the config
+//! says `frames = "driver"`), through the actor and the driver as Ray calls.
 //!
 //! Host and driver speak the workers' frame format: the host sends
-//! `start`, `send` (worker frames as the body), `kill` and `stop` for
-//! worker N; the driver answers `placed`, `data` (one worker frame),
+//! `start` (with the address and token of the straight path), `send`
+//! (worker frames as the body, on the driver's path), `kill` and `stop`
+//! for worker N; the driver answers `placed`, `data` (one worker frame),
 //! `log` (a printed line) and `ended` (what Ray reported) for it. A driver
 //! that dies ends every worker it held; the next start makes a new one.
 
-use super::config::{PoolConfig, PoolSettings, RayConfig, is_module_file};
+mod link;
+
+use super::config::{PoolConfig, PoolSettings, RayConfig, RayFrames, is_module_file};
 use super::process::lifeline::Lifeline;
 use super::process::output::{self, Tail};
 use super::process::protocol::{self, FrameError, Frames, Handshake};
@@ -29,12 +34,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// The driver program, embedded like the worker's.
-const DRIVER_SOURCE: &str = include_str!("../../python/snakepen_ray.py");
+const DRIVER_SOURCE: &str = include_str!("../../../python/snakepen_ray.py");
 
 /// Workers that are Ray actors, through a driver of the pool's own.
 pub(crate) struct RayActors {
@@ -86,6 +93,12 @@ struct Place {
     ip: String,
     #[serde(default)]
     pid: Option<u32>,
+    /// Whether its frames go straight to the host.
+    #[serde(default)]
+    direct: bool,
+    /// Why they do not, when the host offered the straight path.
+    #[serde(default)]
+    why: Option<String>,
 }
 
 /// One driver process and the routes of its workers' events.
@@ -93,6 +106,10 @@ struct Driver {
     pid: u32,
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     routes: Arc<Mutex<Routes>>,
+    /// Where the workers' actors connect (none: every frame through the driver).
+    listener: Option<link::Listener>,
+    /// The largest frame a worker may send.
+    max_frame_bytes: usize,
     _lifeline: Lifeline,
 }
 
@@ -287,6 +304,11 @@ impl Inner {
             Ok(Ok((header, _))) => serde_json::from_slice(&header)
                 .map_err(|e| StartFailure::Protocol(format!("the driver's first message: {e}")))?,
         };
+        let ip = hello
+            .place
+            .get("ip")
+            .and_then(|ip| ip.as_str())
+            .map(str::to_owned);
         match hello.op.as_str() {
             "hello" => tracing::info!(
                 address = %self.ray.address,
@@ -312,6 +334,10 @@ impl Inner {
                 }));
             }
         }
+        let listener = match self.ray.frames {
+            RayFrames::Driver => None,
+            RayFrames::Direct => self.listen(ip.as_deref()).await,
+        };
         let routes = Arc::new(Mutex::new(Routes::default()));
         let (outbox, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
@@ -326,8 +352,33 @@ impl Inner {
             pid,
             outbox,
             routes,
+            listener,
+            max_frame_bytes: settings.max_frame_bytes,
             _lifeline: lifeline,
         })
+    }
+
+    /// Listens where the workers' actors can connect: on `ip`, the address
+    /// Ray knows this machine by (what the driver's node reports).
+    async fn listen(&self, ip: Option<&str>) -> Option<link::Listener> {
+        let fallback = "the workers' frames go through the Ray driver (about 1 ms more per call)";
+        let Some(ip) = ip.and_then(|ip| ip.parse().ok()) else {
+            tracing::warn!(
+                ?ip,
+                "the Ray driver did not say this machine's address: {fallback}"
+            );
+            return None;
+        };
+        match link::Listener::bind(ip).await {
+            Ok(listener) => {
+                tracing::debug!(address = %listener.address(), "listening for the Ray workers' connections");
+                Some(listener)
+            }
+            Err(e) => {
+                tracing::warn!(%ip, "cannot listen for the Ray workers' connections on {ip}: {e}; {fallback}");
+                None
+            }
+        }
     }
 
     /// What the driver is told: the cluster, the actors' options, and the
@@ -472,9 +523,40 @@ pub(crate) struct RayWorker {
     tail: Arc<Mutex<Tail>>,
     place: Place,
     functions: Vec<String>,
+    /// Its straight connection, once its actor made it.
+    link: Option<Link>,
+    /// Where that connection will be handed, until it is.
+    linking: Option<oneshot::Receiver<TcpStream>>,
     /// How it ended, once it did.
     ended: Option<(String, String)>,
 }
+
+/// A worker's straight connection to the host.
+struct Link {
+    reader: OwnedReadHalf,
+    /// Dropped to tell the worker no more requests come (it then exits).
+    writer: Option<OwnedWriteHalf>,
+    frames: Frames,
+}
+
+/// What arrived for a worker.
+enum Got {
+    /// A frame on its straight connection, or its end.
+    Frame(Result<protocol::Frame, FrameError>),
+    /// Its straight connection (none: it will not come).
+    Linked(Option<TcpStream>),
+    /// A message from the driver (none: the driver is gone).
+    Event(Option<Event>),
+}
+
+/// How long frames already sent on a straight connection are still read
+/// once the driver said the worker ended (a lost node's connection may
+/// never close by itself).
+const LEFTOVERS_WITHIN: Duration = Duration::from_secs(2);
+
+/// How long the host waits, once a worker's connection closed, for the
+/// driver to say what Ray reported.
+const REPORT_WITHIN: Duration = Duration::from_secs(5);
 
 impl RayWorker {
     async fn start(
@@ -483,6 +565,24 @@ impl RayWorker {
         settings: &PoolSettings,
     ) -> Result<RayWorker, StartFailure> {
         let (events, tail) = driver.route(id);
+        let mut start = serde_json::json!({"op": "start", "w": id});
+        let mut linking = None;
+        if let Some(listener) = &driver.listener {
+            match listener.expect(id) {
+                Ok((token, linked)) => {
+                    let address = listener.address();
+                    start["connect"] = serde_json::json!({
+                        "address": [address.ip().to_string(), address.port()],
+                        "token": token,
+                    });
+                    linking = Some(linked);
+                }
+                Err(e) => tracing::warn!(
+                    worker = id,
+                    "no token for the worker's straight connection ({e}): its frames go through the Ray driver"
+                ),
+            }
+        }
         let mut worker = RayWorker {
             id,
             driver,
@@ -490,11 +590,11 @@ impl RayWorker {
             tail,
             place: Place::default(),
             functions: Vec::new(),
+            link: None,
+            linking,
             ended: None,
         };
-        worker
-            .driver
-            .send(serde_json::json!({"op": "start", "w": id}), b"");
+        worker.driver.send(start, b"");
         let started = tokio::time::timeout(settings.start_timeout, worker.handshake()).await;
         match started {
             Ok(Ok(())) => Ok(worker),
@@ -516,38 +616,88 @@ impl RayWorker {
         }
     }
 
-    /// Waits for the actor's place, then the worker's handshake.
+    /// The next thing that arrives: a frame on its connection first.
+    async fn receive(&mut self) -> Got {
+        let (link, linking, events) = (&mut self.link, &mut self.linking, &mut self.events);
+        let frame = async {
+            match link {
+                Some(link) => link.frames.next(&mut link.reader).await,
+                None => std::future::pending().await,
+            }
+        };
+        let linked = async {
+            match linking {
+                Some(linked) => linked.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            frame = frame => Got::Frame(frame),
+            stream = linked => Got::Linked(stream),
+            event = events.recv() => Got::Event(event),
+        }
+    }
+
+    /// Keeps the straight connection that came.
+    fn linked(&mut self, stream: Option<TcpStream>) {
+        self.linking = None;
+        if let Some(stream) = stream {
+            let (reader, writer) = stream.into_split();
+            self.link = Some(Link {
+                reader,
+                writer: Some(writer),
+                frames: Frames::new(self.driver.max_frame_bytes),
+            });
+        }
+    }
+
+    /// Waits for the actor's place, then the worker's handshake (on its
+    /// straight connection, or from the driver).
     async fn handshake(&mut self) -> Result<(), StartFailure> {
         loop {
-            match self.events.recv().await {
-                Some(Event::Placed(place)) => {
-                    tracing::debug!(worker = self.id, actor = %place.actor, node = %place.node, ip = %place.ip, pid = ?place.pid, "actor placed");
+            let (header, _) = match self.receive().await {
+                Got::Linked(stream) => {
+                    self.linked(stream);
+                    continue;
+                }
+                Got::Frame(Ok(frame)) => frame,
+                Got::Frame(Err(FrameError::Invalid(message))) => {
+                    self.kill_now();
+                    return Err(StartFailure::Protocol(message));
+                }
+                Got::Frame(Err(FrameError::Closed)) => {
+                    // The worker ended before its handshake: what the driver says of it.
+                    self.link = None;
+                    self.until_ended(REPORT_WITHIN).await;
+                    let (kind, why) = self.ended.clone().unwrap_or_default();
+                    return Err(StartFailure::Exited {
+                        status: format!("{kind}: {why}"),
+                        stderr_tail: lock(&self.tail).text(),
+                    });
+                }
+                Got::Event(Some(Event::Placed(place))) => {
+                    tracing::debug!(worker = self.id, actor = %place.actor, node = %place.node, ip = %place.ip, pid = ?place.pid, direct = place.direct, "actor placed");
+                    if !place.direct && self.linking.take().is_some() {
+                        if let Some(listener) = &self.driver.listener {
+                            listener.forget(self.id);
+                        }
+                        tracing::warn!(
+                            worker = self.id,
+                            node = %place.node,
+                            ip = %place.ip,
+                            "the worker's actor cannot connect to this host ({}): its frames go through the Ray driver, about 1 ms more per call. Let the cluster's nodes reach this host, or set `[ray] frames = \"driver\"` to say so",
+                            place.why.as_deref().unwrap_or("it did not say why")
+                        );
+                    }
                     self.place = place;
+                    continue;
                 }
-                Some(Event::Data(frame)) => {
-                    let Some((header, _)) = protocol::split(&frame) else {
-                        return Err(StartFailure::Protocol("a frame cut short".into()));
-                    };
-                    return match serde_json::from_slice::<Handshake>(header) {
-                        Ok(Handshake::Ready(hello)) => {
-                            self.functions = hello.functions;
-                            tracing::debug!(worker = self.id, python = %hello.python, "worker on Ray ready");
-                            Ok(())
-                        }
-                        Ok(Handshake::Failed { error }) => {
-                            self.kill_now();
-                            Err(StartFailure::Import {
-                                type_name: error.type_name,
-                                message: error.message,
-                                traceback: error.traceback,
-                            })
-                        }
-                        Err(e) => Err(StartFailure::Protocol(format!(
-                            "its handshake is not valid: {e}"
-                        ))),
-                    };
-                }
-                Some(Event::Ended { kind, why }) => {
+                Got::Event(Some(Event::Data(frame))) => match protocol::split(&frame) {
+                    Some((header, body)) => (header.to_vec(), body.to_vec()),
+                    None => return Err(StartFailure::Protocol("a frame cut short".into())),
+                },
+                Got::Event(Some(Event::Ended { kind, why })) => {
                     return Err(match kind.as_str() {
                         "unschedulable" | "start-failed" | "driver-died" => {
                             StartFailure::Cluster(why)
@@ -558,8 +708,28 @@ impl RayWorker {
                         },
                     });
                 }
-                None => return Err(StartFailure::Cluster("the Ray driver is gone".into())),
-            }
+                Got::Event(None) => {
+                    return Err(StartFailure::Cluster("the Ray driver is gone".into()));
+                }
+            };
+            return match serde_json::from_slice::<Handshake>(&header) {
+                Ok(Handshake::Ready(hello)) => {
+                    self.functions = hello.functions;
+                    tracing::debug!(worker = self.id, python = %hello.python, direct = self.link.is_some(), "worker on Ray ready");
+                    Ok(())
+                }
+                Ok(Handshake::Failed { error }) => {
+                    self.kill_now();
+                    Err(StartFailure::Import {
+                        type_name: error.type_name,
+                        message: error.message,
+                        traceback: error.traceback,
+                    })
+                }
+                Err(e) => Err(StartFailure::Protocol(format!(
+                    "its handshake is not valid: {e}"
+                ))),
+            };
         }
     }
 
@@ -584,9 +754,40 @@ impl RayWorker {
         Fatal::Died { exit, error }
     }
 
-    fn write(&mut self, request: bool, frame: &[u8]) -> Result<(), Fatal> {
-        if let Some((kind, why)) = &self.ended {
-            return Err(self.fatal(kind, why));
+    /// The fatal end it came to.
+    fn fatal_ended(&self) -> Fatal {
+        match &self.ended {
+            Some((kind, why)) => self.fatal(kind, why),
+            None => self.fatal("lost", "its connection closed"),
+        }
+    }
+
+    /// Writes `frame` to the worker (`request`: one that a reply ends),
+    /// unless it ends first or has not read it by `deadline`.
+    async fn write(&mut self, request: bool, frame: &[u8], deadline: Instant) -> Result<(), Fatal> {
+        if self.ended.is_some() {
+            return Err(self.fatal_ended());
+        }
+        if let Some(link) = &mut self.link {
+            let Some(writer) = link.writer.as_mut() else {
+                return Err(self.fatal("stopping", "the pool is stopping it"));
+            };
+            return match tokio::time::timeout_at(deadline, writer.write_all(frame)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => {
+                    self.link = None;
+                    self.until_ended(REPORT_WITHIN).await;
+                    Err(self.fatal_ended())
+                }
+                Err(_) => {
+                    self.kill_now();
+                    self.until_ended(REPORT_WITHIN).await;
+                    Err(self.fatal(
+                        "killed",
+                        "it stopped reading its requests, and a call's deadline passed",
+                    ))
+                }
+            };
         }
         // Every request passes here: its header is written, not built as a JSON value.
         let header = format!(r#"{{"op":"send","w":{},"req":{request}}}"#, self.id);
@@ -617,6 +818,24 @@ impl RayWorker {
         self.ended = Some(ended);
         exit
     }
+
+    /// A frame it sent, as the pool reads it; a frame that is not the
+    /// protocol kills it.
+    fn incoming(&mut self, header: &[u8], body: Vec<u8>) -> Result<Incoming, Fatal> {
+        match protocol::incoming(header, body, self.place.pid) {
+            Ok(incoming) => Ok(incoming),
+            Err(message) => Err(self.broke(message)),
+        }
+    }
+
+    fn broke(&mut self, message: String) -> Fatal {
+        self.kill_now();
+        Fatal::Broke(CallError::WorkerCrashed {
+            pid: self.place.pid.unwrap_or(0),
+            exit_status: format!("killed for breaking the protocol ({message})"),
+            stderr_tail: lock(&self.tail).text(),
+        })
+    }
 }
 
 impl Connection for RayWorker {
@@ -625,6 +844,11 @@ impl Connection for RayWorker {
         info.actor = Some(self.place.actor.clone());
         info.node = Some(self.place.node.clone());
         info.remote_pid = self.place.pid;
+        info.frames = Some(if self.link.is_some() {
+            "direct"
+        } else {
+            "driver"
+        });
         info
     }
 
@@ -638,71 +862,70 @@ impl Connection for RayWorker {
         command: &str,
         payload: &[u8],
         credit: Option<u32>,
-        _deadline: Instant,
+        deadline: Instant,
         _grace: Duration,
     ) -> Result<(), Fatal> {
-        self.write(
-            true,
-            &protocol::encode_request(id, command, payload, credit),
-        )
+        let frame = protocol::encode_request(id, command, payload, credit);
+        self.write(true, &frame, deadline).await
     }
 
     async fn credit(
         &mut self,
         id: RequestId,
         n: u32,
-        _deadline: Instant,
+        deadline: Instant,
         _grace: Duration,
     ) -> Result<(), Fatal> {
-        self.write(false, &protocol::encode_credit(id, n))
+        self.write(false, &protocol::encode_credit(id, n), deadline)
+            .await
     }
 
     async fn cancel(
         &mut self,
         id: RequestId,
-        _deadline: Instant,
+        deadline: Instant,
         _grace: Duration,
     ) -> Result<(), Fatal> {
-        self.write(false, &protocol::encode_cancel(id))
+        self.write(false, &protocol::encode_cancel(id), deadline)
+            .await
     }
 
     async fn next(&mut self, _grace: Duration) -> Result<Incoming, Fatal> {
-        if let Some((kind, why)) = &self.ended {
-            return Err(self.fatal(kind, why));
-        }
         loop {
-            match self.events.recv().await {
-                Some(Event::Data(frame)) => {
+            if self.ended.is_some() {
+                // What the connection still holds comes before the end.
+                let Some(link) = &mut self.link else {
+                    return Err(self.fatal_ended());
+                };
+                match tokio::time::timeout(LEFTOVERS_WITHIN, link.frames.next(&mut link.reader))
+                    .await
+                {
+                    Ok(Ok((header, body))) => return self.incoming(&header, body),
+                    _ => {
+                        self.link = None;
+                        continue;
+                    }
+                }
+            }
+            match self.receive().await {
+                Got::Frame(Ok((header, body))) => return self.incoming(&header, body),
+                Got::Frame(Err(FrameError::Closed)) => {
+                    self.link = None;
+                    self.until_ended(REPORT_WITHIN).await;
+                }
+                Got::Frame(Err(FrameError::Invalid(message))) => return Err(self.broke(message)),
+                Got::Linked(stream) => self.linked(stream),
+                Got::Event(Some(Event::Data(frame))) => {
                     let Some((header, body)) = protocol::split(&frame) else {
-                        self.kill_now();
-                        return Err(Fatal::Broke(CallError::AdapterFault(
-                            "the Ray driver relayed a frame cut short".into(),
-                        )));
+                        return Err(self.broke("the Ray driver relayed a frame cut short".into()));
                     };
-                    return match protocol::incoming(header, body.to_vec(), self.place.pid) {
-                        Ok(incoming) => Ok(incoming),
-                        Err(message) => {
-                            self.kill_now();
-                            Err(Fatal::Broke(CallError::WorkerCrashed {
-                                pid: self.place.pid.unwrap_or(0),
-                                exit_status: format!(
-                                    "killed for breaking the protocol ({message})"
-                                ),
-                                stderr_tail: lock(&self.tail).text(),
-                            }))
-                        }
-                    };
+                    let body = body.to_vec();
+                    return self.incoming(header, body);
                 }
-                Some(Event::Placed(_)) => continue,
-                Some(Event::Ended { kind, why }) => {
-                    let fatal = self.fatal(&kind, &why);
-                    self.ended = Some((kind, why));
-                    return Err(fatal);
-                }
-                None => {
-                    let fatal = self.fatal("driver-died", "the Ray driver is gone");
+                Got::Event(Some(Event::Placed(_))) => {}
+                Got::Event(Some(Event::Ended { kind, why })) => self.ended = Some((kind, why)),
+                Got::Event(None) => {
                     self.ended = Some(("driver-died".into(), "the Ray driver is gone".into()));
-                    return Err(fatal);
                 }
             }
         }
@@ -714,6 +937,10 @@ impl Connection for RayWorker {
     }
 
     async fn stop(&mut self, grace: Duration) {
+        if let Some(link) = &mut self.link {
+            // No more requests: the worker finishes and exits by itself.
+            link.writer = None;
+        }
         if self.ended.is_none() {
             let grace_s = grace.as_secs_f64();
             self.driver.send(
@@ -733,5 +960,10 @@ impl Drop for RayWorker {
     fn drop(&mut self) {
         self.kill_now();
         self.driver.unroute(self.id);
+        if self.linking.is_some()
+            && let Some(listener) = &self.driver.listener
+        {
+            listener.forget(self.id);
+        }
     }
 }
