@@ -2,7 +2,8 @@
 //! cluster (a head and a second node on this machine, started by
 //! `tests/ray/cluster.py` and stopped at the end) and the same handler:
 //! sequential round trips and throughput at concurrency 16 on 2 actors
-//! (snakepen through `Host::call`, the peer through
+//! (snakepen through `Host::call`, with its frames on their straight path
+//! and relayed by its driver; the peer through
 //! `ray.get(actor.echo.remote(x))` from a Python driver, `bench/peer_ray.py`),
 //! the CPU each driver spends per call (from the processes' own counters),
 //! and the time until 1, 4 and 8 actors are ready. Writes `bench/RAY.md`.
@@ -12,7 +13,7 @@ mod common;
 
 use common::root;
 use serde_json::json;
-use snakepen::{Host, PoolConfig, RayConfig, Request};
+use snakepen::{Host, PoolConfig, RayConfig, RayFrames, Request};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,28 +71,36 @@ fn main() {
 }
 
 struct Ours {
+    direct: Calls,
+    driver: Calls,
+    /// Actors, and the time until all were ready.
+    ready: Vec<(usize, Duration)>,
+}
+
+/// One path's figures.
+struct Calls {
     p50: Duration,
     p99: Duration,
     /// CPU seconds per call of the host and of its driver, sequential.
     sequential_cpu: (f64, f64),
     throughput: f64,
     throughput_cpu: (f64, f64),
-    /// Actors, and the time until all were ready.
-    ready: Vec<(usize, Duration)>,
 }
 
-fn pool(python: &str, address: &str, size: usize) -> PoolConfig {
+fn pool(python: &str, address: &str, size: usize, frames: RayFrames) -> PoolConfig {
     let mut pool = PoolConfig::new(root().join("bench/handlers.py").display().to_string());
     pool.size = size;
     pool.python = python.into();
-    pool.ray = Some(RayConfig::new(address));
+    let mut ray = RayConfig::new(address);
+    ray.frames = frames;
+    pool.ray = Some(ray);
     pool
 }
 
-async fn host(python: &str, address: &str, size: usize) -> Host {
+async fn host(python: &str, address: &str, size: usize, frames: RayFrames) -> Host {
     let host = Host::builder()
         .adapter(root().join("target/plugins/python-bridge.wasm"))
-        .pool(pool(python, address, size))
+        .pool(pool(python, address, size, frames))
         .build()
         .await
         .unwrap();
@@ -122,12 +131,20 @@ async fn measure(python: &str, address: &str, calls: usize, measuring: bool) -> 
     let sizes: &[usize] = if measuring { &[1, 4, 8] } else { &[1] };
     for &size in sizes {
         let started = Instant::now();
-        let h = host(python, address, size).await;
+        let h = host(python, address, size, RayFrames::Direct).await;
         ready.push((size, started.elapsed()));
         h.close().await.unwrap();
     }
+    Ours {
+        direct: measure_calls(python, address, calls, RayFrames::Direct).await,
+        driver: measure_calls(python, address, calls, RayFrames::Driver).await,
+        ready,
+    }
+}
 
-    let h = host(python, address, 2).await;
+async fn measure_calls(python: &str, address: &str, calls: usize, frames: RayFrames) -> Calls {
+    eprintln!("bench: snakepen on Ray, frames {frames:?}");
+    let h = host(python, address, 2, frames).await;
     let driver = h.pool().unwrap().ray_driver_pid().expect("a driver runs");
     let me = std::process::id();
     let request = || Request::json("echo", &json!({"data": {"text": "x".repeat(80)}}));
@@ -177,13 +194,12 @@ async fn measure(python: &str, address: &str, calls: usize, measuring: bool) -> 
         (cpu_of(driver) - driver_before) / calls as f64,
     );
     h.close().await.unwrap();
-    Ours {
+    Calls {
         p50: times[times.len() / 2],
         p99: times[times.len() * 99 / 100],
         sequential_cpu,
         throughput: calls as f64 / elapsed.as_secs_f64(),
         throughput_cpu,
-        ready,
     }
 }
 
@@ -199,44 +215,52 @@ fn table(ours: &Ours, peer: &serde_json::Value, calls: usize) -> String {
     let secs = |key: &str| Duration::from_secs_f64(peer[key].as_f64().unwrap_or(0.0));
     let (peer_p50, peer_p99) = (secs("p50"), secs("p99"));
     let peer_throughput = peer["throughput"].as_f64().unwrap_or(0.0);
+    let (direct, driver) = (&ours.direct, &ours.driver);
     let mut text = String::from("# snakepen on Ray beside plain Ray\n\n");
     text.push_str(&common::provenance());
     text.push_str(&format!(
         "- Ray {} on a local cluster of two nodes (this machine); {calls} calls per row; \
-         handler `echo` of `bench/handlers.py`, a 100-byte payload; 2 actors\n\n",
+         handler `echo` of `bench/handlers.py`, a 100-byte payload; 2 actors\n\
+         - snakepen's frames on their straight path (`frames = \"direct\"`, the default: \
+         each actor's worker connected to the host) and relayed by its driver as Ray calls \
+         (`frames = \"driver\"`)\n\n",
         peer["ray"].as_str().unwrap_or("?")
     ));
     text.push_str(
-        "| measure | snakepen on Ray | plain Ray actor call | difference |\n|---|---|---|---|\n",
+        "| measure | snakepen, direct | snakepen, through the driver | plain Ray actor call | direct against plain |\n|---|---|---|---|---|\n",
     );
-    let added = ours.p50.as_secs_f64() - peer_p50.as_secs_f64();
+    let added = direct.p50.as_secs_f64() - peer_p50.as_secs_f64();
     text.push_str(&format!(
-        "| sequential round trip p50 | {} | {} | {:+.3} ms |\n",
-        ms(ours.p50),
+        "| sequential round trip p50 | {} | {} | {} | {:+.3} ms |\n",
+        ms(direct.p50),
+        ms(driver.p50),
         ms(peer_p50),
         added * 1e3
     ));
     text.push_str(&format!(
-        "| sequential round trip p99 | {} | {} | |\n",
-        ms(ours.p99),
+        "| sequential round trip p99 | {} | {} | {} | |\n",
+        ms(direct.p99),
+        ms(driver.p99),
         ms(peer_p99)
     ));
     text.push_str(&format!(
-        "| throughput, concurrency 16 | {:.0} calls/s | {:.0} calls/s | {:.2}× |\n",
-        ours.throughput,
+        "| throughput, concurrency 16 | {:.0} calls/s | {:.0} calls/s | {:.0} calls/s | {:.2}× |\n",
+        direct.throughput,
+        driver.throughput,
         peer_throughput,
-        ours.throughput / peer_throughput.max(1e-9)
+        direct.throughput / peer_throughput.max(1e-9)
     ));
+    let cpu = |c: (f64, f64)| format!("host {} + driver {}", us(c.0), us(c.1));
     text.push_str(&format!(
-        "| driver CPU per call, sequential | host {} + driver {} | {} | |\n",
-        us(ours.sequential_cpu.0),
-        us(ours.sequential_cpu.1),
+        "| driver CPU per call, sequential | {} | {} | {} | |\n",
+        cpu(direct.sequential_cpu),
+        cpu(driver.sequential_cpu),
         us(peer["sequential_cpu"].as_f64().unwrap_or(0.0))
     ));
     text.push_str(&format!(
-        "| driver CPU per call, concurrency 16 | host {} + driver {} | {} | |\n",
-        us(ours.throughput_cpu.0),
-        us(ours.throughput_cpu.1),
+        "| driver CPU per call, concurrency 16 | {} | {} | {} | |\n",
+        cpu(direct.throughput_cpu),
+        cpu(driver.throughput_cpu),
         us(peer["throughput_cpu"].as_f64().unwrap_or(0.0))
     ));
     text.push_str("\n| actors | until all ready (driver start included) |\n|---|---|\n");
