@@ -333,3 +333,22 @@ pub async fn mock_cassette(
         .build()
         .await
 }
+
+/// Runs `command` to its end and returns its peak resident memory in bytes
+/// (the kernel's own count, `ru_maxrss`), measured from a small Python
+/// parent: a process started straight from this test binary would count
+/// the test binary's own resident memory in its peak, since the kernel
+/// keeps the larger of the two across the `exec`.
+pub fn peak_rss(command: &Command) -> u64 {
+    let measure = "import resource, subprocess, sys\n\
+                   done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+                   assert done.returncode == 0, f'the command failed: {done.returncode}'\n\
+                   print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+    let output = run(Command::new("python3")
+        .args(["-c", measure])
+        .arg(command.get_program())
+        .args(command.get_args()));
+    assert!(output.success(), "{}", output.stderr);
+    let kib: u64 = output.stdout.trim().parse().expect("a number of KiB");
+    kib * 1024
+}
