@@ -82,6 +82,8 @@ def main(argv):
         sys.stderr.write("snakepen needs Python 3.9 or newer; this is %s\n" % sys.version.split()[0])
         return 2
     options = parse_args(argv)
+    if options.describe:
+        return print_description(options)
     arm_lifeline(LIFELINE_FD)
     if options.fork_server:
         return serve_forks(options)
@@ -102,7 +104,22 @@ def main(argv):
     return 0
 
 
-def ready_message(module, handlers, shadowed):
+def print_description(options):
+    """--describe: the module's handlers as the handshake would carry them,
+    as one JSON document on stdout, or the import's error; no serving."""
+    try:
+        module, handlers = load_module(options)
+    except BaseException as exc:
+        print(json.dumps({"kind": "failed", "error": import_error(options.module, exc)}))
+        return 1
+    shadowed = sorted(name for name in BUILTINS if name in handlers)
+    for name in BUILTINS:
+        handlers.pop(name, None)
+    print(json.dumps(ready_message(module, handlers, shadowed)))
+    return 0
+
+
+def ready_message(module, handlers, shadowed, described=None):
     return {
         "kind": "ready",
         "pid": os.getpid(),
@@ -111,6 +128,7 @@ def ready_message(module, handlers, shadowed):
         "module": module.__name__,
         "file": getattr(module, "__file__", None),
         "functions": sorted(handlers),
+        "handlers": described if described is not None else describe(handlers),
         "shadowed": shadowed,
     }
 
@@ -131,9 +149,10 @@ def serve_forks(options):
     encoder = json_encoder()  # orjson, if any, imported once for every worker
     # Everything imported so far is shared with every worker, page for page,
     # for as long as nobody writes to it: keep the collector's hands off it.
+    described = describe(handlers)  # once, for every worker forked
     gc.collect()
     gc.freeze()
-    send(control.sendall, ready_message(module, handlers, shadowed))
+    send(control.sendall, ready_message(module, handlers, shadowed, described))
 
     children = {}  # pidfd -> pid
     selector = selectors.DefaultSelector()
@@ -154,7 +173,7 @@ def serve_forks(options):
                     header = json.loads(buffered[FRAME.size:FRAME.size + head_len])
                     buffered = buffered[end:]
                     if header["kind"] == "fork":
-                        pid = fork_worker(fds, control, children, module, handlers, shadowed, options, encoder)
+                        pid = fork_worker(fds, control, children, module, handlers, (shadowed, described), options, encoder)
                         fds = []
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = pid
@@ -193,7 +212,7 @@ def exited(pid, info):
     return report
 
 
-def fork_worker(fds, control, children, module, handlers, shadowed, options, encoder):
+def fork_worker(fds, control, children, module, handlers, hello, options, encoder):
     """Forks one worker from this process; returns its pid (in the server)."""
     if len(fds) != 5:
         raise ProtocolError("a fork request needs 5 descriptors, got %d" % len(fds))
@@ -223,7 +242,7 @@ def fork_worker(fds, control, children, module, handlers, shadowed, options, enc
         gc.unfreeze()
         watch_for_host_exit(PROTOCOL_FD)
         write = writer(REPLIES_FD)
-        send(write, ready_message(module, handlers, shadowed))
+        send(write, ready_message(module, handlers, *hello))
         serve(write, module, handlers, time.monotonic(), options, encoder)
     except BaseException:
         import traceback
@@ -243,6 +262,7 @@ class Options:
         self.fork_server = False
         self.max_reply_bytes = MAX_FRAME_BYTES
         self.max_concurrency = 1
+        self.describe = False
 
 
 def parse_args(argv):
@@ -263,6 +283,8 @@ def parse_args(argv):
             options.max_concurrency = int(next(it))
         elif arg == "--fork-server":
             options.fork_server = True
+        elif arg == "--describe":
+            options.describe = True
         else:
             raise SystemExit("snakepen worker: unknown argument %r" % arg)
     if not options.module:
@@ -355,6 +377,304 @@ def commands(module, expose):
                 % (name, module.__name__, ", ".join(sorted(found)) or "none"))
         found[name] = value
     return found
+
+
+# ---- How handlers describe themselves ------------------------------------
+# Read from code objects and annotations rather than with `inspect`, whose
+# import (8 ms here) would slow every worker's start.
+
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
+CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+SCHEMA_DEPTH = 8  # deeper (or recursive) types accept any JSON
+
+
+def describe(handlers):
+    """Each handler as the handshake carries it: its name, kind, docstring,
+    parameters and the JSON Schema of the payloads it takes. A handler that
+    cannot be read is described by its name alone, never failing the start."""
+    described = []
+    for name, fn in sorted(handlers.items()):
+        try:
+            described.append(describe_one(name, fn))
+        except Exception as exc:
+            described.append({"name": name, "kind": "plain", "doc": None, "parameters": [],
+                              "takes_bytes": False, "returns": None, "schema": {},
+                              "unreadable": "%s: %s" % (type_name(exc), exc)})
+    return described
+
+
+def describe_one(name, fn):
+    target = fn
+    while getattr(target, "__wrapped__", None) is not None:  # functools.wraps
+        target = target.__wrapped__
+    code = getattr(target, "__code__", None)
+    if code is None:  # a callable object: its __call__, without self
+        call = getattr(type(target), "__call__", None)
+        code = getattr(call, "__code__", None)
+        target, skip = (call, 1) if code is not None else (target, 0)
+    else:
+        skip = 1 if getattr(target, "__self__", None) is not None else 0
+    doc = getattr(fn, "__doc__", None) or getattr(target, "__doc__", None)
+    described = {
+        "name": name,
+        "kind": kind_of(code),
+        "doc": clean_doc(doc) if isinstance(doc, str) else None,
+        "parameters": [],
+        "takes_bytes": takes_bytes(fn),
+        "returns": None,
+    }
+    annotations = annotations_of(target)
+    if "return" in annotations:
+        described["returns"] = written(annotations["return"])
+    if code is None:  # a builtin: nothing more to read
+        described["schema"] = {}
+        return described
+    context = getattr(target, "__globals__", {})
+    parameters = described["parameters"] = parameters_of(target, code, skip, annotations)
+    described["schema"] = {} if described["takes_bytes"] else payload_schema(parameters, annotations, context)
+    for parameter in parameters:
+        parameter.pop("_default", None)
+    return described
+
+
+def kind_of(code):
+    flags = code.co_flags if code is not None else 0
+    if flags & CO_ASYNC_GENERATOR:
+        return "async-generator"
+    if flags & CO_COROUTINE:
+        return "async"
+    if flags & CO_GENERATOR:
+        return "generator"
+    return "plain"
+
+
+def clean_doc(doc):
+    """A docstring without its common indentation (what inspect.cleandoc does)."""
+    lines = doc.expandtabs().split("\n")
+    indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()]
+    margin = min(indents) if indents else 0
+    lines = [lines[0].strip()] + [line[margin:].rstrip() for line in lines[1:]]
+    return "\n".join(lines).strip()
+
+
+def annotations_of(fn):
+    try:
+        found = getattr(fn, "__annotations__", None)
+    except Exception:  # a property that raises: described without them
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def parameters_of(fn, code, skip, annotations):
+    """The parameters in order, as inspect.Parameter would name them."""
+    names = code.co_varnames
+    positional = code.co_argcount
+    keyword_only = code.co_kwonlyargcount
+    defaults = getattr(fn, "__defaults__", None) or ()
+    kwdefaults = getattr(fn, "__kwdefaults__", None) or {}
+    first_default = positional - len(defaults)
+    found = []
+    for i in range(skip, positional):
+        kind = "positional-only" if i < code.co_posonlyargcount else "positional-or-keyword"
+        default = defaults[i - first_default] if i >= first_default else NO_DEFAULT
+        found.append(parameter(names[i], kind, default, annotations))
+    at = positional + keyword_only
+    if code.co_flags & CO_VARARGS:
+        found.append(parameter(names[at], "var-positional", NO_DEFAULT, annotations))
+        at += 1
+    for name in names[positional:positional + keyword_only]:
+        found.append(parameter(name, "keyword-only", kwdefaults.get(name, NO_DEFAULT), annotations))
+    if code.co_flags & CO_VARKEYWORDS:
+        found.append(parameter(names[at], "var-keyword", NO_DEFAULT, annotations))
+    return found
+
+
+NO_DEFAULT = object()
+
+
+def parameter(name, kind, default, annotations):
+    described = {"name": name, "kind": kind, "required": default is NO_DEFAULT and not kind.startswith("var-")}
+    if name in annotations:
+        described["annotation"] = written(annotations[name])
+    if default is not NO_DEFAULT:
+        described["_default"] = default
+        try:
+            json.dumps(default)
+            described["default"] = default
+        except (TypeError, ValueError):
+            shown = repr(default)[:200]
+            if " at 0x" in shown:  # <object object at 0x7f…>: the address says nothing
+                shown = shown.split(" at 0x")[0] + ">"
+            described["default_repr"] = shown
+    return described
+
+
+def written(annotation):
+    """An annotation as its author wrote it, near enough."""
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "")
+
+
+def payload_schema(parameters, annotations, context):
+    """The JSON Schema of a payload that binds to `parameters`: an object
+    of keyword arguments, an array of positional ones, or, for a handler
+    of one argument, that argument itself. (No payload at all calls the
+    handler with no arguments.)"""
+    by_keyword = [p for p in parameters if p["kind"] in ("positional-or-keyword", "keyword-only")]
+    by_position = [p for p in parameters if p["kind"] in ("positional-only", "positional-or-keyword")]
+    var_positional = any(p["kind"] == "var-positional" for p in parameters)
+    var_keyword = any(p["kind"] == "var-keyword" for p in parameters)
+    schemas = {p["name"]: field_schema(p, annotations, context) for p in parameters}
+    keywords = {"type": "object", "properties": {p["name"]: schemas[p["name"]] for p in by_keyword}}
+    required = [p["name"] for p in by_keyword if p["required"]]
+    if required:
+        keywords["required"] = required
+    if not var_keyword:
+        keywords["additionalProperties"] = False
+    positions = {"type": "array", "prefixItems": [schemas[p["name"]] for p in by_position],
+                 "minItems": sum(1 for p in by_position if p["required"])}
+    if not var_positional:
+        positions["maxItems"] = len(by_position)
+    forms = []
+    if not any(p["required"] and p["kind"] == "positional-only" for p in parameters):
+        forms.append(keywords)
+    if not any(p["required"] and p["kind"] == "keyword-only" for p in parameters):
+        forms.append(positions)
+    # A value that is neither binds as the one argument (JSON null too).
+    alone = by_position[:1] and not any(p["required"] for p in parameters if p is not by_position[0])
+    if alone:
+        forms.append(scalar_form(schemas[by_position[0]["name"]]))
+    return {"anyOf": forms}
+
+
+def scalar_form(schema):
+    """A value passed alone (neither an object nor an array: those bind
+    keywords and positions)."""
+    scalar = ["string", "number", "boolean", "null"]
+    if not schema:
+        return {"type": scalar}
+    if schema.get("type") in ("string", "integer", "number", "boolean", "null"):
+        return schema
+    return {"allOf": [schema, {"type": scalar}]}
+
+
+def field_schema(parameter, annotations, context):
+    if parameter["name"] not in annotations:
+        schema = {}
+    else:
+        schema = type_schema(annotations[parameter["name"]], context, 0)
+    if parameter["kind"] == "var-positional":
+        schema = {"type": "array", "items": schema}
+    elif parameter["kind"] == "var-keyword":
+        schema = {"type": "object", "additionalProperties": schema}
+    if "default" in parameter:
+        schema = dict(schema, default=parameter["default"])
+    return schema
+
+
+SCALARS = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+def type_schema(annotation, context, depth):
+    """The JSON Schema of values of `annotation`; {} (any JSON) for what
+    does not map to one. Uses only modules the handler's own module
+    already imported."""
+    if depth > SCHEMA_DEPTH:
+        return {}
+    annotation = getattr(annotation, "__forward_arg__", annotation)  # typing.ForwardRef
+    if isinstance(annotation, str):
+        try:
+            annotation = eval(annotation, dict(context))  # as typing.get_type_hints does
+        except Exception:
+            return {}
+    if annotation is None or annotation is type(None):
+        return {"type": "null"}
+    if annotation in SCALARS:
+        return {"type": SCALARS[annotation]}
+    if annotation is dict:
+        return {"type": "object"}
+    if annotation in (list, tuple, set, frozenset):
+        return {"type": "array"}
+    origin = getattr(annotation, "__origin__", None)
+    args = getattr(annotation, "__args__", None) or ()
+    typing = sys.modules.get("typing")
+    nested = lambda t: type_schema(t, context, depth + 1)  # noqa: E731
+    if typing is not None and annotation is getattr(typing, "Any", None):
+        return {}
+    if origin is not None:
+        name = getattr(origin, "_name", None) or getattr(annotation, "_name", None)
+        if typing is not None and origin is getattr(typing, "Union", None):
+            return {"anyOf": [nested(t) for t in args]}
+        if typing is not None and origin is getattr(typing, "Literal", None):
+            return {"enum": list(args)}
+        if typing is not None and origin is getattr(typing, "Annotated", None):
+            return nested(args[0]) if args else {}
+        if origin in (list, set, frozenset) or name in ("Sequence", "List", "Set", "Iterable"):
+            return {"type": "array", "items": nested(args[0])} if args else {"type": "array"}
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return {"type": "array", "items": nested(args[0])}
+            return {"type": "array", "prefixItems": [nested(t) for t in args],
+                    "minItems": len(args), "maxItems": len(args)}
+        if origin is dict or name in ("Mapping", "Dict"):
+            if len(args) == 2 and args[0] is str:
+                return {"type": "object", "additionalProperties": nested(args[1])}
+            return {"type": "object"}
+        return {}
+    union = getattr(sys.modules.get("types"), "UnionType", None)
+    if union is not None and isinstance(annotation, union):  # int | None
+        return {"anyOf": [nested(t) for t in args]}
+    if isinstance(annotation, type):
+        return class_schema(annotation, nested)
+    return {}
+
+
+def class_schema(cls, nested):
+    """A TypedDict, a dataclass or an Enum as JSON Schema; other classes {}."""
+    module = sys.modules.get(cls.__module__)
+    context = vars(module) if module is not None else {}
+    if issubclass(cls, dict) and hasattr(cls, "__total__"):  # a TypedDict
+        fields = annotations_of(cls)
+        required = getattr(cls, "__required_keys__", frozenset(fields) if cls.__total__ else ())
+        schema = {"type": "object", "title": cls.__name__,
+                  "properties": {k: nested(resolve(v, context)) for k, v in fields.items()},
+                  "additionalProperties": False}
+        if required:
+            schema["required"] = sorted(required)
+        return schema
+    fields = getattr(cls, "__dataclass_fields__", None)
+    if isinstance(fields, dict):
+        properties, required = {}, []
+        for name, field in fields.items():
+            if getattr(field, "_field_type", None) is not None and str(field._field_type) != "_FIELD":
+                continue  # a ClassVar or an InitVar
+            properties[name] = nested(resolve(field.type, context))
+            missing = type(field.default).__name__ == "_MISSING_TYPE"
+            if missing and type(field.default_factory).__name__ == "_MISSING_TYPE":
+                required.append(name)
+        schema = {"type": "object", "title": cls.__name__, "properties": properties}
+        if required:
+            schema["required"] = required
+        return schema
+    enum = sys.modules.get("enum")
+    if enum is not None and issubclass(cls, enum.Enum):
+        return {"enum": [member.value for member in cls], "title": cls.__name__}
+    return {}
+
+
+def resolve(annotation, context):
+    annotation = getattr(annotation, "__forward_arg__", annotation)  # typing.ForwardRef
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, dict(context))
+        except Exception:
+            return annotation
+    return annotation
 
 
 def import_error(module_name, exc):

@@ -47,7 +47,7 @@ pub use host::{CallStream, DEFAULT_CALL_TIMEOUT, Host, HostBuilder};
 pub use imports::Counters;
 pub use limits::{Grant, LimitError, LimitRange, LimitUnit, Limits};
 pub use pool::{
-    Affinity, Pool, PoolConfig, PoolSettings, PoolStatus, PoolStream, QueueWait, RayConfig,
-    RayFrames, StreamItem,
+    Affinity, Handler, HandlerKind, Parameter, ParameterKind, Pool, PoolConfig, PoolSettings,
+    PoolStatus, PoolStream, QueueWait, RayConfig, RayFrames, StreamItem,
 };
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -16,6 +16,7 @@ mod dspy;
 mod exports;
 mod failures;
 mod forkserver;
+mod functions;
 mod hostile;
 mod inputs;
 mod interpreter;

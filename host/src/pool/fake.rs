@@ -285,6 +285,10 @@ impl Connection for FakeWorker {
         &self.functions
     }
 
+    fn handlers(&self) -> &[super::Handler] {
+        &[]
+    }
+
     async fn send(
         &mut self,
         id: RequestId,

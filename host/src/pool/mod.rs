@@ -11,8 +11,10 @@
 
 mod checkout;
 mod config;
+mod describe;
 #[cfg(test)]
 mod fake;
+mod handlers;
 mod process;
 mod ray;
 mod shared;
@@ -28,6 +30,8 @@ pub use config::{
     Affinity, DESCRIPTORS_PER_WORKER, MAX_CONCURRENCY, MAX_POOL_SIZE, PoolConfig, PoolSettings,
     RayConfig, RayFrames, UnknownAffinity, is_module_file,
 };
+pub use describe::{ModuleDescription, describe_module};
+pub use handlers::{Handler, HandlerKind, Parameter, ParameterKind};
 pub use slot::STREAM_WINDOW;
 pub use status::PoolStatus;
 pub use transport::{WorkerId, WorkerInfo};
@@ -301,6 +305,13 @@ impl Pool {
     /// and `info`); empty until a worker is ready.
     pub fn functions(&self) -> Arc<[String]> {
         self.inner.core.functions()
+    }
+
+    /// The handlers the workers serve, each with its parameters, docstring
+    /// and payload schema, as the latest worker to become ready described
+    /// them; empty until a worker is ready.
+    pub fn handlers(&self) -> Arc<[Handler]> {
+        self.inner.core.handlers()
     }
 
     /// The workers running now (ready, or serving a call), by id and,

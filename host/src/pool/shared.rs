@@ -40,6 +40,7 @@ pub(crate) struct Core {
     /// (for the metrics' labels), so apart from the state's mutex and
     /// shared without a copy.
     functions: RwLock<Arc<[String]>>,
+    handlers: RwLock<Arc<[super::Handler]>>,
     /// How long checkouts waited.
     pub(crate) waits: super::waits::WaitHistogram,
 }
@@ -87,6 +88,7 @@ impl Core {
             next_worker: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
             functions: RwLock::new(Arc::from([])),
+            handlers: RwLock::new(Arc::from([])),
             waits: super::waits::WaitHistogram::new(),
         };
         (Arc::new(core), receivers)
@@ -175,9 +177,18 @@ impl Core {
         self.changed();
     }
 
-    pub(crate) fn ready(self: &Arc<Self>, slot: usize, worker: WorkerInfo, functions: &[String]) {
+    pub(crate) fn ready(
+        self: &Arc<Self>,
+        slot: usize,
+        worker: WorkerInfo,
+        functions: &[String],
+        handlers: &[super::Handler],
+    ) {
         if **self.functions.read().unwrap_or_else(|p| p.into_inner()) != *functions {
             *self.functions.write().unwrap_or_else(|p| p.into_inner()) = functions.into();
+        }
+        if **self.handlers.read().unwrap_or_else(|p| p.into_inner()) != *handlers {
+            *self.handlers.write().unwrap_or_else(|p| p.into_inner()) = handlers.into();
         }
         let mut st = self.lock();
         let s = &mut st.slots[slot];
@@ -195,6 +206,11 @@ impl Core {
     /// The commands the latest ready worker reported.
     pub(crate) fn functions(&self) -> Arc<[String]> {
         Arc::clone(&self.functions.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The handlers the latest ready worker described.
+    pub(crate) fn handlers(&self) -> Arc<[super::Handler]> {
+        Arc::clone(&self.handlers.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// One call the slot's worker held has ended: its room goes to a

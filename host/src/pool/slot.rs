@@ -99,7 +99,7 @@ pub(crate) async fn run<T: Transport>(
         };
         let started = Instant::now();
         let info = worker.info();
-        core.ready(index, info.clone(), worker.functions());
+        core.ready(index, info.clone(), worker.functions(), worker.handlers());
         let inbox = (&mut jobs, &mut controls);
         let (end, owed) = serve(&core, index, &mut worker, started, inbox, &mut closed).await;
         let counted = match &end {

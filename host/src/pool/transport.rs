@@ -319,6 +319,9 @@ pub(crate) trait Connection: Send + 'static {
     /// The commands it reported in its handshake (without the built-ins).
     fn functions(&self) -> &[String];
 
+    /// Its handlers, as it described them in its handshake.
+    fn handlers(&self) -> &[super::Handler];
+
     /// Sends request `id`: `command` with `payload` (the built-in `ping`
     /// too). Its answer comes from [`Connection::next`]; with `credit`, a
     /// streamed request, first in chunks, at most that many until

@@ -349,6 +349,15 @@ pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Respo
     axum::Json(body).into_response()
 }
 
+/// `GET /v1/functions`: each handler the workers serve, with its
+/// parameters, docstring and payload schema (empty without a pool, or
+/// until a worker is ready).
+pub(super) async fn functions(State(app): State<Arc<App>>) -> axum::response::Response {
+    let handlers = app.host.pool().map(|pool| pool.handlers());
+    let handlers: &[crate::Handler] = handlers.as_deref().unwrap_or_default();
+    axum::Json(serde_json::json!({ "functions": handlers })).into_response()
+}
+
 pub(super) async fn healthz() -> axum::response::Response {
     axum::Json(serde_json::json!({ "status": "live" })).into_response()
 }

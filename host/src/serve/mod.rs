@@ -7,6 +7,7 @@
 //! | `POST /v1/stream` | the same call, answered as Server-Sent Events: `chunk`s, then `end` or `error` |
 //! | `POST /v1/batch` | `{"requests": [...], "order": "request"}` → `{"results": [...]}` in request order; `"order": "completion"` → JSON Lines, one per call as it finishes, each with its `index` |
 //! | `GET /v1/status` | the adapter, the pool's counters, calls in flight |
+//! | `GET /v1/functions` | each handler: parameters, docstring, kind, payload schema |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when every worker is ready and the server is not draining, else 503 |
 //! | `GET /metrics` | Prometheus text |
@@ -72,6 +73,7 @@ impl Server {
             .route("/v1/stream", post(endpoints::stream))
             .route("/v1/batch", post(endpoints::batch))
             .route("/v1/status", get(endpoints::status))
+            .route("/v1/functions", get(endpoints::functions))
             .route("/healthz", get(endpoints::healthz))
             .route("/readyz", get(endpoints::readyz))
             .route("/metrics", get(endpoints::metrics))

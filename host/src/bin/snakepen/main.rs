@@ -3,6 +3,7 @@
 //! documented here.
 
 mod advice;
+mod functions;
 mod host_flags;
 mod overlay;
 mod payload;
@@ -125,9 +126,26 @@ struct CallArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["adapter", "module"])))]
 struct InspectArgs {
     /// The component: a short name found in the plugin directories or a path to a .wasm file.
-    adapter: String,
+    adapter: Option<String>,
+
+    /// Describe this Python module's handlers instead (parameters, docstrings, payload schemas), importing it once as a worker would; nothing is served.
+    #[arg(long, value_name = "FILE.py|NAME", conflicts_with = "adapter")]
+    module: Option<String>,
+
+    /// The interpreter that imports the module (default: python3).
+    #[arg(long, value_name = "PATH", env = "SNAKEPEN_PYTHON")]
+    python: Option<PathBuf>,
+
+    /// A directory put on the module's sys.path. Repeatable.
+    #[arg(long, value_name = "DIR", requires = "module")]
+    python_path: Vec<PathBuf>,
+
+    /// Serve this name of the module as a command too. Repeatable.
+    #[arg(long, value_name = "NAME", requires = "module")]
+    expose: Vec<String>,
 
     /// Print the description as JSON.
     #[arg(long)]
@@ -247,7 +265,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Call(args) => call(base, dirs, args).await,
         Command::Run(args) => run::run(base, dirs, args).await,
-        Command::Inspect(args) => inspect(&base.build()?, dirs, args),
+        Command::Inspect(args) => match &args.module {
+            Some(module) => {
+                functions::inspect_module(functions::ModuleArgs {
+                    module,
+                    python: args.python.clone(),
+                    python_path: &args.python_path,
+                    expose: &args.expose,
+                    json: args.json,
+                })
+                .await
+            }
+            None => inspect(&base.build()?, dirs, args),
+        },
         Command::Replay(args) => replay::replay(&base.build()?, dirs, args).await,
         Command::Serve(args) => serve::serve(base, dirs, args).await,
         Command::Config(ConfigCommand::Check(args)) => serve::check(&base.build()?, dirs, args),
@@ -353,7 +383,8 @@ fn indent(text: &str) -> String {
 fn inspect(runtime: &Runtime, plugin_dirs: &[PathBuf], args: InspectArgs) -> Result<(), Failure> {
     let mut dirs = plugin_dirs.to_vec();
     dirs.extend(snakepen::adapter::default_plugin_dirs());
-    let path = Adapter::parse(&args.adapter).resolve(&dirs)?;
+    let adapter = args.adapter.as_deref().unwrap_or_default();
+    let path = Adapter::parse(adapter).resolve(&dirs)?;
     let inspection = snakepen::adapter::inspect(runtime, &path)?;
     let info = &inspection.info;
     let contract = info

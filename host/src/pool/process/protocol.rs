@@ -231,6 +231,9 @@ pub(crate) struct Hello {
     /// The module's commands (without the built-ins).
     #[serde(default)]
     pub functions: Vec<String>,
+    /// Each command described: parameters, docstring, payload schema.
+    #[serde(default)]
+    pub handlers: Vec<crate::pool::Handler>,
 }
 
 /// The header of a worker's message: a reply (`ok`, and `error` when it

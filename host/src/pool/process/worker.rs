@@ -29,6 +29,7 @@ pub(crate) struct Worker {
     id: WorkerId,
     /// The commands it reported in its handshake.
     functions: Vec<String>,
+    handlers: Vec<crate::pool::Handler>,
     /// Its parent: the pool's reaper, or the fork server that forked it. It
     /// reports the exit and keeps the process a zombie until told to reap.
     parent: Arc<Control>,
@@ -106,6 +107,7 @@ impl Worker {
         let mut worker = Worker {
             id,
             functions: Vec::new(),
+            handlers: Vec::new(),
             parent,
             exit,
             status: None,
@@ -143,6 +145,7 @@ impl Worker {
                         tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
                     }
                     worker.functions = hello.functions;
+                    worker.handlers = hello.handlers;
                     return Ok(worker);
                 }
                 Ok(Handshake::Failed { error }) => StartFailure::Import {
@@ -357,6 +360,10 @@ impl Connection for Worker {
 
     fn functions(&self) -> &[String] {
         &self.functions
+    }
+
+    fn handlers(&self) -> &[crate::pool::Handler] {
+        &self.handlers
     }
 
     async fn send(

@@ -523,6 +523,7 @@ pub(crate) struct RayWorker {
     tail: Arc<Mutex<Tail>>,
     place: Place,
     functions: Vec<String>,
+    handlers: Vec<crate::pool::Handler>,
     /// Its straight connection, once its actor made it.
     link: Option<Link>,
     /// Where that connection will be handed, until it is.
@@ -590,6 +591,7 @@ impl RayWorker {
             tail,
             place: Place::default(),
             functions: Vec::new(),
+            handlers: Vec::new(),
             link: None,
             linking,
             ended: None,
@@ -715,6 +717,7 @@ impl RayWorker {
             return match serde_json::from_slice::<Handshake>(&header) {
                 Ok(Handshake::Ready(hello)) => {
                     self.functions = hello.functions;
+                    self.handlers = hello.handlers;
                     tracing::debug!(worker = self.id, python = %hello.python, direct = self.link.is_some(), "worker on Ray ready");
                     Ok(())
                 }
@@ -854,6 +857,10 @@ impl Connection for RayWorker {
 
     fn functions(&self) -> &[String] {
         &self.functions
+    }
+
+    fn handlers(&self) -> &[crate::pool::Handler] {
+        &self.handlers
     }
 
     async fn send(
