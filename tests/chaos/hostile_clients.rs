@@ -289,7 +289,7 @@ async fn junk_command_names_leave_metrics_small_and_unforged() {
         "a forged line"
     );
     assert!(
-        metrics.contains(r#"snakepen_calls_total{command="sleep",outcome="ok"}"#),
+        metrics.contains(r#"snakepen_calls_total{pool="default",command="sleep",outcome="ok"}"#),
         "a real command keeps its label: {metrics}"
     );
     assert!(metrics.contains(r#"command="(unknown)""#), "{metrics}");

@@ -75,7 +75,7 @@ async fn every_endpoint_answers_over_http() {
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(r#"snakepen_calls_total{command="echo",outcome="ok"} 1"#),
+        metrics.contains(r#"snakepen_calls_total{pool="default",command="echo",outcome="ok"} 1"#),
         "{metrics}"
     );
     assert!(
@@ -126,13 +126,15 @@ async fn each_error_kind_has_its_status_and_a_json_body() {
 
     let (_, metrics) = server.get("/metrics").await;
     assert!(
-        metrics.contains(r#"snakepen_calls_total{command="py",outcome="python-exception"} 2"#),
+        metrics.contains(
+            r#"snakepen_calls_total{pool="default",command="py",outcome="python-exception"} 2"#
+        ),
         "{metrics}"
     );
     // A command that does not exist does not get a time series of its own.
     assert!(
         metrics
-            .contains(r#"snakepen_calls_total{command="(unknown)",outcome="no-such-command"} 1"#),
+            .contains(r#"snakepen_calls_total{pool="default",command="(unknown)",outcome="no-such-command"} 1"#),
         "{metrics}"
     );
     assert!(

@@ -24,6 +24,7 @@ mod lifecycle;
 mod many_calls;
 mod memory;
 mod output;
+mod pools;
 mod python_adapter;
 mod serve;
 mod streams;

@@ -62,19 +62,21 @@ async fn calls_are_logged_as_json_lines_and_counted_in_metrics() {
 
     let (_, metrics) = server.get("/metrics").await;
     assert!(
-        metrics.contains(r#"snakepen_workers{state="idle"} 2"#),
+        metrics.contains(r#"snakepen_workers{pool="default",state="idle"} 2"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains("snakepen_queue_wait_seconds_count 3"),
+        metrics.contains("snakepen_queue_wait_seconds_count{pool=\"default\"} 3"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("snakepen_worker_restarts_total 0"),
+        metrics.contains("snakepen_worker_restarts_total{pool=\"default\"} 0"),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"snakepen_calls_total{command="boom",outcome="python-exception"} 1"#),
+        metrics.contains(
+            r#"snakepen_calls_total{pool="default",command="boom",outcome="python-exception"} 1"#
+        ),
         "{metrics}"
     );
     let (_, status) = server.get("/v1/status").await;
@@ -410,9 +412,12 @@ async fn a_stream_arrives_as_server_sent_events_and_a_client_that_hangs_up_stops
             .to_string()
     };
     assert_eq!(line("snakepen_streams_open "), "snakepen_streams_open 0");
-    assert!(line("snakepen_stream_first_chunk_seconds_count{command=\"count\"}").ends_with(" 3"));
     assert!(
-        line("snakepen_stream_chunks_sum{command=\"count\"}")
-            .starts_with("snakepen_stream_chunks_sum{command=\"count\"} ")
+        line("snakepen_stream_first_chunk_seconds_count{pool=\"default\",command=\"count\"}")
+            .ends_with(" 3")
+    );
+    assert!(
+        line("snakepen_stream_chunks_sum{pool=\"default\",command=\"count\"}")
+            .starts_with("snakepen_stream_chunks_sum{pool=\"default\",command=\"count\"} ")
     );
 }

@@ -36,6 +36,9 @@ pub(crate) struct CallBody {
     pub session: Option<String>,
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// The pool to run it on (default: the server's default pool).
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl CallBody {

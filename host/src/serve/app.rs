@@ -1,17 +1,26 @@
-//! What every endpoint shares: the host, the settings, the metrics, and
-//! the count of calls in flight that a drain waits on.
+//! What every endpoint shares: the pools (each a host of its own), the
+//! settings, the metrics, and the count of calls in flight that a drain
+//! waits on.
 
 use super::api::ApiError;
 use super::config::ServeSettings;
 use super::metrics::Metrics;
 use crate::Host;
+use axum::http::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::watch;
 
+/// One pool the server serves: its name and its host.
+pub(super) struct Served {
+    pub(super) name: String,
+    pub(super) host: Host,
+}
+
 /// The state of one server.
 pub(super) struct App {
-    pub(super) host: Host,
+    /// The pools, the default first.
+    pub(super) pools: Vec<Served>,
     pub(super) settings: ServeSettings,
     pub(super) metrics: Metrics,
     pub(super) draining: AtomicBool,
@@ -23,10 +32,10 @@ pub(super) struct App {
 }
 
 impl App {
-    pub(super) fn new(host: Host, settings: ServeSettings) -> App {
-        let metrics = Metrics::new(&host);
+    pub(super) fn new(pools: Vec<Served>, settings: ServeSettings) -> App {
+        let metrics = Metrics::new(&pools);
         App {
-            host,
+            pools,
             settings,
             metrics,
             draining: AtomicBool::new(false),
@@ -36,6 +45,28 @@ impl App {
                 .map_or(0, |d| d.as_secs()),
             requests: AtomicU64::new(0),
         }
+    }
+}
+
+impl App {
+    /// The pool named `name`, or the default one; a name the server does
+    /// not have is a 404 that lists the names it has.
+    pub(super) fn pool(&self, name: Option<&str>) -> Result<&Served, ApiError> {
+        let Some(name) = name else {
+            return Ok(&self.pools[0]);
+        };
+        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no-such-pool",
+                format!(
+                    "no pool {}; this server has: {}",
+                    crate::error::quoted(name),
+                    names.join(", ")
+                ),
+            )
+        })
     }
 }
 

@@ -3,10 +3,10 @@
 //! guard's; the status each error gets is `api`'s.
 
 use super::api::{self, ApiError, BatchBody, CallBody, CallFailure, Order, Outcome};
-use super::app::{App, InFlight};
+use super::app::{App, InFlight, Served};
 use crate::{Request, Response};
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
@@ -17,14 +17,14 @@ use std::time::Instant;
 
 /// Runs one call, counting it and logging it; with `hide_internals`, a
 /// failure is logged whole at `warn` and its caller gets it without internals.
-async fn run_call(app: &App, request: Request) -> Result<Response, CallFailure> {
+async fn run_call(app: &App, served: &Served, request: Request) -> Result<Response, CallFailure> {
     let started = Instant::now();
     let command = request.command.clone();
     let session = request.session.clone();
-    let result = app.host.call(request).await;
+    let result = served.host.call(request).await;
     let elapsed = started.elapsed();
     app.metrics
-        .observe(&command, result.as_ref().map(|_| ()), elapsed);
+        .observe(&served.name, &command, result.as_ref().map(|_| ()), elapsed);
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
@@ -32,6 +32,7 @@ async fn run_call(app: &App, request: Request) -> Result<Response, CallFailure> 
     let worker = result.as_ref().ok().and_then(|r| r.worker_pid);
     tracing::debug!(
         target: "snakepen::serve",
+        pool = %served.name,
         command = %command,
         session = session.as_deref().unwrap_or(""),
         worker,
@@ -70,6 +71,7 @@ fn failure(app: &App, command: &str, error: crate::CallError) -> CallFailure {
 /// ends or its client leaves (whichever drops it).
 struct OpenStream {
     app: Arc<App>,
+    pool: String,
     command: String,
     started: Instant,
     sent: u64,
@@ -78,7 +80,9 @@ struct OpenStream {
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.app.metrics.stream_closed(&self.command, self.sent);
+        self.app
+            .metrics
+            .stream_closed(&self.pool, &self.command, self.sent);
     }
 }
 
@@ -91,16 +95,36 @@ pub(super) async fn stream(
     State(app): State<Arc<App>>,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
+    stream_at(app, None, body).await
+}
+
+/// `POST /v1/pools/{pool}/stream`.
+pub(super) async fn stream_in(
+    Path(pool): Path<String>,
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    stream_at(app, Some(pool), body).await
+}
+
+async fn stream_at(
+    app: Arc<App>,
+    path_pool: Option<String>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let call = call_of(&app, body).await?;
+    let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())?;
+    let (pool, host) = (served.name.clone(), served.host.clone());
     let in_flight = InFlight::enter(&app)?;
     let request = call.into_request();
     let command = request.command.clone();
     let started = Instant::now();
-    let calls = app.host.call_stream(request);
+    let calls = host.call_stream(request);
     app.metrics.stream_opened();
     let open = OpenStream {
         app,
+        pool,
         command,
         started,
         sent: 0,
@@ -109,12 +133,16 @@ pub(super) async fn stream(
     let events =
         futures_util::stream::unfold((calls, Some(open)), |(mut calls, open)| async move {
             let mut open = open?;
-            let (app, command, started) =
-                (Arc::clone(&open.app), open.command.clone(), open.started);
+            let (app, pool, command, started) = (
+                Arc::clone(&open.app),
+                open.pool.clone(),
+                open.command.clone(),
+                open.started,
+            );
             let event = match calls.next().await {
                 Some(Ok(crate::StreamItem::Chunk(chunk))) => {
                     if open.sent == 0 {
-                        app.metrics.first_chunk(&command, started.elapsed());
+                        app.metrics.first_chunk(&pool, &command, started.elapsed());
                     }
                     open.sent += 1;
                     let event = match std::str::from_utf8(&chunk) {
@@ -136,7 +164,8 @@ pub(super) async fn stream(
                     ));
                 }
                 Some(Ok(crate::StreamItem::End(response))) => {
-                    app.metrics.observe(&command, Ok(()), started.elapsed());
+                    app.metrics
+                        .observe(&pool, &command, Ok(()), started.elapsed());
                     let result = Ok(response);
                     let data = Outcome::of(&result).to_bytes(false);
                     Event::default()
@@ -145,7 +174,7 @@ pub(super) async fn stream(
                 }
                 Some(Err(error)) => {
                     app.metrics
-                        .observe(&command, Err(&error), started.elapsed());
+                        .observe(&pool, &command, Err(&error), started.elapsed());
                     let result = Err(failure(&app, &command, error));
                     let data = Outcome::of(&result).to_bytes(false);
                     Event::default()
@@ -214,13 +243,52 @@ fn json_response(status: StatusCode, bytes: Vec<u8>) -> axum::response::Response
         .into_response()
 }
 
+/// The pool a call goes to: the one its path names, else the one its
+/// body names, else the default; a path and a body that disagree are a 400.
+fn pool_of<'a>(
+    app: &'a App,
+    path: Option<&str>,
+    body: Option<&str>,
+) -> Result<&'a Served, ApiError> {
+    if let (Some(path), Some(body)) = (path, body)
+        && path != body
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!(
+                "the path names pool {path:?} and the body pool {body:?}: name one, or the same in both"
+            ),
+        ));
+    }
+    app.pool(path.or(body))
+}
+
 pub(super) async fn call(
     State(app): State<Arc<App>>,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
-    let call = call_of(&app, body).await?;
-    let _in_flight = InFlight::enter(&app)?;
-    let result = run_call(&app, call.into_request()).await;
+    call_at(&app, None, body).await
+}
+
+/// `POST /v1/pools/{pool}/call`.
+pub(super) async fn call_in(
+    Path(pool): Path<String>,
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    call_at(&app, Some(&pool), body).await
+}
+
+async fn call_at(
+    app: &Arc<App>,
+    path_pool: Option<&str>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    let call = call_of(app, body).await?;
+    let served = pool_of(app, path_pool, call.pool.as_deref())?;
+    let _in_flight = InFlight::enter(app)?;
+    let result = run_call(app, served, call.into_request()).await;
     if let Err(e) = &result {
         return Err(ApiError::from(e));
     }
@@ -232,6 +300,23 @@ pub(super) async fn call(
 
 pub(super) async fn batch(
     State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    batch_at(app, None, body).await
+}
+
+/// `POST /v1/pools/{pool}/batch`.
+pub(super) async fn batch_in(
+    Path(pool): Path<String>,
+    State(app): State<Arc<App>>,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    batch_at(app, Some(pool), body).await
+}
+
+async fn batch_at(
+    app: Arc<App>,
+    path_pool: Option<String>,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
     let body = body_of(&app, body).await?;
@@ -248,8 +333,18 @@ pub(super) async fn batch(
             ),
         ));
     }
+    let mut requests = Vec::with_capacity(batch.requests.len());
+    for call in batch.requests {
+        let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())?;
+        let at = app
+            .pools
+            .iter()
+            .position(|p| std::ptr::eq(p, served))
+            .expect("a pool of this server");
+        requests.push((at, call));
+    }
     let in_flight = InFlight::enter(&app)?;
-    let calls = batch_calls(&app, batch.requests);
+    let calls = batch_calls(&app, requests);
     let status = |result: &Result<Response, CallFailure>| match result {
         Ok(_) => 200,
         Err(e) => api::status_of(&e.error).as_u16(),
@@ -296,30 +391,31 @@ pub(super) async fn batch(
 /// built by its earlier calls), everything else at once.
 fn batch_calls(
     app: &Arc<App>,
-    requests: Vec<CallBody>,
+    requests: Vec<(usize, CallBody)>,
 ) -> futures_util::stream::SelectAll<BoxStream<'static, (usize, Result<Response, CallFailure>)>> {
-    let mut sessions: Vec<Vec<(usize, Request)>> = Vec::new();
-    let mut session_of: std::collections::HashMap<String, usize> = Default::default();
+    type Queue = Vec<(usize, usize, Request)>;
+    let mut sessions: Vec<Queue> = Vec::new();
+    let mut session_of: std::collections::HashMap<(usize, String), usize> = Default::default();
     let mut alone = Vec::new();
-    for (index, call) in requests.into_iter().enumerate() {
+    for (index, (pool, call)) in requests.into_iter().enumerate() {
         let request = call.into_request();
         match request.session.clone() {
             Some(session) => {
-                let at = *session_of.entry(session).or_insert_with(|| {
+                let at = *session_of.entry((pool, session)).or_insert_with(|| {
                     sessions.push(Vec::new());
                     sessions.len() - 1
                 });
-                sessions[at].push((index, request));
+                sessions[at].push((index, pool, request));
             }
-            None => alone.push(vec![(index, request)]),
+            None => alone.push(vec![(index, pool, request)]),
         }
     }
     let streams = sessions.into_iter().chain(alone).map(|calls| {
         let app = Arc::clone(app);
         futures_util::stream::iter(calls)
-            .then(move |(index, request)| {
+            .then(move |(index, pool, request)| {
                 let app = Arc::clone(&app);
-                async move { (index, run_call(&app, request).await) }
+                async move { (index, run_call(&app, &app.pools[pool], request).await) }
             })
             .boxed()
     });
@@ -327,8 +423,25 @@ fn batch_calls(
 }
 
 pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Response {
-    let host = &app.host;
-    let body = serde_json::json!({
+    let pools: Vec<serde_json::Value> = app.pools.iter().map(pool_status).collect();
+    // The default pool's, at the top level too (as before there were several).
+    let mut body = pools[0].clone();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("pools".into(), pools.into());
+        object.insert("in_flight".into(), (*app.in_flight.borrow()).into());
+        object.insert(
+            "draining".into(),
+            app.draining.load(Ordering::Acquire).into(),
+        );
+    }
+    axum::Json(body).into_response()
+}
+
+/// One pool's part of `/v1/status`: its adapter, its workers, its cassette.
+fn pool_status(served: &Served) -> serde_json::Value {
+    let host = &served.host;
+    serde_json::json!({
+        "name": served.name,
         "adapter": {
             "name": host.adapter_name(),
             "path": host.adapter_path(),
@@ -343,19 +456,34 @@ pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Respo
             "fork_server_pid": pool.fork_server_pid(),
         })),
         "cassette_mode": host.record_mode().map(|m| m.as_str()),
-        "in_flight": *app.in_flight.borrow(),
-        "draining": app.draining.load(Ordering::Acquire),
-    });
-    axum::Json(body).into_response()
+    })
 }
 
-/// `GET /v1/functions`: each handler the workers serve, with its
-/// parameters, docstring and payload schema (empty without a pool, or
-/// until a worker is ready).
-pub(super) async fn functions(State(app): State<Arc<App>>) -> axum::response::Response {
-    let handlers = app.host.pool().map(|pool| pool.handlers());
+/// `GET /v1/functions`: each handler the default pool's workers serve,
+/// with its parameters, docstring and payload schema (empty without a
+/// pool, or until a worker is ready).
+pub(super) async fn functions(
+    State(app): State<Arc<App>>,
+) -> Result<axum::response::Response, ApiError> {
+    functions_at(&app, None)
+}
+
+/// `GET /v1/pools/{pool}/functions`.
+pub(super) async fn functions_in(
+    Path(pool): Path<String>,
+    State(app): State<Arc<App>>,
+) -> Result<axum::response::Response, ApiError> {
+    functions_at(&app, Some(&pool))
+}
+
+fn functions_at(app: &App, pool: Option<&str>) -> Result<axum::response::Response, ApiError> {
+    let served = app.pool(pool)?;
+    let handlers = served.host.pool().map(|pool| pool.handlers());
     let handlers: &[crate::Handler] = handlers.as_deref().unwrap_or_default();
-    axum::Json(serde_json::json!({ "functions": handlers })).into_response()
+    Ok(
+        axum::Json(serde_json::json!({ "pool": served.name, "functions": handlers }))
+            .into_response(),
+    )
 }
 
 pub(super) async fn healthz() -> axum::response::Response {
@@ -368,20 +496,23 @@ pub(super) async fn readyz(
     if app.draining.load(Ordering::Acquire) {
         return Err(ApiError::draining());
     }
-    if let Some(status) = app.host.status()
-        && !status.all_ready()
-    {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!(
-                "not every worker is ready: {} of {} ({} starting, {} dead)",
-                status.idle + status.busy,
-                status.size,
-                status.starting,
-                status.dead
-            ),
-        ));
+    for served in &app.pools {
+        if let Some(status) = served.host.status()
+            && !status.all_ready()
+        {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "not every worker of pool {} is ready: {} of {} ({} starting, {} dead)",
+                    served.name,
+                    status.idle + status.busy,
+                    status.size,
+                    status.starting,
+                    status.dead
+                ),
+            ));
+        }
     }
     Ok(axum::Json(serde_json::json!({ "status": "ready" })).into_response())
 }
@@ -402,7 +533,7 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "bad-request",
         format!(
-            "no endpoint {}; the API has POST /v1/call, POST /v1/stream, POST /v1/batch, GET /v1/status, /healthz, /readyz and /metrics",
+            "no endpoint {}; the API has POST /v1/call, POST /v1/stream, POST /v1/batch, GET /v1/functions, GET /v1/status, the same under /v1/pools/NAME/, /openapi.json, /healthz, /readyz and /metrics",
             uri.path()
         ),
     )

@@ -11,8 +11,10 @@
 //! [`FIRST_SEEN`] distinct names of at most [`MAX_SEEN_LEN`] bytes that did
 //! not fail as `no-such-command` are labels, every later one `(other)`.
 //! prometheus-client 0.24 writes label values as given, so [`Label`]
-//! escapes them by the exposition rules.
+//! escapes them by the exposition rules. Every series has a `pool` label:
+//! the name of the pool (`default` for `[pool]`).
 
+use super::app::Served;
 use crate::{CallError, Host};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -22,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -65,24 +67,33 @@ impl prometheus_client::encoding::EncodeLabelValue for Label {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
+    pool: Label,
     command: Label,
     outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
+    pool: Label,
     command: Label,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
+    pool: Label,
     state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: Label,
 }
 
 /// Who a ready worker is: its pid on this machine, or its Ray actor, node
 /// and pid on that node (empty where it has none).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
+    pool: Label,
     worker: String,
     pid: String,
     actor: String,
@@ -103,13 +114,18 @@ pub(crate) struct Metrics {
     first_chunk: HistogramFamily,
     chunks: HistogramFamily,
     streams: Gauge,
-    host: Host,
-    /// Without a pool: the names that became labels.
-    seen: Mutex<HashSet<String>>,
+    /// The pools by name, for the commands their workers have.
+    hosts: Vec<(String, Host)>,
+    /// Without a pool: the names that became labels, by pool.
+    seen: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Metrics {
-    pub(crate) fn new(host: &Host) -> Metrics {
+    pub(crate) fn new(pools: &[Served]) -> Metrics {
+        let hosts: Vec<(String, Host)> = pools
+            .iter()
+            .map(|p| (p.name.clone(), p.host.clone()))
+            .collect();
         let mut registry = Registry::with_prefix("snakepen");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -146,7 +162,9 @@ impl Metrics {
         );
         let streams = Gauge::default();
         registry.register("streams_open", "Streams being answered", streams.clone());
-        registry.register_collector(Box::new(PoolCollector { host: host.clone() }));
+        registry.register_collector(Box::new(PoolCollector {
+            hosts: hosts.clone(),
+        }));
         Metrics {
             registry,
             calls,
@@ -155,22 +173,24 @@ impl Metrics {
             first_chunk,
             chunks,
             streams,
-            host: host.clone(),
-            seen: Mutex::new(HashSet::new()),
+            hosts,
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// The label `command` is counted under (see the module's doc).
-    fn label(&self, command: &str, outcome: Result<(), &CallError>) -> Label {
+    fn label(&self, pool: &str, command: &str, outcome: Result<(), &CallError>) -> Label {
         if let Err(CallError::NoSuchCommand(_)) = outcome {
             return Label(UNKNOWN_COMMAND.into());
         }
-        if let Some(pool) = self.host.pool() {
+        let host = self.hosts.iter().find(|(name, _)| name == pool);
+        if let Some(pool) = host.and_then(|(_, host)| host.pool()) {
             let known =
                 BUILT_INS.contains(&command) || pool.functions().iter().any(|f| f == command);
             return Label(if known { command } else { UNKNOWN_COMMAND }.into());
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = seen.entry(pool.to_string()).or_default();
         if seen.contains(command) {
             return Label(command.into());
         }
@@ -184,23 +204,26 @@ impl Metrics {
     /// Counts one call of `command` that took `elapsed`.
     pub(crate) fn observe(
         &self,
+        pool: &str,
         command: &str,
         outcome: Result<(), &CallError>,
         elapsed: Duration,
     ) {
-        let command = self.label(command, outcome);
+        let command = self.label(pool, command, outcome);
+        let pool = Label(pool.into());
         let outcome_name = match outcome {
             Ok(()) => "ok",
             Err(e) => e.kind(),
         };
         self.calls
             .get_or_create(&CallLabels {
+                pool: pool.clone(),
                 command: command.clone(),
                 outcome: outcome_name.to_string(),
             })
             .inc();
         self.latency
-            .get_or_create(&CommandLabels { command })
+            .get_or_create(&CommandLabels { pool, command })
             .observe(elapsed.as_secs_f64());
         if let Err(CallError::AdapterFault(_)) = outcome {
             self.adapter_faults.inc();
@@ -213,19 +236,21 @@ impl Metrics {
     }
 
     /// A stream of `command` sent its first chunk `after` its arrival.
-    pub(crate) fn first_chunk(&self, command: &str, after: Duration) {
-        let command = self.label(command, Ok(()));
+    pub(crate) fn first_chunk(&self, pool: &str, command: &str, after: Duration) {
+        let command = self.label(pool, command, Ok(()));
+        let pool = Label(pool.into());
         self.first_chunk
-            .get_or_create(&CommandLabels { command })
+            .get_or_create(&CommandLabels { pool, command })
             .observe(after.as_secs_f64());
     }
 
     /// A stream of `command` ended (or its client left) after `sent` chunks.
-    pub(crate) fn stream_closed(&self, command: &str, sent: u64) {
+    pub(crate) fn stream_closed(&self, pool: &str, command: &str, sent: u64) {
         self.streams.dec();
-        let command = self.label(command, Ok(()));
+        let command = self.label(pool, command, Ok(()));
+        let pool = Label(pool.into());
         self.chunks
-            .get_or_create(&CommandLabels { command })
+            .get_or_create(&CommandLabels { pool, command })
             .observe(sent as f64);
     }
 
@@ -238,9 +263,12 @@ impl Metrics {
     }
 }
 
-/// Reads the pool's status at each scrape.
+/// One count of a pool's status.
+type StatusCount = fn(&crate::PoolStatus) -> u64;
+
+/// Reads the pools' status at each scrape.
 struct PoolCollector {
-    host: Host,
+    hosts: Vec<(String, Host)>,
 }
 
 impl std::fmt::Debug for PoolCollector {
@@ -251,25 +279,34 @@ impl std::fmt::Debug for PoolCollector {
 
 impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(pool) = self.host.pool() else {
+        let pools: Vec<(Label, crate::Pool)> = self
+            .hosts
+            .iter()
+            .filter_map(|(name, host)| Some((Label(name.clone()), host.pool()?.clone())))
+            .collect();
+        if pools.is_empty() {
             return Ok(());
-        };
-        let status = pool.status();
+        }
+        let statuses: Vec<_> = pools.iter().map(|(_, pool)| pool.status()).collect();
         let mut workers = encoder.encode_descriptor(
             "workers",
             "Python workers by state",
             None,
             MetricType::Gauge,
         )?;
-        for (state, count) in [
-            ("idle", status.idle),
-            ("busy", status.busy),
-            ("starting", status.starting),
-            ("dead", status.dead),
-        ] {
-            let labels = StateLabels { state };
-            let family = workers.encode_family(&labels)?;
-            ConstGauge::new(count as i64).encode(family)?;
+        for ((pool, _), status) in pools.iter().zip(&statuses) {
+            for (state, count) in [
+                ("idle", status.idle),
+                ("busy", status.busy),
+                ("starting", status.starting),
+                ("dead", status.dead),
+            ] {
+                let labels = StateLabels {
+                    pool: pool.clone(),
+                    state,
+                };
+                ConstGauge::new(count as i64).encode(workers.encode_family(&labels)?)?;
+            }
         }
         let mut info = encoder.encode_descriptor(
             "worker_info",
@@ -278,63 +315,75 @@ impl Collector for PoolCollector {
             MetricType::Gauge,
         )?;
         let text = |value: Option<u32>| value.map(|v| v.to_string()).unwrap_or_default();
-        for worker in pool.workers() {
-            let labels = WorkerLabels {
-                worker: worker.id.to_string(),
-                pid: text(worker.pid),
-                actor: worker.actor.clone().unwrap_or_default(),
-                node: worker.node.clone().unwrap_or_default(),
-                remote_pid: text(worker.remote_pid),
-            };
-            ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+        for (pool, handle) in &pools {
+            for worker in handle.workers() {
+                let labels = WorkerLabels {
+                    pool: pool.clone(),
+                    worker: worker.id.to_string(),
+                    pid: text(worker.pid),
+                    actor: worker.actor.clone().unwrap_or_default(),
+                    node: worker.node.clone().unwrap_or_default(),
+                    remote_pid: text(worker.remote_pid),
+                };
+                ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+            }
         }
-        let waiting = encoder.encode_descriptor(
+        let mut waiting = encoder.encode_descriptor(
             "calls_waiting",
             "Calls queued for a free worker",
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(status.waiting as i64).encode(waiting)?;
-        for (name, help, value) in [
+        for ((pool, _), status) in pools.iter().zip(&statuses) {
+            let labels = PoolLabels { pool: pool.clone() };
+            ConstGauge::new(status.waiting as i64).encode(waiting.encode_family(&labels)?)?;
+        }
+        let counters: [(&str, &str, StatusCount); 3] = [
             (
                 "worker_restarts",
                 "Workers replaced after a crash, a timeout or a failed health check",
-                status.restarts,
+                |s| s.restarts,
             ),
             (
                 "worker_recycles",
                 "Workers replaced on purpose (request count, age, memory)",
-                status.recycles,
+                |s| s.recycles,
             ),
-            (
-                "worker_start_failures",
-                "Worker starts that failed",
-                status.start_failures,
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
+            ("worker_start_failures", "Worker starts that failed", |s| {
+                s.start_failures
+            }),
+        ];
+        for (name, help, value) in counters {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((pool, _), status) in pools.iter().zip(&statuses) {
+                let labels = PoolLabels { pool: pool.clone() };
+                ConstCounter::new(value(status)).encode(metric.encode_family(&labels)?)?;
+            }
         }
-        let waits = pool.queue_wait();
-        // prometheus-client writes its last bucket as `+Inf` when its bound is f64::MAX.
-        let buckets: Vec<(f64, u64)> = waits
-            .buckets
-            .iter()
-            .map(|&(bound, n)| (if bound.is_finite() { bound } else { f64::MAX }, n))
-            .collect();
         let mut metric = encoder.encode_descriptor(
             "queue_wait_seconds",
             "How long calls waited for a worker",
             None,
             MetricType::Histogram,
         )?;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            waits.sum.as_secs_f64(),
-            waits.count,
-            &buckets,
-            None,
-        )?;
+        for (pool, handle) in &pools {
+            let waits = handle.queue_wait();
+            // prometheus-client writes its last bucket as `+Inf` when its bound is f64::MAX.
+            let buckets: Vec<(f64, u64)> = waits
+                .buckets
+                .iter()
+                .map(|&(bound, n)| (if bound.is_finite() { bound } else { f64::MAX }, n))
+                .collect();
+            let labels = PoolLabels { pool: pool.clone() };
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    waits.sum.as_secs_f64(),
+                    waits.count,
+                    &buckets,
+                    None,
+                )?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! | `POST /v1/batch` | `{"requests": [...], "order": "request"}` → `{"results": [...]}` in request order; `"order": "completion"` → JSON Lines, one per call as it finishes, each with its `index` |
 //! | `GET /v1/status` | the adapter, the pool's counters, calls in flight |
 //! | `GET /v1/functions` | each handler: parameters, docstring, kind, payload schema |
+//! | `POST /v1/pools/{pool}/call`, `…/stream`, `…/batch`, `GET …/functions` | the same, on a named pool (a body's `"pool"` does as well) |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when every worker is ready and the server is not draining, else 503 |
 //! | `GET /metrics` | Prometheus text |
@@ -37,7 +38,8 @@ mod metrics;
 mod token;
 
 pub use config::{
-    ConfigError, DEFAULT_LISTEN, ExposureError, ServeSettings, ServiceConfig, parse_listen,
+    ConfigError, DEFAULT_LISTEN, DEFAULT_POOL, ExposureError, NamedPool, ServeSettings,
+    ServiceConfig, parse_listen,
 };
 pub use token::{Token, TokenError};
 
@@ -56,10 +58,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `host` with `settings`.
+    /// Serves `host` with `settings`, as the pool named `default`.
     pub fn new(host: Host, settings: ServeSettings) -> Server {
+        Server::with_pools(vec![(config::DEFAULT_POOL.to_string(), host)], settings)
+    }
+
+    /// Serves several pools, each a host, by name; the first is the
+    /// default (a request that names no pool goes to it).
+    ///
+    /// # Panics
+    /// If `pools` is empty.
+    pub fn with_pools(pools: Vec<(String, Host)>, settings: ServeSettings) -> Server {
+        assert!(!pools.is_empty(), "a server serves at least one pool");
+        let pools = pools
+            .into_iter()
+            .map(|(name, host)| app::Served { name, host })
+            .collect();
         Server {
-            app: Arc::new(App::new(host, settings)),
+            app: Arc::new(App::new(pools, settings)),
         }
     }
 
@@ -74,6 +90,10 @@ impl Server {
             .route("/v1/batch", post(endpoints::batch))
             .route("/v1/status", get(endpoints::status))
             .route("/v1/functions", get(endpoints::functions))
+            .route("/v1/pools/{pool}/call", post(endpoints::call_in))
+            .route("/v1/pools/{pool}/stream", post(endpoints::stream_in))
+            .route("/v1/pools/{pool}/batch", post(endpoints::batch_in))
+            .route("/v1/pools/{pool}/functions", get(endpoints::functions_in))
             .route("/healthz", get(endpoints::healthz))
             .route("/readyz", get(endpoints::readyz))
             .route("/metrics", get(endpoints::metrics))
@@ -127,13 +147,18 @@ impl Server {
                 left,
                 "calls still running after the drain grace; stopping them"
             );
-            if let Some(pool) = app.host.pool() {
-                pool.update_settings(|s| s.shutdown_grace = Duration::ZERO);
+            for served in &app.pools {
+                if let Some(pool) = served.host.pool() {
+                    pool.update_settings(|s| s.shutdown_grace = Duration::ZERO);
+                }
             }
         }
         let _ = stop.send(());
-        if let Err(e) = app.host.close().await {
-            tracing::error!("{e}");
+        let closing = app.pools.iter().map(|served| served.host.close());
+        for result in futures_util::future::join_all(closing).await {
+            if let Err(e) = result {
+                tracing::error!("{e}");
+            }
         }
         serving.await.map_err(std::io::Error::other)
     }

@@ -343,6 +343,45 @@ impl LimitFlags {
     }
 }
 
+/// Builds a host for each pool `config` describes (one host when it has
+/// at most one pool), by name, the default first, on one runtime (from
+/// `base`) that honours its limits. Their workers may still be starting.
+pub(crate) async fn start_pools(
+    config: &ServiceConfig,
+    base: RuntimeBuilder,
+    plugin_dirs: &[PathBuf],
+) -> Result<Vec<(String, Host)>, Failure> {
+    let pools = config.pools()?;
+    if pools.len() <= 1 {
+        let name = pools
+            .first()
+            .map_or(snakepen::serve::DEFAULT_POOL.to_string(), |p| {
+                p.name.clone()
+            });
+        return Ok(vec![(name, start(config, base, plugin_dirs).await?)]);
+    }
+    let runtime = config.runtime_builder(base)?.build()?;
+    let mut hosts: Vec<(String, Host)> = Vec::new();
+    for pool in pools {
+        let mut builder = config
+            .host_builder_for(Some(pool.config))?
+            .runtime(&runtime);
+        for dir in plugin_dirs {
+            builder = builder.plugin_dir(dir);
+        }
+        match builder.build().await {
+            Ok(host) => hosts.push((pool.name, host)),
+            Err(e) => {
+                for (_, host) in &hosts {
+                    let _ = host.close().await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(hosts)
+}
+
 /// Builds the host `config` describes, on a runtime (from `base`) that
 /// honours its limits. Its workers may still be starting.
 pub(crate) async fn start(

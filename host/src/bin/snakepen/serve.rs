@@ -184,7 +184,7 @@ pub(crate) async fn serve(
     }
     let settings = args.settings(&config)?;
     check_exposure(&settings)?;
-    let host = crate::host_flags::start(&config, base, plugin_dirs).await?;
+    let hosts = crate::host_flags::start_pools(&config, base, plugin_dirs).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
@@ -198,11 +198,17 @@ pub(crate) async fn serve(
         .map_err(|e| Failure::Setup(e.into()))?;
     // Tests and scripts read this line to find the port.
     println!("snakepen serve: listening on http://{address}");
-    if let Some(pool) = host.pool() {
-        crate::progress::wait_ready(pool).await?;
-        println!("snakepen serve: ready ({} workers)", pool.status().size);
+    let mut workers = None;
+    for (_, host) in &hosts {
+        if let Some(pool) = host.pool() {
+            crate::progress::wait_ready(pool).await?;
+            *workers.get_or_insert(0) += pool.status().size;
+        }
     }
-    let server = Server::new(host, settings);
+    if let Some(workers) = workers {
+        println!("snakepen serve: ready ({workers} workers)");
+    }
+    let server = Server::with_pools(hosts, settings);
     server
         .run(listener, shutdown_signal())
         .await
@@ -268,9 +274,17 @@ pub(crate) fn check(
             .check()
             .map_err(|e| Failure::Usage(e.to_string()))?;
     }
-    if let Some(pool) = config.pool_config()? {
+    let pools = config.pools()?;
+    let several = pools.len() > 1;
+    for named in pools {
+        let pool = named.config;
+        let name = if several {
+            format!("pool {}: ", named.name)
+        } else {
+            String::new()
+        };
         summary.push(format!(
-            "{} workers of {} (affinity {}, fork server {})",
+            "{name}{} workers of {} (affinity {}, fork server {})",
             pool.size,
             pool.module,
             pool.settings.affinity,

@@ -31,8 +31,13 @@ pub struct ServiceConfig {
     pub(super) server: ServerSection,
     /// `[adapter]`: which adapter runs, and its configuration.
     pub(super) adapter: Option<AdapterSection>,
-    /// `[pool]`: the Python workers.
+    /// `[pool]`: the Python workers (the pool named `default` when
+    /// `[pools.NAME]` name others).
     pub(super) pool: Option<PoolSection>,
+    /// `[pools.NAME]`: more pools, each with its own module and settings;
+    /// a request names its pool.
+    #[serde(default)]
+    pub(super) pools: std::collections::BTreeMap<String, PoolSection>,
     /// `[limits]`: call timeout and the adapter's sandbox.
     #[serde(default)]
     pub(super) limits: LimitsSection,

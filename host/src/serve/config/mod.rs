@@ -12,15 +12,19 @@
 mod file;
 mod limits;
 mod pool;
+mod pools;
 mod sections;
 mod server;
 #[cfg(test)]
 mod tests;
 
 pub use file::{ConfigError, ServiceConfig};
+pub use pools::{DEFAULT_POOL, NamedPool};
 pub use server::{DEFAULT_LISTEN, ExposureError, ServeSettings, parse_listen};
 
-use crate::{Adapter, AdapterConfig, Cassette, HostBuilder, RecordMode, RuntimeBuilder};
+use crate::{
+    Adapter, AdapterConfig, Cassette, HostBuilder, PoolConfig, RecordMode, RuntimeBuilder,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +43,13 @@ impl ServiceConfig {
         let config = ServiceConfig::read(path, text)?;
         config.serve_settings()?;
         config.pool_config()?;
+        let pools = config.pools()?;
+        config.check_ray_is_used()?;
+        if pools.len() > 1 && config.cassette.is_some() {
+            return Err(config.error(
+                "`[cassette]` with several pools: a cassette records one pool's calls; keep one pool, or serve the others from a server of their own".into(),
+            ));
+        }
         config.limits()?;
         config.cassette()?;
         Ok(config)
@@ -83,10 +94,10 @@ impl ServiceConfig {
     /// The adapter to run: `[adapter] name`, else `python-bridge` when
     /// there is a pool, else none (a cassette alone replays).
     pub fn adapter_name(&self) -> Option<String> {
-        match (&self.adapter, &self.pool) {
-            (Some(adapter), _) => Some(adapter.name.clone()),
-            (None, Some(_)) => Some("python-bridge".into()),
-            (None, None) => None,
+        match &self.adapter {
+            Some(adapter) => Some(adapter.name.clone()),
+            None if self.pool.is_some() || !self.pools.is_empty() => Some("python-bridge".into()),
+            None => None,
         }
     }
 
@@ -113,8 +124,15 @@ impl ServiceConfig {
         Some(self.path(file))
     }
 
-    /// A host builder with everything the file says.
+    /// A host builder with everything the file says, with its default pool.
     pub fn host_builder(&self) -> Result<HostBuilder, ConfigError> {
+        let pool = self.pools()?.into_iter().next().map(|p| p.config);
+        self.host_builder_for(pool)
+    }
+
+    /// A host builder with everything the file says, with `pool` (one of
+    /// [`ServiceConfig::pools`]) as its pool.
+    pub fn host_builder_for(&self, pool: Option<PoolConfig>) -> Result<HostBuilder, ConfigError> {
         let mut builder = crate::Host::builder();
         if let Some(adapter) = self.adapter() {
             builder = builder.adapter(adapter);
@@ -138,7 +156,7 @@ impl ServiceConfig {
             (None, Some(file)) => builder = builder.config(AdapterConfig::file(file)),
             (None, None) => {}
         }
-        if let Some(pool) = self.pool_config()? {
+        if let Some(pool) = pool {
             builder = builder.pool(pool);
         }
         if let Some(cassette) = self.cassette()? {
@@ -181,8 +199,13 @@ impl ServiceConfig {
             // waits for its worker inside its adapter's instance).
             None => {
                 let chain = if self.cassette.is_some() { 2 } else { 1 };
-                if let Some(pool) = self.pool_config()? {
-                    builder = builder.room_for_calls(pool.size * pool.max_concurrency * chain);
+                let calls: usize = self
+                    .pools()?
+                    .iter()
+                    .map(|p| p.config.size * p.config.max_concurrency)
+                    .sum();
+                if calls > 0 {
+                    builder = builder.room_for_calls(calls * chain);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! as the pool itself would check it at start.
 
 use super::file::{ConfigError, ServiceConfig};
+use super::sections::PoolSection;
 use crate::{Affinity, PoolConfig};
 use std::path::Path;
 use std::time::Duration;
@@ -9,9 +10,19 @@ use std::time::Duration;
 impl ServiceConfig {
     /// `[pool]` as a [`PoolConfig`], if there is one.
     pub fn pool_config(&self) -> Result<Option<PoolConfig>, ConfigError> {
-        let Some(section) = &self.pool else {
-            return Ok(None);
-        };
+        self.pool
+            .as_ref()
+            .map(|section| self.pool_config_of("pool", section))
+            .transpose()
+    }
+
+    /// One pool's section (`[pool]`, or `[pools.NAME]` under the `key`
+    /// `pools.NAME`) as a [`PoolConfig`].
+    pub(super) fn pool_config_of(
+        &self,
+        key: &str,
+        section: &PoolSection,
+    ) -> Result<PoolConfig, ConfigError> {
         let module = section.module.get_ref();
         let file = crate::pool::is_module_file(module).then(|| self.path(Path::new(module)));
         let module = match &file {
@@ -23,7 +34,7 @@ impl ServiceConfig {
             if *size.get_ref() == 0 {
                 return Err(self.error_at(
                     size,
-                    "`pool.size` is 0: a pool needs at least one worker".into(),
+                    format!("`{key}.size` is 0: a pool needs at least one worker"),
                 ));
             }
             pool.size = *size.get_ref();
@@ -46,7 +57,7 @@ impl ServiceConfig {
                 self.error_at(
                     affinity,
                     format!(
-                        "`pool.affinity` = {:?}: write \"hint\" or \"strict\"",
+                        "`{key}.affinity` = {:?}: write \"hint\" or \"strict\"",
                         affinity.get_ref()
                     ),
                 )
@@ -59,17 +70,20 @@ impl ServiceConfig {
         if let Some(v) = section.fork_server {
             s.fork_server = v;
         }
-        if let Some(v) = self.positive("pool.start_timeout_ms", &section.start_timeout_ms)? {
+        if let Some(v) = self.positive(
+            &format!("{key}.start_timeout_ms"),
+            &section.start_timeout_ms,
+        )? {
             s.start_timeout = ms(v);
         }
         // 0 would recycle every worker as soon as it starts, forever.
-        if let Some(v) = self.positive("pool.max_requests", &section.max_requests)? {
+        if let Some(v) = self.positive(&format!("{key}.max_requests"), &section.max_requests)? {
             s.max_requests = Some(v);
         }
-        if let Some(v) = self.positive("pool.max_age_ms", &section.max_age_ms)? {
+        if let Some(v) = self.positive(&format!("{key}.max_age_ms"), &section.max_age_ms)? {
             s.max_age = Some(ms(v));
         }
-        if let Some(v) = self.positive("pool.max_rss_bytes", &section.max_rss_bytes)? {
+        if let Some(v) = self.positive(&format!("{key}.max_rss_bytes"), &section.max_rss_bytes)? {
             s.max_rss_bytes = Some(v);
         }
         if let Some(v) = section.health_interval_ms {
@@ -78,22 +92,25 @@ impl ServiceConfig {
         if let Some(v) = section.shutdown_grace_ms {
             s.shutdown_grace = ms(v);
         }
-        if let Some(v) = self.positive("pool.max_frame_bytes", &section.max_frame_bytes)? {
+        if let Some(v) =
+            self.positive(&format!("{key}.max_frame_bytes"), &section.max_frame_bytes)?
+        {
             s.max_frame_bytes = v;
         }
-        if let Some(v) = self.positive("pool.max_sessions", &section.max_sessions)? {
+        if let Some(v) = self.positive(&format!("{key}.max_sessions"), &section.max_sessions)? {
             s.max_sessions = v;
         }
-        if let Some(v) =
-            self.positive("pool.max_session_id_bytes", &section.max_session_id_bytes)?
-        {
+        if let Some(v) = self.positive(
+            &format!("{key}.max_session_id_bytes"),
+            &section.max_session_id_bytes,
+        )? {
             s.max_session_id_bytes = v;
         }
-        pool.ray = self.ray_config(section)?;
+        pool.ray = self.ray_config(key, section)?;
         // What the pool itself would refuse at start (its size against the
         // ceiling and this process's descriptor limit), refused here too.
         if let Err((field, message)) = pool.check() {
-            let message = format!("`pool.{field}` {message}");
+            let message = format!("`{key}.{field}` {message}");
             return Err(match (field, &section.size, &section.max_concurrency) {
                 ("size", Some(size), _) => self.error_at(size, message),
                 ("max_concurrency", _, Some(n)) => self.error_at(n, message),
@@ -105,7 +122,7 @@ impl ServiceConfig {
                 return Err(self.error_at(
                     &section.module,
                     format!(
-                        "`pool.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `pool.python_path`",
+                        "`{key}.module`: {} is a directory, not a module: name a .py file in it, or its package as a dotted name with its parent in `{key}.python_path`",
                         file.display()
                     ),
                 ));
@@ -114,36 +131,49 @@ impl ServiceConfig {
                 return Err(self.error_at(
                     &section.module,
                     format!(
-                        "`pool.module`: no such file {} (relative paths are taken from the configuration file's folder)",
+                        "`{key}.module`: no such file {} (relative paths are taken from the configuration file's folder)",
                         file.display()
                     ),
                 ));
             }
         }
-        Ok(Some(pool))
+        Ok(pool)
     }
 }
 
 impl ServiceConfig {
+    /// `[ray]` given while no pool runs on Ray: a mistake, said so.
+    pub(super) fn check_ray_is_used(&self) -> Result<(), ConfigError> {
+        let Some(ray) = &self.ray else { return Ok(()) };
+        let on_ray = self.pool_sections().any(|(_, section)| {
+            section
+                .transport
+                .as_ref()
+                .is_some_and(|t| t.get_ref() == "ray")
+        });
+        if on_ray {
+            return Ok(());
+        }
+        Err(self.error_at(
+            &ray.address,
+            "`[ray]` is given, but the pool's workers run on this machine: set `pool.transport = \"ray\"` to run them on the cluster, or remove `[ray]`".into(),
+        ))
+    }
+
     /// `pool.transport` and `[ray]`: the cluster the workers run on, if any.
     fn ray_config(
         &self,
-        section: &super::sections::PoolSection,
+        key: &str,
+        section: &PoolSection,
     ) -> Result<Option<crate::RayConfig>, ConfigError> {
         let transport = section.transport.as_ref();
         match transport.map(|t| t.get_ref().as_str()) {
-            None | Some("local") => match &self.ray {
-                Some(ray) => Err(self.error_at(
-                    &ray.address,
-                    "`[ray]` is given, but the pool's workers run on this machine: set `pool.transport = \"ray\"` to run them on the cluster, or remove `[ray]`".into(),
-                )),
-                None => Ok(None),
-            },
+            None | Some("local") => Ok(None),
             Some("ray") => {
                 let Some(ray) = &self.ray else {
                     return Err(self.error_at(
                         transport.expect("matched"),
-                        "`pool.transport` is \"ray\", but there is no `[ray]` section: add one with the cluster's `address` (such as \"127.0.0.1:6379\"), or give --ray ADDRESS".into(),
+                        format!("`{key}.transport` is \"ray\", but there is no `[ray]` section: add one with the cluster's `address` (such as \"127.0.0.1:6379\"), or give --ray ADDRESS"),
                     ));
                 };
                 let address = ray.address.get_ref().trim();
@@ -179,7 +209,7 @@ impl ServiceConfig {
             }
             Some(other) => Err(self.error_at(
                 transport.expect("matched"),
-                format!("`pool.transport` = {other:?}: write \"local\" (processes on this machine) or \"ray\" (actors of the cluster in `[ray]`)"),
+                format!("`{key}.transport` = {other:?}: write \"local\" (processes on this machine) or \"ray\" (actors of the cluster in `[ray]`)"),
             )),
         }
     }

@@ -114,6 +114,8 @@ pub(crate) struct PoolSection {
     pub(crate) max_frame_bytes: Option<Spanned<usize>>,
     /// Where the workers run: `local` (default) or `ray` (see `[ray]`).
     pub(crate) transport: Option<Spanned<String>>,
+    /// In `[pools.NAME]`: the pool a request that names none goes to.
+    pub(crate) default: Option<Spanned<bool>>,
 }
 
 /// `[ray]`: the cluster of a pool whose `transport` is `ray`.

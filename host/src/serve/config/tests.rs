@@ -160,3 +160,72 @@ fn a_ray_pool_needs_its_section_and_the_section_needs_the_transport() {
         "{err}"
     );
 }
+
+#[test]
+fn named_pools_are_read_with_the_default_first() {
+    let parsed = parse(
+        "[pools.math]\nmodule = \"app.math\"\nsize = 3\n\n[pools.nlp]\nmodule = \"app.nlp\"\ndefault = true\nmax_concurrency = 20\n",
+    )
+    .unwrap();
+    let pools = parsed.pools().unwrap();
+    let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["nlp", "math"]);
+    assert_eq!(pools[0].config.max_concurrency, 20);
+    assert_eq!(pools[1].config.size, 3);
+    assert_eq!(parsed.adapter_name().as_deref(), Some("python-bridge"));
+    // [pool] is the pool named `default`, beside named ones.
+    let parsed =
+        parse("[pools.math]\nmodule = \"app.math\"\n\n[pool]\nmodule = \"app.main\"\n").unwrap();
+    let names: Vec<String> = parsed
+        .pools()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["default", "math"]);
+    // One named pool alone is the default.
+    let parsed = parse("[pools.only]\nmodule = \"app.only\"\n").unwrap();
+    assert_eq!(parsed.default_pool().unwrap().as_deref(), Some("only"));
+}
+
+#[test]
+fn named_pools_are_checked_each_with_its_key_and_line() {
+    let err =
+        parse("[pools.a]\nmodule = \"x\"\ndefault = true\n\n[pools.b]\nmodule = \"y\"\nsize = 0\n")
+            .unwrap_err();
+    assert_eq!(err.line, Some(7), "{err}");
+    assert!(err.message.contains("`pools.b.size`"), "{err}");
+    let err = parse("[pools.a]\nmodule = \"x\"\n\n[pools.b]\nmodule = \"y\"\n").unwrap_err();
+    assert!(err.message.contains("none is the default"), "{err}");
+    assert!(err.message.contains("default = true"), "{err}");
+    let err = parse(
+        "[pools.a]\nmodule = \"x\"\ndefault = true\n\n[pools.b]\nmodule = \"y\"\ndefault = true\n",
+    )
+    .unwrap_err();
+    assert!(err.message.contains("more than one pool"), "{err}");
+    let err = parse("[pools.\"a b\"]\nmodule = \"x\"\n").unwrap_err();
+    assert!(err.message.contains("letters, digits"), "{err}");
+    let err = parse("[pool]\nmodule = \"x\"\n\n[pools.default]\nmodule = \"y\"\n").unwrap_err();
+    assert!(err.message.contains("same pool"), "{err}");
+    let err = parse(
+        "[pools.a]\nmodule = \"x\"\ndefault = true\n\n[pools.b]\nmodule = \"y\"\n\n[cassette]\npath = \"c.jsonl\"\n",
+    )
+    .unwrap_err();
+    assert!(err.message.contains("several pools"), "{err}");
+    let err = parse("[pools.a]\nmodule = \"x\"\ntransport = \"carrier-pigeon\"\n").unwrap_err();
+    assert!(err.message.contains("`pools.a.transport`"), "{err}");
+}
+
+#[test]
+fn ray_is_refused_only_when_no_pool_runs_on_it() {
+    let ray = "[ray]\naddress = \"127.0.0.1:6379\"\n";
+    let err = parse(&format!("[pools.a]\nmodule = \"x\"\n\n{ray}")).unwrap_err();
+    assert!(err.message.contains("run on this machine"), "{err}");
+    let parsed = parse(&format!(
+        "[pools.a]\nmodule = \"x\"\ndefault = true\n\n[pools.b]\nmodule = \"y\"\ntransport = \"ray\"\n\n{ray}"
+    ))
+    .unwrap();
+    let pools = parsed.pools().unwrap();
+    assert!(pools[0].config.ray.is_none());
+    assert!(pools[1].config.ray.is_some());
+}
