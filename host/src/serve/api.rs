@@ -26,15 +26,22 @@ use serde_json::value::RawValue;
 use std::time::Duration;
 
 /// `POST /v1/call`, and one element of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CallBody {
+    /// The handler to run (`ping` and `info` are built in).
     pub command: String,
+    /// Its arguments: an object is keyword arguments, an array positional
+    /// ones, another value the one argument; none, no arguments.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<RawValue>>,
+    /// Calls of one session go to one worker (its state stays there).
     #[serde(default)]
     pub session: Option<String>,
+    /// Give up after this many milliseconds (the server's default otherwise).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub deadline_ms: Option<u64>,
     /// The pool to run it on (default: the server's default pool).
     #[serde(default)]
@@ -55,7 +62,7 @@ impl CallBody {
 }
 
 /// `POST /v1/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchBody {
     pub requests: Vec<CallBody>,
@@ -64,7 +71,7 @@ pub(crate) struct BatchBody {
 }
 
 /// How a batch is answered.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Order {
     /// One JSON document once every call finished, results in request order.
@@ -235,19 +242,27 @@ pub(crate) fn error_json(error: &CallError) -> serde_json::Value {
 /// for an answer (a payload that is not JSON comes as `payload_base64`,
 /// and an empty one not at all), `{"error": …}` for an error. In a batch
 /// each also has its `status` and, answered by completion, its `index`.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Outcome<'a> {
+    /// In a batch answered by completion: the request's place in the batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// In a batch: the status the call alone would have had.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The answer, when it is JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<&'a RawValue>,
+    /// The answer, base64, when it is not JSON (a handler that returned bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
+    /// The pid of the worker that served it, on this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
+    /// The call's error, when it failed (in a batch or a stream's `error` event).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::ErrorObject>)]
     pub error: Option<serde_json::Value>,
 }
 

@@ -91,6 +91,8 @@ impl Drop for OpenStream {
 /// one that is not JSON), then `end` with the outcome as `/v1/call` writes
 /// it, or `error` with the error. A client that hangs up stops the call:
 /// the handler's generator is closed on its worker.
+#[utoipa::path(post, path = "/v1/stream", tag = "calls", request_body = CallBody,
+    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), super::openapi::CallErrors))]
 pub(super) async fn stream(
     State(app): State<Arc<App>>,
     body: Body,
@@ -99,6 +101,8 @@ pub(super) async fn stream(
 }
 
 /// `POST /v1/pools/{pool}/stream`.
+#[utoipa::path(post, path = "/v1/pools/{pool}/stream", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), super::openapi::CallErrors))]
 pub(super) async fn stream_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -264,6 +268,9 @@ fn pool_of<'a>(
     app.pool(path.or(body))
 }
 
+/// `POST /v1/call`: one call, on the default pool or the one its body names.
+#[utoipa::path(post, path = "/v1/call", tag = "calls", request_body = CallBody,
+    responses((status = 200, description = "The handler's answer", body = Outcome), super::openapi::CallErrors))]
 pub(super) async fn call(
     State(app): State<Arc<App>>,
     body: Body,
@@ -272,6 +279,8 @@ pub(super) async fn call(
 }
 
 /// `POST /v1/pools/{pool}/call`.
+#[utoipa::path(post, path = "/v1/pools/{pool}/call", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+    responses((status = 200, description = "The handler's answer", body = Outcome), super::openapi::CallErrors))]
 pub(super) async fn call_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -298,6 +307,9 @@ async fn call_at(
     ))
 }
 
+/// `POST /v1/batch`: many calls; each may name its pool.
+#[utoipa::path(post, path = "/v1/batch", tag = "calls", request_body = BatchBody,
+    responses((status = 200, description = "`order: request`: every outcome, in request order, each with its status. `order: completion`: JSON Lines (application/x-ndjson), one outcome per call as it finishes, each with its `index`", body = super::openapi::BatchAnswer), super::openapi::CallErrors))]
 pub(super) async fn batch(
     State(app): State<Arc<App>>,
     body: Body,
@@ -306,6 +318,8 @@ pub(super) async fn batch(
 }
 
 /// `POST /v1/pools/{pool}/batch`.
+#[utoipa::path(post, path = "/v1/pools/{pool}/batch", tag = "calls", request_body = BatchBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+    responses((status = 200, description = "As `/v1/batch`", body = super::openapi::BatchAnswer), super::openapi::CallErrors))]
 pub(super) async fn batch_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -422,6 +436,9 @@ fn batch_calls(
     futures_util::stream::select_all(streams)
 }
 
+/// `GET /v1/status`: each pool's adapter, workers and counters; calls in flight.
+#[utoipa::path(get, path = "/v1/status", tag = "service",
+    responses((status = 200, description = "The default pool's status at the top level, every pool's under `pools`", body = Object)))]
 pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Response {
     let pools: Vec<serde_json::Value> = app.pools.iter().map(pool_status).collect();
     // The default pool's, at the top level too (as before there were several).
@@ -462,6 +479,8 @@ fn pool_status(served: &Served) -> serde_json::Value {
 /// `GET /v1/functions`: each handler the default pool's workers serve,
 /// with its parameters, docstring and payload schema (empty without a
 /// pool, or until a worker is ready).
+#[utoipa::path(get, path = "/v1/functions", tag = "calls",
+    responses((status = 200, description = "The default pool's handlers", body = super::openapi::FunctionsAnswer)))]
 pub(super) async fn functions(
     State(app): State<Arc<App>>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -469,6 +488,9 @@ pub(super) async fn functions(
 }
 
 /// `GET /v1/pools/{pool}/functions`.
+#[utoipa::path(get, path = "/v1/pools/{pool}/functions", tag = "calls", params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+    responses((status = 200, description = "The pool's handlers", body = super::openapi::FunctionsAnswer),
+              (status = 404, description = "No pool of that name", body = super::openapi::ErrorAnswer)))]
 pub(super) async fn functions_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -486,10 +508,16 @@ fn functions_at(app: &App, pool: Option<&str>) -> Result<axum::response::Respons
     )
 }
 
+/// `GET /healthz`: the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "`{\"status\": \"live\"}`", body = Object)))]
 pub(super) async fn healthz() -> axum::response::Response {
     axum::Json(serde_json::json!({ "status": "live" })).into_response()
 }
 
+/// `GET /readyz`: every pool's workers are ready and the server is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses(
+    (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+    (status = 503, description = "Not every worker is ready, or the server is draining", body = super::openapi::ErrorAnswer)))]
 pub(super) async fn readyz(
     State(app): State<Arc<App>>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -517,6 +545,9 @@ pub(super) async fn readyz(
     Ok(axum::Json(serde_json::json!({ "status": "ready" })).into_response())
 }
 
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses(
+    (status = 200, description = "Calls, latency, streams and workers, each labelled with its pool", content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
     (
         [(

@@ -8,6 +8,7 @@
 //! | `POST /v1/batch` | `{"requests": [...], "order": "request"}` → `{"results": [...]}` in request order; `"order": "completion"` → JSON Lines, one per call as it finishes, each with its `index` |
 //! | `GET /v1/status` | the adapter, the pool's counters, calls in flight |
 //! | `GET /v1/functions` | each handler: parameters, docstring, kind, payload schema |
+//! | `GET /openapi.json` | the API as OpenAPI 3.1, with a request schema per handler |
 //! | `POST /v1/pools/{pool}/call`, `…/stream`, `…/batch`, `GET …/functions` | the same, on a named pool (a body's `"pool"` does as well) |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when every worker is ready and the server is not draining, else 503 |
@@ -35,6 +36,7 @@ mod connections;
 mod endpoints;
 mod guard;
 mod metrics;
+mod openapi;
 mod token;
 
 pub use config::{
@@ -90,6 +92,7 @@ impl Server {
             .route("/v1/batch", post(endpoints::batch))
             .route("/v1/status", get(endpoints::status))
             .route("/v1/functions", get(endpoints::functions))
+            .route("/openapi.json", get(openapi::document))
             .route("/v1/pools/{pool}/call", post(endpoints::call_in))
             .route("/v1/pools/{pool}/stream", post(endpoints::stream_in))
             .route("/v1/pools/{pool}/batch", post(endpoints::batch_in))
