@@ -56,6 +56,17 @@ dspy-venv:
         target/dspy-venv/bin/python -m pip install --quiet --disable-pip-version-check dspy==3.4.1
     fi
 
+# The Python client (clients/python), its tests' tools and an OpenAPI validator:
+# target/client-venv, made with pip when missing; the client is installed again each time.
+client-venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! target/client-venv/bin/python -c "import httpx, pytest, anyio, openapi_spec_validator, hatchling" 2>/dev/null; then
+        python3 -m venv target/client-venv
+        target/client-venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python_client/requirements.txt
+    fi
+    target/client-venv/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall ./clients/python
+
 # Ray for the Ray tier and the Ray bench: target/ray-venv, made with pip when missing
 # (Ray needs Python 3.10 or newer).
 ray-venv:
@@ -74,7 +85,7 @@ demo-dspy: plugins dspy-venv
     bash examples/dspy/demo.sh
 
 # Every test of every tier.
-test: plugins json-venvs dspy-venv ray-venv
+test: plugins json-venvs dspy-venv client-venv ray-venv
     cargo test --workspace --all-targets
 
 # The fast tier alone: no Python, seconds (the library's unit tests, the pool's
@@ -83,7 +94,7 @@ test-fast: plugins
     cargo test -p snakepen --lib --test fast
 
 # The integration tier alone: real Python workers.
-test-integration: plugins json-venvs dspy-venv
+test-integration: plugins json-venvs dspy-venv client-venv
     cargo test -p snakepen --test integration
 
 # The chaos tier alone: crash storms, dropped callers, slow starts, kill -9 of the host.

@@ -2,8 +2,8 @@
 
 It needs SNAKEPEN_BIN (the `snakepen` binary), SNAKEPEN_PLUGINS (a
 directory with python-bridge.wasm) and SNAKEPEN_PYTHON (the workers'
-interpreter); without them the tests that need the server are skipped
-and the others run.
+interpreter); without them the tests that need the server fail, saying
+so. The integration tier sets them (tests/integration/python_client.rs).
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server, with a token of its own, on a port it picked."""
     missing = [name for name in ("SNAKEPEN_BIN", "SNAKEPEN_PLUGINS", "SNAKEPEN_PYTHON") if not os.environ.get(name)]
     if missing:
-        pytest.skip(f"needs a snakepen server: set {', '.join(missing)}")
+        pytest.fail(
+            f"these tests need a snakepen server: set {', '.join(missing)} "
+            "(the integration tier sets them: cargo test --test integration python_client)"
+        )
     token = secrets.token_hex(16)
     log = tmp_path_factory.mktemp("server") / "stderr.log"
     with open(log, "wb") as stderr:
