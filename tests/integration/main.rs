@@ -12,6 +12,7 @@ mod calls;
 mod cassettes;
 mod cli;
 mod concurrency;
+mod doctor;
 mod dspy;
 mod exports;
 mod failures;

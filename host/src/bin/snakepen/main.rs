@@ -3,6 +3,7 @@
 //! documented here.
 
 mod advice;
+mod doctor;
 mod functions;
 mod host_flags;
 mod overlay;
@@ -80,6 +81,8 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check what a first run needs (Python, the plugins, the wasm toolchain, the adapter cache, the descriptor limit, Ray) and print the command that fixes each problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -281,6 +284,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay(args) => replay::replay(&base.build()?, dirs, args).await,
         Command::Serve(args) => serve::serve(base, dirs, args).await,
         Command::Config(ConfigCommand::Check(args)) => serve::check(&base.build()?, dirs, args),
+        Command::Doctor(args) => doctor::doctor(dirs, args),
     }
 }
 
