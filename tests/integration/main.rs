@@ -29,5 +29,6 @@ mod output;
 mod pools;
 mod python_adapter;
 mod python_client;
+mod reload;
 mod serve;
 mod streams;

@@ -68,6 +68,7 @@ trait Ends: Send + Sync {
     fn close(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn fork_server_pid(&self) -> Option<u32>;
     fn ray_driver_pid(&self) -> Option<u32>;
+    fn renew(&self);
 }
 
 impl<T: Transport> Ends for T {
@@ -82,6 +83,9 @@ impl<T: Transport> Ends for T {
     }
     fn ray_driver_pid(&self) -> Option<u32> {
         Transport::ray_driver_pid(self)
+    }
+    fn renew(&self) {
+        Transport::renew(self)
     }
 }
 
@@ -123,6 +127,26 @@ impl Pool {
                 tasks: Mutex::new(tasks),
             }),
         })
+    }
+
+    /// Serves the module as it is now on disk: imports it once in a fresh
+    /// interpreter to check it, then replaces every worker, each once the
+    /// calls it holds have ended (a fork server is replaced first), so no
+    /// call fails for it. A module that does not import fails with its
+    /// traceback and changes nothing: the workers running go on serving.
+    /// Workers on a Ray cluster cannot be reloaded.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let config = &self.inner.core.config;
+        if config.ray.is_some() {
+            return Err(Error::PoolConfig {
+                field: "transport".into(),
+                message: "is ray: a reload replaces local workers only; restart the server to serve new code on the cluster".into(),
+            });
+        }
+        describe_module(config).await?;
+        self.inner.transport.renew();
+        self.inner.core.next_generation();
+        Ok(())
     }
 
     /// The fork server's process id, while the pool has one ready.
@@ -295,7 +319,12 @@ impl Pool {
         self.inner.core.update_settings(f);
     }
 
-    /// The module the workers serve.
+    /// The configuration the pool was started with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.core.config
+    }
+
+    /// The module the workers serve, as the configuration names it.
     pub fn module(&self) -> &str {
         &self.inner.core.config.module
     }

@@ -31,6 +31,9 @@ pub(crate) struct Core {
     state: Mutex<State>,
     /// Bumped on every change a `ready()` or a progress display waits for.
     changes: watch::Sender<u64>,
+    /// The module's generation: a reload raises it, and workers started
+    /// before it retire once their calls end.
+    generation: watch::Sender<u64>,
     /// Set when the workers must stop now (after any drain).
     closed: watch::Sender<bool>,
     next_worker: AtomicU64,
@@ -84,6 +87,7 @@ impl Core {
                 next_waiter: 0,
             }),
             changes: watch::channel(0).0,
+            generation: watch::channel(0).0,
             closed: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
@@ -243,6 +247,17 @@ impl Core {
         self.make_room(&mut st, slot);
         drop(st);
         self.changed();
+    }
+
+    /// Workers started from now on run the module as it is now; those
+    /// started before retire once their calls end.
+    pub(crate) fn next_generation(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The module's generation, to watch.
+    pub(crate) fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The slot's worker takes no more calls; it goes once those it holds end.

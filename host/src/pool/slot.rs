@@ -73,6 +73,8 @@ pub(crate) async fn run<T: Transport>(
         core.starting(index);
         let settings = core.settings();
         let id = core.next_worker_id();
+        // Read before the start: a reload during it retires this worker too.
+        let generation = core.generation();
         let started = tokio::select! {
             started = transport.start(id, &settings) => started,
             _ = until_closed(&mut closed) => break,
@@ -101,7 +103,15 @@ pub(crate) async fn run<T: Transport>(
         let info = worker.info();
         core.ready(index, info.clone(), worker.functions(), worker.handlers());
         let inbox = (&mut jobs, &mut controls);
-        let (end, owed) = serve(&core, index, &mut worker, started, inbox, &mut closed).await;
+        let (end, owed) = serve(
+            &core,
+            index,
+            &mut worker,
+            (started, generation),
+            inbox,
+            &mut closed,
+        )
+        .await;
         let counted = match &end {
             End::Shutdown => Ended::Shutdown,
             End::Recycle(_) => Ended::Recycle,
@@ -251,7 +261,7 @@ async fn serve<C: Connection>(
     core: &Arc<Core>,
     index: usize,
     worker: &mut C,
-    started: Instant,
+    (started, mut generation): (Instant, watch::Receiver<u64>),
     (jobs, controls): (
         &mut mpsc::Receiver<Job>,
         &mut mpsc::UnboundedReceiver<Control>,
@@ -269,6 +279,7 @@ async fn serve<C: Connection>(
     // Set once the worker takes no new calls: why it goes when it is done.
     let mut draining: Option<End> = None;
     let mut idle_since = Instant::now();
+    let born = *generation.borrow_and_update();
     loop {
         let settings = core.settings();
         let grace = settings.kill_grace;
@@ -299,6 +310,12 @@ async fn serve<C: Connection>(
                     crate::error::quoted(&call.command)
                 ));
                 return (End::Shutdown, owe_all(calls, error));
+            }
+            () = reloaded(&mut generation, born), if draining.is_none() => {
+                // The module was reloaded: new calls go to workers on the
+                // new code; this one goes once the calls it holds end.
+                core.drain(index);
+                draining = Some(End::Recycle("runs code from before a reload".into()));
             }
             incoming = worker.next(grace) => match incoming {
                 Err(fatal) => {
@@ -599,6 +616,13 @@ fn recycle_reason<C: Connection>(
         return Some(format!("uses {rss} bytes of memory (max_rss_bytes {max})"));
     }
     None
+}
+
+/// Resolves once the module's generation passes `born` (a reload).
+async fn reloaded(generation: &mut watch::Receiver<u64>, born: u64) {
+    if generation.wait_for(|g| *g > born).await.is_err() {
+        std::future::pending::<()>().await; // the core is gone: closing is how this ends
+    }
 }
 
 /// Resolves when the pool closes (or its core is gone).

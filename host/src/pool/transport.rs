@@ -279,6 +279,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// runs, waiting up to `grace` for it to go.
     fn close(&self, grace: Duration) -> impl Future<Output = ()> + Send;
 
+    /// The module changed: workers started from now on must import it
+    /// again (a fork server that imported it is replaced). A transport
+    /// whose every start imports the module has nothing to do.
+    fn renew(&self) {}
+
     /// The fork server's process id, for a transport that has one ready.
     fn fork_server_pid(&self) -> Option<u32> {
         None

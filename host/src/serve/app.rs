@@ -29,6 +29,8 @@ pub(super) struct App {
     /// For request ids: this server's start, and a count.
     pub(super) started: u64,
     pub(super) requests: AtomicU64,
+    /// With `reload`: each pool's reloads.
+    pub(super) reloads: super::reload::Reloads,
 }
 
 impl App {
@@ -44,6 +46,7 @@ impl App {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             requests: AtomicU64::new(0),
+            reloads: Default::default(),
         }
     }
 }

@@ -440,7 +440,13 @@ fn batch_calls(
 #[utoipa::path(get, path = "/v1/status", tag = "service",
     responses((status = 200, description = "The default pool's status at the top level, every pool's under `pools`", body = Object)))]
 pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Response {
-    let pools: Vec<serde_json::Value> = app.pools.iter().map(pool_status).collect();
+    let mut pools: Vec<serde_json::Value> = app.pools.iter().map(pool_status).collect();
+    if app.settings.reload {
+        for (at, status) in pools.iter_mut().enumerate() {
+            status["reload"] = serde_json::to_value(app.reloads.of(at).unwrap_or_default())
+                .expect("a reload state serializes");
+        }
+    }
     // The default pool's, at the top level too (as before there were several).
     let mut body = pools[0].clone();
     if let Some(object) = body.as_object_mut() {

@@ -37,6 +37,7 @@ mod endpoints;
 mod guard;
 mod metrics;
 mod openapi;
+mod reload;
 mod token;
 
 pub use config::{
@@ -126,11 +127,22 @@ impl Server {
             let _ = stopped.await;
         });
         let mut serving = tokio::spawn(serving);
+        let watching = app.settings.reload.then(|| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                if let Err(e) = reload::watch(app).await {
+                    tracing::error!("--reload: {e}; the server goes on without reloading");
+                }
+            })
+        });
         tokio::select! {
             result = &mut serving => {
                 return result.map_err(std::io::Error::other);
             }
             () = shutdown => {}
+        }
+        if let Some(watching) = watching {
+            watching.abort();
         }
         app.draining.store(true, Ordering::Release);
         let grace = app.settings.drain_grace;

@@ -26,6 +26,10 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     insecure_no_auth: bool,
 
+    /// Development: when the module (or a .py file beside it) changes, start workers on the new code and retire the old ones after their calls; a module that does not import leaves the old workers serving.
+    #[arg(long)]
+    reload: bool,
+
     /// An origin (such as http://localhost:3000) whose web pages may call the server. Repeatable.
     #[arg(long, value_name = "ORIGIN")]
     allowed_origin: Vec<String>,
@@ -144,6 +148,7 @@ impl ServeArgs {
         if self.token_file.is_none() {
             apply_environment_token(&mut settings)?;
         }
+        settings.reload = self.reload;
         Ok(settings)
     }
 }

@@ -73,6 +73,7 @@ pub(super) async fn supervise(
     config: &PoolConfig,
     launcher: &Launcher,
     state: &watch::Sender<ForkState>,
+    renew: &tokio::sync::Notify,
     mut closed: watch::Receiver<bool>,
     settings: watch::Receiver<PoolSettings>,
 ) {
@@ -91,16 +92,25 @@ pub(super) async fn supervise(
                 tracing::debug!(pid, "fork server ready");
                 state.send_replace(ForkState::Ready(Arc::clone(&server)));
                 let listen = server.control.listen(reader, settings.max_frame_bytes);
-                tokio::select! {
-                    () = listen => {}
-                    _ = closed.changed() => {}
-                }
-                state.send_replace(ForkState::Down);
+                let renewing = tokio::select! {
+                    () = listen => false,
+                    _ = closed.changed() => false,
+                    () = renew.notified() => true,
+                };
+                state.send_replace(if renewing {
+                    ForkState::Starting
+                } else {
+                    ForkState::Down
+                });
                 server.control.fail_waiters();
                 drop(lifeline);
                 kill_group(pid, libc::SIGKILL);
                 let status = tokio::time::timeout(Duration::from_secs(5), exit).await;
                 reaper.reap(pid).await;
+                if renewing {
+                    tracing::info!(pid, "the module was reloaded: replacing the fork server");
+                    continue;
+                }
                 if !is_closed(&closed) {
                     tracing::warn!(pid, status = ?status, "the fork server ended; restarting it (workers are started the usual way meanwhile)");
                 }

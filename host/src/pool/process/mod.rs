@@ -41,6 +41,8 @@ struct Inner {
     launcher: Launcher,
     /// The fork server new workers come from: starting, ready, or down.
     fork_server: watch::Sender<ForkState>,
+    /// Told when the module changed: the fork server is replaced.
+    renew: tokio::sync::Notify,
 }
 
 impl Processes {
@@ -50,6 +52,7 @@ impl Processes {
                 launcher: Launcher::new(config.python.clone()),
                 config: config.clone(),
                 fork_server: watch::channel(ForkState::Starting).0,
+                renew: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -104,6 +107,7 @@ impl Transport for Processes {
                     &inner.config,
                     &inner.launcher,
                     &inner.fork_server,
+                    &inner.renew,
                     closed,
                     settings,
                 )
@@ -128,5 +132,13 @@ impl Transport for Processes {
 
     fn fork_server_pid(&self) -> Option<u32> {
         self.inner.fork_server().map(|s| s.pid())
+    }
+
+    fn renew(&self) {
+        // Starts from now on wait for the new fork server, not the old one.
+        if !matches!(*self.inner.fork_server.borrow(), ForkState::Down) {
+            self.inner.fork_server.send_replace(ForkState::Starting);
+        }
+        self.inner.renew.notify_one();
     }
 }

@@ -73,3 +73,30 @@ async fn a_handlers_exception_keeps_the_worker() {
     let status = until(&pool, |s| s.idle == 1).await;
     assert_eq!((status.restarts, fake.starts()), (0, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_reload_each_worker_is_replaced_once_its_calls_end() {
+    let (pool, fake) = fake_pool(2, |_| {});
+    pool.ready().await.expect("ready");
+    let before: Vec<_> = pool.workers().iter().map(|w| w.id).collect();
+    // One worker busy with a call that waits at the gate.
+    let held = spawn_call(&pool, "wait", None);
+    until(&pool, |s| s.busy == 1).await;
+    pool.inner.core.next_generation();
+    // The idle one goes at once; the busy one finishes its call first.
+    until(&pool, |s| s.recycles == 1 && s.idle == 1).await;
+    assert!(!held.is_finished());
+    fake.open_gate(1);
+    held.await
+        .expect("the task ran")
+        .expect("the call held across the reload is answered");
+    let status = until(&pool, |s| s.recycles == 2 && s.idle == 2).await;
+    assert_eq!((status.restarts, fake.starts()), (0, 4));
+    let after: Vec<_> = pool.workers().iter().map(|w| w.id).collect();
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "{before:?} → {after:?}"
+    );
+    // Calls go on, on the new workers.
+    call(&pool, "echo", None).await.expect("answered");
+}

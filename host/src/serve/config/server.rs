@@ -40,6 +40,9 @@ pub struct ServeSettings {
     pub max_connections: usize,
     /// Whether error bodies leave out internals (logged instead).
     pub hide_internals: bool,
+    /// Development: serve each pool's module anew when it (or a `.py`
+    /// file beside it) changes (`snakepen serve --reload`).
+    pub reload: bool,
 }
 
 impl Default for ServeSettings {
@@ -64,6 +67,7 @@ impl Default for ServeSettings {
             // for the workers' pipes, sockets and the adapters' files.
             max_connections: 512,
             hide_internals: false,
+            reload: false,
         }
     }
 }
@@ -157,6 +161,7 @@ impl ServiceConfig {
                 .positive("server.max_connections", &server.max_connections)?
                 .unwrap_or(defaults.max_connections),
             hide_internals: server.hide_internals,
+            reload: false,
         })
     }
 }
