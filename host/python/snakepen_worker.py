@@ -109,14 +109,16 @@ def print_description(options):
     as one JSON document on stdout, or the import's error; no serving."""
     try:
         module, handlers = load_module(options)
+        shadowed = sorted(name for name in BUILTINS if name in handlers)
+        for name in BUILTINS:
+            handlers.pop(name, None)
+        answer, status = ready_message(module, handlers, shadowed), 0
     except BaseException as exc:
-        print(json.dumps({"kind": "failed", "error": import_error(options.module, exc)}))
-        return 1
-    shadowed = sorted(name for name in BUILTINS if name in handlers)
-    for name in BUILTINS:
-        handlers.pop(name, None)
-    print(json.dumps(ready_message(module, handlers, shadowed)))
-    return 0
+        answer, status = {"kind": "failed", "error": import_error(options.module, exc)}, 1
+    sys.stdout.write("\n" + json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    # At once: the module's threads and atexit hooks must not hold the answer back.
+    os._exit(status)
 
 
 def ready_message(module, handlers, shadowed, described=None):
@@ -395,8 +397,10 @@ def describe(handlers):
     described = []
     for name, fn in sorted(handlers.items()):
         try:
-            described.append(describe_one(name, fn))
-        except Exception as exc:
+            entry = describe_one(name, fn)
+            json.dumps(entry, allow_nan=False)  # what the handshake can carry
+            described.append(entry)
+        except (Exception, SystemExit) as exc:
             described.append({"name": name, "kind": "plain", "doc": None, "parameters": [],
                               "takes_bytes": False, "returns": None, "schema": {},
                               "unreadable": "%s: %s" % (type_name(exc), exc)})
@@ -405,8 +409,11 @@ def describe(handlers):
 
 def describe_one(name, fn):
     target = fn
-    while getattr(target, "__wrapped__", None) is not None:  # functools.wraps
-        target = target.__wrapped__
+    for _ in range(100):  # functools.wraps, bounded as inspect.unwrap is
+        wrapped = getattr(target, "__wrapped__", None)
+        if wrapped is None or wrapped is target:
+            break
+        target = wrapped
     code = getattr(target, "__code__", None)
     if code is None:  # a callable object: its __call__, without self
         call = getattr(type(target), "__call__", None)
@@ -499,9 +506,9 @@ def parameter(name, kind, default, annotations):
     if default is not NO_DEFAULT:
         described["_default"] = default
         try:
-            json.dumps(default)
+            json.dumps(default, allow_nan=False)
             described["default"] = default
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             shown = repr(default)[:200]
             if " at 0x" in shown:  # <object object at 0x7f…>: the address says nothing
                 shown = shown.split(" at 0x")[0] + ">"
@@ -545,20 +552,27 @@ def payload_schema(parameters, annotations, context):
         forms.append(keywords)
     if not any(p["required"] and p["kind"] == "keyword-only" for p in parameters):
         forms.append(positions)
-    # A value that is neither binds as the one argument (JSON null too).
-    alone = by_position[:1] and not any(p["required"] for p in parameters if p is not by_position[0])
-    if alone:
-        forms.append(scalar_form(schemas[by_position[0]["name"]]))
+    # A value that is neither binds as the one argument.
+    first = by_position[0] if by_position else next(
+        (p for p in parameters if p["kind"] == "var-positional"), None)
+    if first is not None and not any(p["required"] for p in parameters if p is not first):
+        alone = schemas[first["name"]]
+        if first["kind"] == "var-positional":
+            alone = alone.get("items", {})
+        forms.append(scalar_form(alone))
+    if not forms:
+        return False  # a positional-only and a keyword-only parameter both required: no payload binds
     return {"anyOf": forms}
 
 
 def scalar_form(schema):
-    """A value passed alone (neither an object nor an array: those bind
-    keywords and positions)."""
-    scalar = ["string", "number", "boolean", "null"]
+    """A value passed alone: neither an object nor an array (those bind
+    keywords and positions), nor null (over HTTP, a null payload is no
+    payload)."""
+    scalar = ["string", "number", "boolean"]
     if not schema:
         return {"type": scalar}
-    if schema.get("type") in ("string", "integer", "number", "boolean", "null"):
+    if schema.get("type") in ("string", "integer", "number", "boolean"):
         return schema
     return {"allOf": [schema, {"type": scalar}]}
 
@@ -590,7 +604,7 @@ def type_schema(annotation, context, depth):
     if isinstance(annotation, str):
         try:
             annotation = eval(annotation, dict(context))  # as typing.get_type_hints does
-        except Exception:
+        except (Exception, SystemExit):
             return {}
     if annotation is None or annotation is type(None):
         return {"type": "null"}
@@ -611,7 +625,7 @@ def type_schema(annotation, context, depth):
         if typing is not None and origin is getattr(typing, "Union", None):
             return {"anyOf": [nested(t) for t in args]}
         if typing is not None and origin is getattr(typing, "Literal", None):
-            return {"enum": list(args)}
+            return json_enum(list(args))
         if typing is not None and origin is getattr(typing, "Annotated", None):
             return nested(args[0]) if args else {}
         if origin in (list, set, frozenset) or name in ("Sequence", "List", "Set", "Iterable"):
@@ -663,7 +677,16 @@ def class_schema(cls, nested):
         return schema
     enum = sys.modules.get("enum")
     if enum is not None and issubclass(cls, enum.Enum):
-        return {"enum": [member.value for member in cls], "title": cls.__name__}
+        return dict(json_enum([member.value for member in cls]), title=cls.__name__)
+    return {}
+
+
+def json_enum(values):
+    """{"enum": values} when every value is JSON (strings, numbers, bools,
+    None); {} (any JSON) otherwise."""
+    plain = (str, int, float, bool, type(None))
+    if values and all(isinstance(v, plain) and v == v for v in values):
+        return {"enum": values}
     return {}
 
 
@@ -672,7 +695,7 @@ def resolve(annotation, context):
     if isinstance(annotation, str):
         try:
             return eval(annotation, dict(context))
-        except Exception:
+        except (Exception, SystemExit):
             return annotation
     return annotation
 

@@ -164,3 +164,54 @@ async fn the_server_lists_its_handlers_as_inspect_does() {
     let served: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(served["functions"], described()["handlers"]);
 }
+
+#[tokio::test]
+async fn handlers_hard_to_describe_never_fail_a_start() {
+    let started = std::time::Instant::now();
+    let out = snakepen(&[
+        "inspect",
+        "--module",
+        &python_module("described_odd"),
+        "--json",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the module's thread held the answer back"
+    );
+    let description: Value = serde_json::from_str(&out.stdout).unwrap();
+    let handlers = &description["handlers"];
+    assert_eq!(
+        handler(handlers, "choose")["schema"]["anyOf"][0]["properties"]["speed"],
+        json!({})
+    );
+    let bounded = &handler(handlers, "bounded")["parameters"];
+    assert_eq!(bounded[0]["default_repr"], "inf");
+    assert_eq!(bounded[1]["default_repr"], "nan");
+    assert_eq!(
+        handler(handlers, "split")["schema"],
+        json!(false),
+        "no payload binds"
+    );
+    let spread = &handler(handlers, "spread")["schema"]["anyOf"];
+    assert_eq!(
+        spread[2],
+        json!({"type": "integer"}),
+        "one value alone: {spread}"
+    );
+    assert_eq!(handler(handlers, "proxied")["parameters"][0]["name"], "x");
+
+    let server = Served::start(&[
+        "--module",
+        &python_module("described_odd"),
+        "--pool-size",
+        "1",
+    ])
+    .await;
+    let (status, body) = server
+        .call(json!({"command": "spread", "payload": [1, 2]}))
+        .await;
+    assert_eq!((status, &body["payload"]), (200, &json!(3)), "{body}");
+    let (status, text) = server.get("/openapi.json").await;
+    assert_eq!(status, 200, "{text}");
+}

@@ -75,6 +75,7 @@ pub(crate) async fn run<T: Transport>(
         let id = core.next_worker_id();
         // Read before the start: a reload during it retires this worker too.
         let generation = core.generation();
+        let born = *generation.borrow();
         let started = tokio::select! {
             started = transport.start(id, &settings) => started,
             _ = until_closed(&mut closed) => break,
@@ -107,7 +108,7 @@ pub(crate) async fn run<T: Transport>(
             &core,
             index,
             &mut worker,
-            (started, generation),
+            (started, born, generation),
             inbox,
             &mut closed,
         )
@@ -261,7 +262,7 @@ async fn serve<C: Connection>(
     core: &Arc<Core>,
     index: usize,
     worker: &mut C,
-    (started, mut generation): (Instant, watch::Receiver<u64>),
+    (started, born, mut generation): (Instant, u64, watch::Receiver<u64>),
     (jobs, controls): (
         &mut mpsc::Receiver<Job>,
         &mut mpsc::UnboundedReceiver<Control>,
@@ -279,7 +280,6 @@ async fn serve<C: Connection>(
     // Set once the worker takes no new calls: why it goes when it is done.
     let mut draining: Option<End> = None;
     let mut idle_since = Instant::now();
-    let born = *generation.borrow_and_update();
     loop {
         let settings = core.settings();
         let grace = settings.kill_grace;

@@ -116,6 +116,15 @@ impl ApiError {
         )
     }
 
+    /// The error of request `index` of a batch: its message says which.
+    pub(crate) fn in_request(mut self, index: usize) -> ApiError {
+        if let Some(message) = self.body["error"]["message"].as_str() {
+            self.body["error"]["message"] =
+                format!("request {index} of the batch: {message}").into();
+        }
+        self
+    }
+
     pub(crate) fn draining() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -101,7 +101,7 @@ pub(super) async fn stream(
 }
 
 /// `POST /v1/pools/{pool}/stream`.
-#[utoipa::path(post, path = "/v1/pools/{pool}/stream", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+#[utoipa::path(post, path = "/v1/pools/{pool}/stream", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
     responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), super::openapi::CallErrors))]
 pub(super) async fn stream_in(
     Path(pool): Path<String>,
@@ -279,7 +279,7 @@ pub(super) async fn call(
 }
 
 /// `POST /v1/pools/{pool}/call`.
-#[utoipa::path(post, path = "/v1/pools/{pool}/call", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+#[utoipa::path(post, path = "/v1/pools/{pool}/call", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
     responses((status = 200, description = "The handler's answer", body = Outcome), super::openapi::CallErrors))]
 pub(super) async fn call_in(
     Path(pool): Path<String>,
@@ -318,7 +318,7 @@ pub(super) async fn batch(
 }
 
 /// `POST /v1/pools/{pool}/batch`.
-#[utoipa::path(post, path = "/v1/pools/{pool}/batch", tag = "calls", request_body = BatchBody, params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+#[utoipa::path(post, path = "/v1/pools/{pool}/batch", tag = "calls", request_body = BatchBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
     responses((status = 200, description = "As `/v1/batch`", body = super::openapi::BatchAnswer), super::openapi::CallErrors))]
 pub(super) async fn batch_in(
     Path(pool): Path<String>,
@@ -349,7 +349,8 @@ async fn batch_at(
     }
     let mut requests = Vec::with_capacity(batch.requests.len());
     for call in batch.requests {
-        let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())?;
+        let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())
+            .map_err(|e| e.in_request(requests.len()))?;
         let at = app
             .pools
             .iter()
@@ -494,7 +495,7 @@ pub(super) async fn functions(
 }
 
 /// `GET /v1/pools/{pool}/functions`.
-#[utoipa::path(get, path = "/v1/pools/{pool}/functions", tag = "calls", params(("pool" = String, Path, description = "The pool's name: a `[pools.NAME]` of the configuration, or `default`")),
+#[utoipa::path(get, path = "/v1/pools/{pool}/functions", tag = "calls", params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
     responses((status = 200, description = "The pool's handlers", body = super::openapi::FunctionsAnswer),
               (status = 404, description = "No pool of that name", body = super::openapi::ErrorAnswer)))]
 pub(super) async fn functions_in(

@@ -137,6 +137,9 @@ impl Server {
         });
         tokio::select! {
             result = &mut serving => {
+                if let Some(watching) = &watching {
+                    watching.abort();
+                }
                 return result.map_err(std::io::Error::other);
             }
             () = shutdown => {}

@@ -207,6 +207,10 @@ fn build(app: &App) -> Value {
                      }},
                 ],
             });
+            if handler.parameters.iter().any(|p| p.required) {
+                // No payload calls it with no arguments, which it refuses.
+                schemas[format!("{base}.call")]["allOf"][1]["required"] = json!(["payload"]);
+            }
             calls.push(json!({"$ref": format!("#/components/schemas/{base}.call")}));
         }
         if calls.is_empty() {
@@ -249,6 +253,8 @@ fn build(app: &App) -> Value {
 fn payload_schema(handler: &Handler) -> Value {
     let mut schema = match &handler.schema {
         Value::Object(map) => Value::Object(map.clone()),
+        // `false`: no payload binds to the signature.
+        Value::Bool(false) => return Value::Bool(false),
         _ => json!({}),
     };
     if let Some(doc) = &handler.doc

@@ -1,7 +1,8 @@
 //! `snakepen serve --reload` (development): each pool's module folder is
 //! watched (notify), and when a `.py` file in it changes, the pool serves
 //! the module anew ([`crate::Pool::reload`]): new workers on the new code,
-//! the old ones retired once their calls end, so no call fails for it. A
+//! the old ones retired once their calls end (all at once: calls that come
+//! meanwhile wait for the new workers, within their deadline). A
 //! module that no longer imports leaves the old workers serving; its
 //! traceback is logged and shown in `/v1/status` until a good save.
 

@@ -136,9 +136,21 @@ impl Transport for Processes {
 
     fn renew(&self) {
         // Starts from now on wait for the new fork server, not the old one.
-        if !matches!(*self.inner.fork_server.borrow(), ForkState::Down) {
-            self.inner.fork_server.send_replace(ForkState::Starting);
+        // A server down (between restarts) imports the module anew when it
+        // starts: nothing to replace then.
+        let mut up = false;
+        self.inner.fork_server.send_if_modified(|state| {
+            up = !matches!(state, ForkState::Down);
+            let ready = matches!(state, ForkState::Ready(_));
+            if ready {
+                *state = ForkState::Starting;
+            }
+            ready
+        });
+        if up {
+            // One starting now may have imported the old code: it is
+            // replaced as soon as it is ready.
+            self.inner.renew.notify_one();
         }
-        self.inner.renew.notify_one();
     }
 }

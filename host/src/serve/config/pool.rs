@@ -156,7 +156,7 @@ impl ServiceConfig {
         }
         Err(self.error_at(
             &ray.address,
-            "`[ray]` is given, but the pool's workers run on this machine: set `pool.transport = \"ray\"` to run them on the cluster, or remove `[ray]`".into(),
+            "`[ray]` is given, but every pool's workers run on this machine: set `transport = \"ray\"` in the pool (`[pool]` or `[pools.NAME]`) that should run on the cluster, or remove `[ray]`".into(),
         ))
     }
 
