@@ -271,7 +271,7 @@ pub(crate) struct Outcome<'a> {
     pub worker_pid: Option<u32>,
     /// The call's error, when it failed (in a batch or a stream's `error` event).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::ErrorObject>)]
+    #[schema(value_type = Option<ErrorObject>)]
     pub error: Option<serde_json::Value>,
 }
 
@@ -306,4 +306,118 @@ impl<'a> Outcome<'a> {
         }
         bytes
     }
+}
+
+// What the OpenAPI document (`openapi`) describes besides the bodies
+// above: types that are never built, only shown.
+
+/// An error answer: `{"error": {...}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorAnswer {
+    pub error: ErrorObject,
+}
+
+/// What went wrong: the contract's kind, a sentence that says what to do,
+/// the case's fields, and (when the server hides internals) the id of the
+/// log line that has them.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorObject {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The case's fields: `type_name`, `message` and `traceback` of a
+    /// `python-exception`; `busy`, `starting`, `dead` and `waited_ms` of
+    /// `pool-exhausted`; `pid`, `exit_status` and `stderr_tail` of
+    /// `worker-crashed`; a sentence for most others.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    pub request_id: Option<String>,
+}
+
+/// Every kind of error, with the status it comes with. (Never built: the
+/// server writes kinds as text; a test checks this list against them.)
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ErrorKind {
+    /// 400 (408 for a body too slow, 413 for one too large): the request cannot be served as it stands.
+    BadRequest,
+    /// 401: no bearer token, or a wrong one.
+    Unauthorized,
+    /// 403: a `Host` or `Origin` the server does not allow.
+    Forbidden,
+    /// 404: no handler of that name.
+    NoSuchCommand,
+    /// 404: no pool of that name.
+    NoSuchPool,
+    /// 404: a replaying server's cassette has no answer for the request.
+    CassetteMiss,
+    /// 409: the session's worker is gone, and its state with it.
+    SessionWorkerGone,
+    /// 415: a POST body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 500: the handler raised.
+    PythonException,
+    /// 500: the adapter failed.
+    AdapterFault,
+    /// 502: the worker serving the call died; safe to retry an idempotent call.
+    WorkerCrashed,
+    /// 503 (with `Retry-After`): no worker free in time.
+    PoolExhausted,
+    /// 503 (with `Retry-After`): the server cannot serve this now (draining, a missing capability).
+    Unavailable,
+    /// 504: the call's deadline passed.
+    Timeout,
+}
+
+/// The answers a call can get besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of responses, never built
+pub(crate) enum CallErrors {
+    /// The request cannot be served as it stands (`bad-request`).
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorAnswer),
+    /// No bearer token, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorAnswer),
+    /// No such command or pool, or a cassette miss.
+    #[response(status = 404)]
+    NotFound(#[to_schema] ErrorAnswer),
+    /// The body did not arrive within the body timeout.
+    #[response(status = 408)]
+    BodyTimeout(#[to_schema] ErrorAnswer),
+    /// The session's worker is gone.
+    #[response(status = 409)]
+    SessionWorkerGone(#[to_schema] ErrorAnswer),
+    /// The body is over the size limit.
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorAnswer),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(#[to_schema] ErrorAnswer),
+    /// The handler raised (`python-exception`) or the adapter failed.
+    #[response(status = 500)]
+    Failed(#[to_schema] ErrorAnswer),
+    /// The worker died serving the call.
+    #[response(status = 502)]
+    WorkerCrashed(#[to_schema] ErrorAnswer),
+    /// No worker free in time, or the server is draining.
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorAnswer),
+    /// The call's deadline passed.
+    #[response(status = 504)]
+    Timeout(#[to_schema] ErrorAnswer),
+}
+
+/// `{"results": [...]}`: a batch's outcomes in request order.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BatchAnswer<'a> {
+    pub results: Vec<Outcome<'a>>,
+}
+
+/// `GET /v1/functions`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct FunctionsAnswer {
+    /// The pool they are of.
+    pub pool: String,
+    pub functions: Vec<crate::Handler>,
 }

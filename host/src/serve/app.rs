@@ -7,8 +7,9 @@ use super::config::ServeSettings;
 use super::metrics::Metrics;
 use crate::Host;
 use axum::http::StatusCode;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// One pool the server serves: its name and its host.
@@ -30,12 +31,17 @@ pub(super) struct App {
     pub(super) started: u64,
     pub(super) requests: AtomicU64,
     /// With `reload`: each pool's reloads.
-    pub(super) reloads: super::reload::Reloads,
+    pub(super) reloads: Reloads,
 }
 
 impl App {
     pub(super) fn new(pools: Vec<Served>, settings: ServeSettings) -> App {
-        let metrics = Metrics::new(&pools);
+        let metrics = Metrics::new(
+            pools
+                .iter()
+                .map(|p| (p.name.clone(), p.host.clone()))
+                .collect(),
+        );
         App {
             pools,
             settings,
@@ -89,5 +95,44 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+/// What `/v1/status` says of a pool's reloads.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct ReloadState {
+    /// The folder watched.
+    pub watching: Option<PathBuf>,
+    /// Reloads that took.
+    pub reloads: u64,
+    /// The last reload that failed, until one succeeds: when, and why (the traceback).
+    pub failed: Option<Failed>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Failed {
+    pub at_unix_ms: u64,
+    pub error: String,
+}
+
+/// Every pool's reload state, by the pool's place in the server.
+#[derive(Default)]
+pub(crate) struct Reloads(Mutex<Vec<ReloadState>>);
+
+impl Reloads {
+    pub(crate) fn of(&self, pool: usize) -> Option<ReloadState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pool)
+            .cloned()
+    }
+
+    pub(crate) fn update(&self, pool: usize, change: impl FnOnce(&mut ReloadState)) {
+        let mut states = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if states.len() <= pool {
+            states.resize_with(pool + 1, ReloadState::default);
+        }
+        change(&mut states[pool]);
     }
 }

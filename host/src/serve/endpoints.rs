@@ -92,7 +92,7 @@ impl Drop for OpenStream {
 /// it, or `error` with the error. A client that hangs up stops the call:
 /// the handler's generator is closed on its worker.
 #[utoipa::path(post, path = "/v1/stream", tag = "calls", request_body = CallBody,
-    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), super::openapi::CallErrors))]
+    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), api::CallErrors))]
 pub(super) async fn stream(
     State(app): State<Arc<App>>,
     body: Body,
@@ -102,7 +102,7 @@ pub(super) async fn stream(
 
 /// `POST /v1/pools/{pool}/stream`.
 #[utoipa::path(post, path = "/v1/pools/{pool}/stream", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
-    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), super::openapi::CallErrors))]
+    responses((status = 200, description = "Server-Sent Events: an `event: chunk` per chunk (its JSON as the data; `chunk-base64` for one that is not JSON), then `event: end` with the outcome or `event: error` with the error", content_type = "text/event-stream", body = String), api::CallErrors))]
 pub(super) async fn stream_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -270,7 +270,7 @@ fn pool_of<'a>(
 
 /// `POST /v1/call`: one call, on the default pool or the one its body names.
 #[utoipa::path(post, path = "/v1/call", tag = "calls", request_body = CallBody,
-    responses((status = 200, description = "The handler's answer", body = Outcome), super::openapi::CallErrors))]
+    responses((status = 200, description = "The handler's answer", body = Outcome), api::CallErrors))]
 pub(super) async fn call(
     State(app): State<Arc<App>>,
     body: Body,
@@ -280,7 +280,7 @@ pub(super) async fn call(
 
 /// `POST /v1/pools/{pool}/call`.
 #[utoipa::path(post, path = "/v1/pools/{pool}/call", tag = "calls", request_body = CallBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
-    responses((status = 200, description = "The handler's answer", body = Outcome), super::openapi::CallErrors))]
+    responses((status = 200, description = "The handler's answer", body = Outcome), api::CallErrors))]
 pub(super) async fn call_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -309,7 +309,7 @@ async fn call_at(
 
 /// `POST /v1/batch`: many calls; each may name its pool.
 #[utoipa::path(post, path = "/v1/batch", tag = "calls", request_body = BatchBody,
-    responses((status = 200, description = "`order: request`: every outcome, in request order, each with its status. `order: completion`: JSON Lines (application/x-ndjson), one outcome per call as it finishes, each with its `index`", body = super::openapi::BatchAnswer), super::openapi::CallErrors))]
+    responses((status = 200, description = "`order: request`: every outcome, in request order, each with its status. `order: completion`: JSON Lines (application/x-ndjson), one outcome per call as it finishes, each with its `index`", body = api::BatchAnswer), api::CallErrors))]
 pub(super) async fn batch(
     State(app): State<Arc<App>>,
     body: Body,
@@ -319,7 +319,7 @@ pub(super) async fn batch(
 
 /// `POST /v1/pools/{pool}/batch`.
 #[utoipa::path(post, path = "/v1/pools/{pool}/batch", tag = "calls", request_body = BatchBody, params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
-    responses((status = 200, description = "As `/v1/batch`", body = super::openapi::BatchAnswer), super::openapi::CallErrors))]
+    responses((status = 200, description = "As `/v1/batch`", body = api::BatchAnswer), api::CallErrors))]
 pub(super) async fn batch_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -487,7 +487,7 @@ fn pool_status(served: &Served) -> serde_json::Value {
 /// with its parameters, docstring and payload schema (empty without a
 /// pool, or until a worker is ready).
 #[utoipa::path(get, path = "/v1/functions", tag = "calls",
-    responses((status = 200, description = "The default pool's handlers", body = super::openapi::FunctionsAnswer)))]
+    responses((status = 200, description = "The default pool's handlers", body = api::FunctionsAnswer)))]
 pub(super) async fn functions(
     State(app): State<Arc<App>>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -496,8 +496,8 @@ pub(super) async fn functions(
 
 /// `GET /v1/pools/{pool}/functions`.
 #[utoipa::path(get, path = "/v1/pools/{pool}/functions", tag = "calls", params(("pool" = String, Path, description = "The pool's name: the NAME of a `[pools.NAME]`, or `default` for `[pool]`")),
-    responses((status = 200, description = "The pool's handlers", body = super::openapi::FunctionsAnswer),
-              (status = 404, description = "No pool of that name", body = super::openapi::ErrorAnswer)))]
+    responses((status = 200, description = "The pool's handlers", body = api::FunctionsAnswer),
+              (status = 404, description = "No pool of that name", body = api::ErrorAnswer)))]
 pub(super) async fn functions_in(
     Path(pool): Path<String>,
     State(app): State<Arc<App>>,
@@ -524,7 +524,7 @@ pub(super) async fn healthz() -> axum::response::Response {
 /// `GET /readyz`: every pool's workers are ready and the server is not draining.
 #[utoipa::path(get, path = "/readyz", tag = "service", responses(
     (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
-    (status = 503, description = "Not every worker is ready, or the server is draining", body = super::openapi::ErrorAnswer)))]
+    (status = 503, description = "Not every worker is ready, or the server is draining", body = api::ErrorAnswer)))]
 pub(super) async fn readyz(
     State(app): State<Arc<App>>,
 ) -> Result<axum::response::Response, ApiError> {

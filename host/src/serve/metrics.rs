@@ -14,7 +14,6 @@
 //! escapes them by the exposition rules. Every series has a `pool` label:
 //! the name of the pool (`default` for `[pool]`).
 
-use super::app::Served;
 use crate::{CallError, Host};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -121,11 +120,8 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(pools: &[Served]) -> Metrics {
-        let hosts: Vec<(String, Host)> = pools
-            .iter()
-            .map(|p| (p.name.clone(), p.host.clone()))
-            .collect();
+    /// Metrics of the pools `hosts`, by name.
+    pub(crate) fn new(hosts: Vec<(String, Host)>) -> Metrics {
         let mut registry = Registry::with_prefix("snakepen");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(

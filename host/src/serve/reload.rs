@@ -6,57 +6,17 @@
 //! module that no longer imports leaves the old workers serving; its
 //! traceback is logged and shown in `/v1/status` until a good save.
 
-use super::app::App;
+use super::app::{App, Failed};
 use notify::Watcher;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// Saves closer together than this are one change (editors write a file
 /// in several steps: a temporary file, a rename, a touch).
 const SETTLE: Duration = Duration::from_millis(150);
-
-/// What `/v1/status` says of a pool's reloads.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct ReloadState {
-    /// The folder watched.
-    pub watching: Option<PathBuf>,
-    /// Reloads that took.
-    pub reloads: u64,
-    /// The last reload that failed, until one succeeds: when, and why (the traceback).
-    pub failed: Option<Failed>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Failed {
-    pub at_unix_ms: u64,
-    pub error: String,
-}
-
-/// Every pool's reload state, by the pool's place in the server.
-#[derive(Default)]
-pub(crate) struct Reloads(Mutex<Vec<ReloadState>>);
-
-impl Reloads {
-    pub(crate) fn of(&self, pool: usize) -> Option<ReloadState> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(pool)
-            .cloned()
-    }
-
-    fn update(&self, pool: usize, change: impl FnOnce(&mut ReloadState)) {
-        let mut states = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if states.len() <= pool {
-            states.resize_with(pool + 1, ReloadState::default);
-        }
-        change(&mut states[pool]);
-    }
-}
 
 /// Watches every local pool's module folder until the server stops
 /// (the task is aborted then). Fails when nothing can be watched.

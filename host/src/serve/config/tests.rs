@@ -123,7 +123,7 @@ fn a_ray_pool_needs_its_section_and_the_section_needs_the_transport() {
     assert_eq!(err.line, Some(3), "{err}");
     assert!(err.message.contains("no `[ray]` section"), "{err}");
     let err = parse(&format!("{pool}\n[ray]\naddress = \"127.0.0.1:6379\"\n")).unwrap_err();
-    assert!(err.message.contains("pool.transport = \"ray\""), "{err}");
+    assert!(err.message.contains("transport = \"ray\""), "{err}");
     let err = parse(&format!("{pool}transport = \"cluster\"\n")).unwrap_err();
     assert!(
         err.message.contains("\"local\"") && err.message.contains("\"ray\""),
