@@ -91,13 +91,10 @@ def main(argv):
     write = writer(REPLIES_FD)
     started = time.monotonic()
     try:
-        module, handlers = load_module(options)
+        module, handlers, shadowed = load_module(options)
     except BaseException as exc:  # the host reports it; nothing else to do here
         send(write, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
-    shadowed = sorted(name for name in BUILTINS if name in handlers)
-    for name in BUILTINS:
-        handlers.pop(name, None)
     encoder = json_encoder()  # imports orjson, if any, before the worker says it is ready
     send(write, ready_message(module, handlers, shadowed))
     serve(write, module, handlers, started, options, encoder)
@@ -108,10 +105,7 @@ def print_description(options):
     """--describe: the module's handlers as the handshake would carry them,
     as one JSON document on stdout, or the import's error; no serving."""
     try:
-        module, handlers = load_module(options)
-        shadowed = sorted(name for name in BUILTINS if name in handlers)
-        for name in BUILTINS:
-            handlers.pop(name, None)
+        module, handlers, shadowed = load_module(options)
         answer, status = ready_message(module, handlers, shadowed), 0
     except BaseException as exc:
         answer, status = {"kind": "failed", "error": import_error(options.module, exc)}, 1
@@ -129,7 +123,6 @@ def ready_message(module, handlers, shadowed, described=None):
         "executable": sys.executable,
         "module": module.__name__,
         "file": getattr(module, "__file__", None),
-        "functions": sorted(handlers),
         "handlers": described if described is not None else describe(handlers),
         "shadowed": shadowed,
     }
@@ -141,13 +134,10 @@ def serve_forks(options):
     watch_for_host_exit(control.fileno())
     started = time.monotonic()
     try:
-        module, handlers = load_module(options)
+        module, handlers, shadowed = load_module(options)
     except BaseException as exc:
         send(control.sendall, {"kind": "failed", "error": import_error(options.module, exc)})
         return 1
-    shadowed = sorted(name for name in BUILTINS if name in handlers)
-    for name in BUILTINS:
-        handlers.pop(name, None)
     encoder = json_encoder()  # orjson, if any, imported once for every worker
     # Everything imported so far is shared with every worker, page for page,
     # for as long as nobody writes to it: keep the collector's hands off it.
@@ -350,7 +340,12 @@ def load_module(options):
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(name)
-    return module, commands(module, options.expose)
+    handlers = commands(module, options.expose)
+    # The built-ins answer their names; module functions of those names are shadowed.
+    shadowed = sorted(name for name in BUILTINS if name in handlers)
+    for name in BUILTINS:
+        handlers.pop(name, None)
+    return module, handlers, shadowed
 
 
 def commands(module, expose):

@@ -5,7 +5,8 @@
 
 use super::handlers::Handler;
 use super::process::protocol::ErrorBody;
-use super::process::spawn::{WORKER_SOURCE, worker_args};
+use super::process::spawn::{WORKER_SOURCE, worker_args, worker_env};
+use super::transport::StartFailure;
 use crate::{Error, PoolConfig};
 use serde::{Deserialize, Serialize};
 use std::process::Stdio;
@@ -53,24 +54,21 @@ pub async fn describe_module(config: &PoolConfig) -> Result<ModuleDescription, E
         .args(worker_args(config, false))
         .arg("--describe")
         .env_clear()
-        .env("LANG", "C.UTF-8")
-        .env("LC_ALL", "C.UTF-8")
-        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .envs(worker_env(config))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
     if let Some(cwd) = &config.cwd {
         command.current_dir(cwd);
     }
     let python = config.python.display();
     let child = command.spawn().map_err(|e| {
-        failed(format!(
-            "cannot run the Python interpreter `{python}`: {e}. Install Python 3.9 or newer, or give its path with --python"
-        ))
+        let failure = StartFailure::Spawn {
+            python: python.to_string(),
+            message: e.to_string(),
+        };
+        failed(failure.describe(&config.module))
     })?;
     let within = config.settings.start_timeout;
     let output = match tokio::time::timeout(within, child.wait_with_output()).await {

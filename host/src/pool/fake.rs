@@ -210,7 +210,16 @@ impl Transport for Fake {
             id,
             fake: self.clone(),
             life,
-            functions: vec!["echo".into()],
+            handlers: vec![super::Handler {
+                name: "echo".into(),
+                kind: super::HandlerKind::Plain,
+                doc: None,
+                parameters: Vec::new(),
+                takes_bytes: false,
+                returns: None,
+                schema: serde_json::json!({}),
+                unreadable: None,
+            }],
             tx,
             rx,
             waiting: JoinSet::new(),
@@ -245,7 +254,7 @@ pub(crate) struct FakeWorker {
     id: WorkerId,
     fake: Fake,
     life: Arc<Life>,
-    functions: Vec<String>,
+    handlers: Vec<super::Handler>,
     /// The worker's messages, in the order it sends them.
     tx: mpsc::UnboundedSender<Result<Incoming, Fatal>>,
     rx: mpsc::UnboundedReceiver<Result<Incoming, Fatal>>,
@@ -281,12 +290,8 @@ impl Connection for FakeWorker {
         WorkerInfo::new(self.id, None)
     }
 
-    fn functions(&self) -> &[String] {
-        &self.functions
-    }
-
     fn handlers(&self) -> &[super::Handler] {
-        &[]
+        &self.handlers
     }
 
     async fn send(

@@ -185,14 +185,13 @@ impl Core {
         self: &Arc<Self>,
         slot: usize,
         worker: WorkerInfo,
-        functions: &[String],
         handlers: &[super::Handler],
     ) {
-        if **self.functions.read().unwrap_or_else(|p| p.into_inner()) != *functions {
-            *self.functions.write().unwrap_or_else(|p| p.into_inner()) = functions.into();
-        }
         if **self.handlers.read().unwrap_or_else(|p| p.into_inner()) != *handlers {
             *self.handlers.write().unwrap_or_else(|p| p.into_inner()) = handlers.into();
+            // The command names, apart: the metrics read them at every call.
+            let names: Vec<String> = handlers.iter().map(|h| h.name.clone()).collect();
+            *self.functions.write().unwrap_or_else(|p| p.into_inner()) = names.into();
         }
         let mut st = self.lock();
         let s = &mut st.slots[slot];

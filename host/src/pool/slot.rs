@@ -102,7 +102,7 @@ pub(crate) async fn run<T: Transport>(
         };
         let started = Instant::now();
         let info = worker.info();
-        core.ready(index, info.clone(), worker.functions(), worker.handlers());
+        core.ready(index, info.clone(), worker.handlers());
         let inbox = (&mut jobs, &mut controls);
         let (end, owed) = serve(
             &core,

@@ -321,10 +321,8 @@ pub(crate) trait Connection: Send + 'static {
     /// Who it is.
     fn info(&self) -> WorkerInfo;
 
-    /// The commands it reported in its handshake (without the built-ins).
-    fn functions(&self) -> &[String];
-
-    /// Its handlers, as it described them in its handshake.
+    /// Its handlers (its commands, without the built-ins), as it
+    /// described them in its handshake.
     fn handlers(&self) -> &[super::Handler];
 
     /// Sends request `id`: `command` with `payload` (the built-in `ping`

@@ -61,21 +61,29 @@ impl App {
     /// The pool named `name`, or the default one; a name the server does
     /// not have is a 404 that lists the names it has.
     pub(super) fn pool(&self, name: Option<&str>) -> Result<&Served, ApiError> {
+        self.pool_index(name).map(|at| &self.pools[at])
+    }
+
+    /// [`App::pool`]'s place in `pools`.
+    pub(super) fn pool_index(&self, name: Option<&str>) -> Result<usize, ApiError> {
         let Some(name) = name else {
-            return Ok(&self.pools[0]);
+            return Ok(0);
         };
-        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no-such-pool",
-                format!(
-                    "no pool {}; this server has: {}",
-                    crate::error::quoted(name),
-                    names.join(", ")
-                ),
-            )
-        })
+        self.pools
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no-such-pool",
+                    format!(
+                        "no pool {}; this server has: {}",
+                        crate::error::quoted(name),
+                        names.join(", ")
+                    ),
+                )
+            })
     }
 }
 

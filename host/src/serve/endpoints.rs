@@ -118,7 +118,7 @@ async fn stream_at(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let call = call_of(&app, body).await?;
-    let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())?;
+    let served = &app.pools[pool_of(&app, path_pool.as_deref(), call.pool.as_deref())?];
     let (pool, host) = (served.name.clone(), served.host.clone());
     let in_flight = InFlight::enter(&app)?;
     let request = call.into_request();
@@ -249,11 +249,7 @@ fn json_response(status: StatusCode, bytes: Vec<u8>) -> axum::response::Response
 
 /// The pool a call goes to: the one its path names, else the one its
 /// body names, else the default; a path and a body that disagree are a 400.
-fn pool_of<'a>(
-    app: &'a App,
-    path: Option<&str>,
-    body: Option<&str>,
-) -> Result<&'a Served, ApiError> {
+fn pool_of(app: &App, path: Option<&str>, body: Option<&str>) -> Result<usize, ApiError> {
     if let (Some(path), Some(body)) = (path, body)
         && path != body
     {
@@ -265,7 +261,7 @@ fn pool_of<'a>(
             ),
         ));
     }
-    app.pool(path.or(body))
+    app.pool_index(path.or(body))
 }
 
 /// `POST /v1/call`: one call, on the default pool or the one its body names.
@@ -295,7 +291,7 @@ async fn call_at(
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
     let call = call_of(app, body).await?;
-    let served = pool_of(app, path_pool, call.pool.as_deref())?;
+    let served = &app.pools[pool_of(app, path_pool, call.pool.as_deref())?];
     let _in_flight = InFlight::enter(app)?;
     let result = run_call(app, served, call.into_request()).await;
     if let Err(e) = &result {
@@ -349,13 +345,8 @@ async fn batch_at(
     }
     let mut requests = Vec::with_capacity(batch.requests.len());
     for call in batch.requests {
-        let served = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())
+        let at = pool_of(&app, path_pool.as_deref(), call.pool.as_deref())
             .map_err(|e| e.in_request(requests.len()))?;
-        let at = app
-            .pools
-            .iter()
-            .position(|p| std::ptr::eq(p, served))
-            .expect("a pool of this server");
         requests.push((at, call));
     }
     let in_flight = InFlight::enter(&app)?;

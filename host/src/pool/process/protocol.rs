@@ -228,10 +228,8 @@ pub(crate) struct Hello {
     /// Module functions hidden by the built-ins `ping` and `info`.
     #[serde(default)]
     pub shadowed: Vec<String>,
-    /// The module's commands (without the built-ins).
-    #[serde(default)]
-    pub functions: Vec<String>,
-    /// Each command described: parameters, docstring, payload schema.
+    /// Each of the module's commands (without the built-ins) described:
+    /// parameters, docstring, payload schema.
     #[serde(default)]
     pub handlers: Vec<crate::pool::Handler>,
 }

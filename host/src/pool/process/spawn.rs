@@ -159,19 +159,9 @@ pub(crate) async fn spawn_process(
         WORKER_SOURCE.into(),
     ];
     argv.extend(worker_args(config, fork_server));
-    let mut env: Vec<(String, String)> = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        env.push(("PATH".into(), path.to_string_lossy().into_owned()));
-    }
-    env.push(("LANG".into(), "C.UTF-8".into()));
-    env.push(("LC_ALL".into(), "C.UTF-8".into()));
-    for (key, value) in &config.env {
-        env.retain(|(k, _)| k != key);
-        env.push((key.clone(), value.clone()));
-    }
     let program = Program {
         argv,
-        env,
+        env: worker_env(config),
         cwd: config.cwd.clone(),
     };
     let failed =
@@ -200,6 +190,22 @@ pub(crate) async fn spawn_process(
         })
     };
     Ok((pid, reaper, receiver(stdout_read)?, receiver(stderr_read)?))
+}
+
+/// The worker program's whole environment for a pool of `config`: the
+/// host's PATH, a UTF-8 locale, and the pool's own variables over them.
+pub(crate) fn worker_env(config: &PoolConfig) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        env.push(("PATH".into(), path.to_string_lossy().into_owned()));
+    }
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    env.push(("LC_ALL".into(), "C.UTF-8".into()));
+    for (key, value) in &config.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
 }
 
 /// The worker program's arguments for a pool of `config` (the fork

@@ -28,7 +28,6 @@ use tokio::time::Instant;
 pub(crate) struct Worker {
     id: WorkerId,
     /// The commands it reported in its handshake.
-    functions: Vec<String>,
     handlers: Vec<crate::pool::Handler>,
     /// Its parent: the pool's reaper, or the fork server that forked it. It
     /// reports the exit and keeps the process a zombie until told to reap.
@@ -106,7 +105,6 @@ impl Worker {
         let read = pipe::Receiver::from_owned_fd(from_worker).map_err(cannot)?;
         let mut worker = Worker {
             id,
-            functions: Vec::new(),
             handlers: Vec::new(),
             parent,
             exit,
@@ -144,7 +142,6 @@ impl Worker {
                     if !hello.shadowed.is_empty() {
                         tracing::warn!(worker = id, functions = ?hello.shadowed, "the module defines functions named like snakepen's built-ins; requests reach the built-ins");
                     }
-                    worker.functions = hello.functions;
                     worker.handlers = hello.handlers;
                     return Ok(worker);
                 }
@@ -356,10 +353,6 @@ impl Worker {
 impl Connection for Worker {
     fn info(&self) -> WorkerInfo {
         WorkerInfo::new(self.id, Some(self.pid))
-    }
-
-    fn functions(&self) -> &[String] {
-        &self.functions
     }
 
     fn handlers(&self) -> &[crate::pool::Handler] {

@@ -522,7 +522,6 @@ pub(crate) struct RayWorker {
     events: mpsc::UnboundedReceiver<Event>,
     tail: Arc<Mutex<Tail>>,
     place: Place,
-    functions: Vec<String>,
     handlers: Vec<crate::pool::Handler>,
     /// Its straight connection, once its actor made it.
     link: Option<Link>,
@@ -590,7 +589,6 @@ impl RayWorker {
             events,
             tail,
             place: Place::default(),
-            functions: Vec::new(),
             handlers: Vec::new(),
             link: None,
             linking,
@@ -716,7 +714,6 @@ impl RayWorker {
             };
             return match serde_json::from_slice::<Handshake>(&header) {
                 Ok(Handshake::Ready(hello)) => {
-                    self.functions = hello.functions;
                     self.handlers = hello.handlers;
                     tracing::debug!(worker = self.id, python = %hello.python, direct = self.link.is_some(), "worker on Ray ready");
                     Ok(())
@@ -853,10 +850,6 @@ impl Connection for RayWorker {
             "driver"
         });
         info
-    }
-
-    fn functions(&self) -> &[String] {
-        &self.functions
     }
 
     fn handlers(&self) -> &[crate::pool::Handler] {
