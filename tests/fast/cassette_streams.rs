@@ -86,9 +86,11 @@ async fn a_recorded_stream_keeps_its_chunks_with_their_times_and_replays_without
         .as_ref()
         .expect("a streamed call keeps its chunks");
     assert_eq!(chunks.len(), 3);
-    // The mock waited 15 ms between chunks: the times say at least that.
+    // The mock waited 15 ms between chunks, 30 ms from first to last. When
+    // each chunk reaches the recorder varies by a few ms on a loaded
+    // machine, so half of that is the bound (lost times would give ~0).
     assert!(
-        chunks[2].offset >= chunks[0].offset + Duration::from_millis(30),
+        chunks[2].offset >= chunks[0].offset + Duration::from_millis(15),
         "{chunks:?}"
     );
     assert_eq!(chunks[1].chunk, br#"" answer""#);
