@@ -280,6 +280,11 @@ async fn serve<C: Connection>(
     // Set once the worker takes no new calls: why it goes when it is done.
     let mut draining: Option<End> = None;
     let mut idle_since = Instant::now();
+    let mut alarm = Alarm::default();
+    // Made once, not at every turn of the loop: each would subscribe
+    // afresh to its channel, a call's worth of work twice or thrice a call.
+    let mut closing = std::pin::pin!(until_closed(closed));
+    let mut reload = std::pin::pin!(reloaded(&mut generation, born));
     loop {
         let settings = core.settings();
         let grace = settings.kill_grace;
@@ -302,16 +307,18 @@ async fn serve<C: Connection>(
             .filter_map(InFlight::due)
             .chain(ping_at)
             .min();
+        alarm.aim(wake);
         tokio::select! {
             biased;
-            _ = until_closed(closed) => {
+            () = &mut closing => {
                 let error = |call: &InFlight| CallError::Unavailable(format!(
                     "the host shut down while {} was running, after its grace period; the worker was stopped",
                     crate::error::quoted(&call.command)
                 ));
                 return (End::Shutdown, owe_all(calls, error));
             }
-            () = reloaded(&mut generation, born), if draining.is_none() => {
+            // Once it has fired, `draining` is set for good: never polled again.
+            () = &mut reload, if draining.is_none() => {
                 // The module was reloaded: new calls go to workers on the
                 // new code; this one goes once the calls it holds end.
                 core.drain(index);
@@ -447,8 +454,12 @@ async fn serve<C: Connection>(
                     return ended_by(fatal, calls);
                 }
             }
-            _ = sleep_until(wake), if wake.is_some() => {
+            () = alarm.ring(), if alarm.is_set() => {
                 let now = Instant::now();
+                if wake.is_none_or(|wake| now < wake) {
+                    // Set for something earlier that is no longer due.
+                    continue;
+                }
                 if calls.is_empty() {
                     // The idle ping is due.
                     idle_since = now;
@@ -557,11 +568,46 @@ fn ended_by(fatal: Fatal, calls: HashMap<RequestId, InFlight>) -> (End, Vec<Owed
     (end, owe_all(calls, |_| fatal.error().clone()))
 }
 
-/// Resolves at `wake` (never when it is `None`).
-async fn sleep_until(wake: Option<Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// The slot's one timer, for the first thing due (a deadline, a ping),
+/// moved only ever earlier. Each call's deadline is later than the one set
+/// for the calls before it, and setting a timer costs a wheel update under
+/// a lock and, as often as not, a wake-up of the runtime's I/O driver (a
+/// syscall): once per call, that was a tenth of the host's CPU per call.
+/// When it goes off before anything is due, the loop sets it again.
+#[derive(Default)]
+struct Alarm {
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// When it goes off, while set.
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    /// Makes it go off by `wake`, if anything is due.
+    fn aim(&mut self, wake: Option<Instant>) {
+        let Some(wake) = wake else { return };
+        if self.at.is_some_and(|at| at <= wake) {
+            return;
+        }
+        self.at = Some(wake);
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(wake),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(wake))),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// Resolves when it goes off (never while it is not set), unsetting it.
+    async fn ring(&mut self) {
+        match (&mut self.sleep, self.at) {
+            (Some(sleep), Some(_)) => {
+                sleep.as_mut().await;
+                self.at = None;
+            }
+            _ => std::future::pending().await,
+        }
     }
 }
 
