@@ -8,9 +8,10 @@ use super::metrics::Metrics;
 use crate::Host;
 use axum::http::StatusCode;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// One pool the server serves: its name and its host.
 pub(super) struct Served {
@@ -25,8 +26,12 @@ pub(super) struct App {
     pub(super) settings: ServeSettings,
     pub(super) metrics: Metrics,
     pub(super) draining: AtomicBool,
-    /// Calls (and batches) being served.
-    pub(super) in_flight: watch::Sender<usize>,
+    /// Calls (and batches) being served. A plain count, not a watch: it
+    /// changes twice per call and is waited on only by a drain, which
+    /// [`App::drained`] wakes.
+    pub(super) in_flight: AtomicUsize,
+    /// Notified when the last call in flight ends while draining.
+    drained: Notify,
     /// For request ids: this server's start, and a count.
     pub(super) started: u64,
     pub(super) requests: AtomicU64,
@@ -47,7 +52,8 @@ impl App {
             settings,
             metrics,
             draining: AtomicBool::new(false),
-            in_flight: watch::channel(0).0,
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -58,6 +64,31 @@ impl App {
 }
 
 impl App {
+    /// Calls being served now.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops taking calls (new ones get 503) and waits up to `grace` for
+    /// those in flight to end; whether they all did.
+    pub(super) async fn drain(&self, grace: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        tokio::time::timeout(grace, async {
+            loop {
+                let drained = self.drained.notified();
+                let mut drained = std::pin::pin!(drained);
+                // Listening before looking: an end between the two is not missed.
+                drained.as_mut().enable();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// The pool named `name`, or the default one; a name the server does
     /// not have is a 404 that lists the names it has.
     pub(super) fn pool(&self, name: Option<&str>) -> Result<&Served, ApiError> {
@@ -95,14 +126,18 @@ impl InFlight {
         if app.draining.load(Ordering::Acquire) {
             return Err(ApiError::draining());
         }
-        app.in_flight.send_modify(|n| *n += 1);
+        app.in_flight.fetch_add(1, Ordering::SeqCst);
         Ok(InFlight(Arc::clone(app)))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.send_modify(|n| *n -= 1);
+        let app = &self.0;
+        if app.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && app.draining.load(Ordering::SeqCst)
+        {
+            app.drained.notify_waiters();
+        }
     }
 }
 

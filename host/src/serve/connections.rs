@@ -23,10 +23,8 @@
 //! descriptors are free again (logged once too).
 
 use super::api::ApiError;
-use axum::Router;
 use axum::body::Body;
 use axum::http::StatusCode;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io;
@@ -36,10 +34,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 /// The connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -49,12 +46,12 @@ pub(crate) struct Limits {
     pub max_connections: usize,
 }
 
-/// Accepts on `listener` and serves `router` until `stop` resolves; then
+/// Accepts on `listener` and serves each request with `dispatch` until `stop` resolves; then
 /// stops accepting, lets each connection finish its request in flight
 /// (an idle one closes at once) and returns once all are closed.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    dispatch: super::Dispatch,
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
@@ -84,8 +81,8 @@ pub(crate) async fn serve(
                             );
                             at_limit = false;
                         }
-                        let (router, closed) = (router.clone(), closed.clone());
-                        connections.spawn(connection(stream, router, limits, closed, permit));
+                        let (dispatch, closed) = (dispatch.clone(), closed.clone());
+                        connections.spawn(connection(stream, dispatch, limits, closed, permit));
                     }
                     Err(_) => {
                         if !at_limit {
@@ -158,7 +155,7 @@ async fn refuse(mut stream: TcpStream, max_connections: usize) {
 /// Serves one connection until it ends, times out, or the server closes.
 async fn connection(
     stream: TcpStream,
-    router: Router,
+    dispatch: super::Dispatch,
     limits: Limits,
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -172,15 +169,13 @@ async fn connection(
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let in_flight = InFlight::begin(&requests);
-            let router = router.clone();
+            let dispatch = dispatch.clone();
             async move {
-                let response = router.oneshot(request.map(Body::new)).await?;
+                let response = dispatch.serve(request.map(Body::new)).await;
                 // The request is in flight until its body is sent (or dropped).
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _ = &in_flight;
-                        frame
-                    }))
+                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
                 }))
             }
         });
@@ -188,9 +183,13 @@ async fn connection(
         .keep_alive(true)
         .serve_connection(io, service);
     let mut conn = pin!(conn);
+    let mut watchdog = Watchdog::default();
     let mut draining = false;
     loop {
         tokio::select! {
+            // The connection first: what it does while polled (bytes read,
+            // a request begun or answered) is what the watchdog then sees.
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!("a connection ended: {e}");
@@ -198,7 +197,7 @@ async fn connection(
                 return;
             }
             // Dropping the connection closes it.
-            why = activity.expired(&limits) => {
+            why = std::future::poll_fn(|cx| watchdog.poll(cx, &activity, &limits)) => {
                 tracing::debug!("closing a connection: {why}");
                 return;
             }
@@ -221,43 +220,61 @@ enum Phase {
     Busy(usize),
 }
 
-/// What the watchdog of one connection sees.
+/// What the watchdog of one connection sees. Every change happens while
+/// the connection's task polls it (bytes read, a request begun, a response
+/// body dropped), and the watchdog is polled right after, in the same task:
+/// it reads the phase then, and nothing needs to wake it.
 struct Activity {
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
             phase: Mutex::new(Phase::Idle(Instant::now())),
-            changed: Notify::new(),
         }
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         *phase = f(*phase);
-        drop(phase);
-        self.changed.notify_one();
     }
 
     fn bytes_read(&self) {
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         if let Phase::Idle(_) = *phase {
             *phase = Phase::Head(Instant::now());
-            drop(phase);
-            self.changed.notify_one();
         }
     }
+}
 
-    /// Resolves when the connection has been idle, or slow with its
-    /// headers, for longer than allowed; says which.
-    async fn expired(&self, limits: &Limits) -> &'static str {
+/// The timer that closes a connection idle, or slow with its headers, for
+/// longer than allowed. It is moved only ever earlier: a request's
+/// deadlines are later than those of the one before, and resetting a timer
+/// costs a wheel update under a lock and often a wake-up of the I/O driver
+/// (a syscall), once per request. When it goes off before the deadline of
+/// the phase the connection is then in, it is set again.
+#[derive(Default)]
+struct Watchdog {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When it goes off, while set.
+    at: Option<Instant>,
+}
+
+impl Watchdog {
+    /// Ready with why, once the connection's phase has lasted too long.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        activity: &Activity,
+        limits: &Limits,
+    ) -> Poll<&'static str> {
         loop {
-            let changed = self.changed.notified();
-            let phase = *self.phase.lock().unwrap_or_else(|e| e.into_inner());
-            let (deadline, why) = match phase {
+            let (deadline, why) = match activity.phase() {
                 Phase::Idle(since) => (
                     since + limits.idle_timeout,
                     "idle past server.idle_timeout_ms",
@@ -266,19 +283,54 @@ impl Activity {
                     since + limits.header_timeout,
                     "its request's headers took longer than server.header_timeout_ms",
                 ),
-                Phase::Busy(_) => {
-                    changed.await;
-                    continue;
-                }
+                // A request in flight has no time limit here (a set timer
+                // that goes off meanwhile is looked at when it is idle again).
+                Phase::Busy(_) => return Poll::Pending,
             };
-            if Instant::now() >= deadline {
-                return why;
+            if self.at.is_none_or(|at| at > deadline) {
+                self.at = Some(deadline);
+                match &mut self.sleep {
+                    Some(sleep) => sleep.as_mut().reset(deadline),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
             }
-            tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep_until(deadline) => {}
+            let sleep = self.sleep.as_mut().expect("set just above");
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.at = None;
+            if Instant::now() >= deadline {
+                return Poll::Ready(why);
             }
         }
+    }
+}
+
+/// A response's body, which holds its request in flight until it is sent
+/// or dropped. It tells its size as the body does: hyper then writes a
+/// `Content-Length`, not a chunked body.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

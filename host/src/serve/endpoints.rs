@@ -285,7 +285,8 @@ pub(super) async fn call_in(
     call_at(&app, Some(&pool), body).await
 }
 
-async fn call_at(
+/// One call, on the pool the path names (if any) or the body does.
+pub(super) async fn call_at(
     app: &Arc<App>,
     path_pool: Option<&str>,
     body: Body,
@@ -443,7 +444,7 @@ pub(super) async fn status(State(app): State<Arc<App>>) -> axum::response::Respo
     let mut body = pools[0].clone();
     if let Some(object) = body.as_object_mut() {
         object.insert("pools".into(), pools.into());
-        object.insert("in_flight".into(), (*app.in_flight.borrow()).into());
+        object.insert("in_flight".into(), app.in_flight().into());
         object.insert(
             "draining".into(),
             app.draining.load(Ordering::Acquire).into(),

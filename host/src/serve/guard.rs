@@ -55,7 +55,7 @@ impl Guard {
     }
 
     /// The refusal of `request`, if a rule refuses it.
-    fn refusal(&self, request: &Request) -> Option<Response> {
+    pub(crate) fn refusal(&self, request: &Request) -> Option<Response> {
         let headers = request.headers();
         let host = headers
             .get(header::HOST)
