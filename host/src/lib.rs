@@ -23,6 +23,7 @@
 //! ```
 
 pub mod adapter;
+mod alarm;
 mod bindings;
 mod call;
 pub mod cassette;

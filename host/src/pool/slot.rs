@@ -280,7 +280,8 @@ async fn serve<C: Connection>(
     // Set once the worker takes no new calls: why it goes when it is done.
     let mut draining: Option<End> = None;
     let mut idle_since = Instant::now();
-    let mut alarm = Alarm::default();
+    // For the first thing due (a deadline, a ping).
+    let mut alarm = crate::alarm::Alarm::default();
     // Made once, not at every turn of the loop: each would subscribe
     // afresh to its channel, a call's worth of work twice or thrice a call.
     let mut closing = std::pin::pin!(until_closed(closed));
@@ -307,7 +308,9 @@ async fn serve<C: Connection>(
             .filter_map(InFlight::due)
             .chain(ping_at)
             .min();
-        alarm.aim(wake);
+        if let Some(wake) = wake {
+            alarm.aim(wake);
+        }
         tokio::select! {
             biased;
             () = &mut closing => {
@@ -566,49 +569,6 @@ fn ended_by(fatal: Fatal, calls: HashMap<RequestId, InFlight>) -> (End, Vec<Owed
         Fatal::Died { exit, .. } => End::Crashed(exit.clone()),
     };
     (end, owe_all(calls, |_| fatal.error().clone()))
-}
-
-/// The slot's one timer, for the first thing due (a deadline, a ping),
-/// moved only ever earlier. Each call's deadline is later than the one set
-/// for the calls before it, and setting a timer costs a wheel update under
-/// a lock and, as often as not, a wake-up of the runtime's I/O driver (a
-/// syscall): once per call, that was a tenth of the host's CPU per call.
-/// When it goes off before anything is due, the loop sets it again.
-#[derive(Default)]
-struct Alarm {
-    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// When it goes off, while set.
-    at: Option<Instant>,
-}
-
-impl Alarm {
-    /// Makes it go off by `wake`, if anything is due.
-    fn aim(&mut self, wake: Option<Instant>) {
-        let Some(wake) = wake else { return };
-        if self.at.is_some_and(|at| at <= wake) {
-            return;
-        }
-        self.at = Some(wake);
-        match &mut self.sleep {
-            Some(sleep) => sleep.as_mut().reset(wake),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(wake))),
-        }
-    }
-
-    fn is_set(&self) -> bool {
-        self.at.is_some()
-    }
-
-    /// Resolves when it goes off (never while it is not set), unsetting it.
-    async fn ring(&mut self) {
-        match (&mut self.sleep, self.at) {
-            (Some(sleep), Some(_)) => {
-                sleep.as_mut().await;
-                self.at = None;
-            }
-            _ => std::future::pending().await,
-        }
-    }
 }
 
 /// The error every call still owed gets, made by `error`; calls already

@@ -252,17 +252,12 @@ impl Activity {
     }
 }
 
-/// The timer that closes a connection idle, or slow with its headers, for
-/// longer than allowed. It is moved only ever earlier: a request's
-/// deadlines are later than those of the one before, and resetting a timer
-/// costs a wheel update under a lock and often a wake-up of the I/O driver
-/// (a syscall), once per request. When it goes off before the deadline of
-/// the phase the connection is then in, it is set again.
+/// What closes a connection idle, or slow with its headers, for longer
+/// than allowed: an alarm aimed at the deadline of the phase the
+/// connection is in, looked at again whenever it goes off.
 #[derive(Default)]
 struct Watchdog {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// When it goes off, while set.
-    at: Option<Instant>,
+    alarm: crate::alarm::Alarm,
 }
 
 impl Watchdog {
@@ -283,22 +278,12 @@ impl Watchdog {
                     since + limits.header_timeout,
                     "its request's headers took longer than server.header_timeout_ms",
                 ),
-                // A request in flight has no time limit here (a set timer
-                // that goes off meanwhile is looked at when it is idle again).
+                // A request in flight has no time limit here (an alarm that
+                // goes off meanwhile is looked at when it is idle again).
                 Phase::Busy(_) => return Poll::Pending,
             };
-            if self.at.is_none_or(|at| at > deadline) {
-                self.at = Some(deadline);
-                match &mut self.sleep {
-                    Some(sleep) => sleep.as_mut().reset(deadline),
-                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                }
-            }
-            let sleep = self.sleep.as_mut().expect("set just above");
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.at = None;
+            self.alarm.aim(deadline);
+            std::task::ready!(self.alarm.poll_ring(cx));
             if Instant::now() >= deadline {
                 return Poll::Ready(why);
             }
