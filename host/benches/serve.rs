@@ -55,39 +55,37 @@ fn main() {
     let script = root().join("target/bench-post.lua");
     std::fs::write(&script, wrk_script()).expect("target/ is writable");
     let python = common::python();
+    let mock = Server::snakepen(
+        "snakepen serve, mock adapter (no Python)",
+        &["--adapter", "mock"],
+    );
+    let bridge = Server::snakepen(
+        "snakepen serve, python-bridge, 2 workers",
+        &[
+            "--module",
+            "bench/handlers.py",
+            "--pool-size",
+            "2",
+            "--python",
+            &python,
+        ],
+    );
+    let peer = Server::uvicorn(&venv);
+    // All three serve at once (the two not measured sit idle), and each
+    // concurrency is measured on all three back to back: this machine's
+    // speed drifts over minutes, and the ratios compare like with like.
     let mut rows = Vec::new();
-    let mut first_chunk = None;
-    for (label, args) in [
-        (
-            "snakepen serve, mock adapter (no Python)",
-            vec!["--adapter", "mock"],
-        ),
-        (
-            "snakepen serve, python-bridge, 2 workers",
-            vec![
-                "--module",
-                "bench/handlers.py",
-                "--pool-size",
-                "2",
-                "--python",
-                &python,
-            ],
-        ),
-    ] {
-        let server = Server::snakepen(label, &args);
-        for c in CONCURRENCY {
+    for c in CONCURRENCY {
+        for server in [&mock, &bridge, &peer] {
             rows.push(server.measure(&wrk, &script, c, seconds));
         }
-        // The mock streams nothing unless configured to: Python's generator only.
-        if label.contains("python-bridge") {
-            first_chunk = Some(sse_first_chunk(server.port, 200));
-        }
     }
-    let peer = Server::uvicorn(&venv);
-    for c in CONCURRENCY {
-        rows.push(peer.measure(&wrk, &script, c, seconds));
-    }
-    drop(peer);
+    // The mock streams nothing unless configured to: Python's generator only.
+    let first_chunk = Some(sse_first_chunk(bridge.port, 200));
+    // The table: each server's rows together, in the order above.
+    let order = [mock.label, bridge.label, peer.label];
+    drop((mock, bridge, peer));
+    rows.sort_by_key(|row| (order.iter().position(|l| *l == row.label), row.concurrency));
     let mut table = table(&rows, seconds);
     if let Some((p50, p99)) = first_chunk {
         writeln!(
