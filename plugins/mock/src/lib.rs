@@ -6,7 +6,8 @@
 //! 2. a canned entry for the command and this exact payload (JSON compared
 //!    canonically: key order and whitespace do not matter);
 //! 3. a canned entry for the command without a payload;
-//! 4. a deterministic default derived from the request.
+//! 4. a deterministic default derived from the request (its payload
+//!    reflected as it came).
 //!
 //! Instances are fresh for every call, so the call counts that drive the
 //! failure rules live in the host's counters (`calls`, `calls/<command>`,
@@ -16,6 +17,7 @@ mod config;
 
 use config::{Canned, Config, ErrorSpec, FailureRule};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use snakepen_guest::{Adapter, CallError, ConfigError, Request, Response, host};
 
 struct Mock;
@@ -37,7 +39,13 @@ snakepen_guest::adapter!(Mock);
 fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
     let total = host::count("calls", 1);
     let per_command = host::count(&format!("calls/{}", request.command), 1);
-    let payload: Option<Value> = serde_json::from_slice(&request.payload).ok();
+    // Parsed only when an entry for this command names a payload to match.
+    let payload: Option<Value> = config
+        .responses
+        .iter()
+        .any(|c| c.command == request.command && c.payload.is_some())
+        .then(|| serde_json::from_slice(&request.payload).ok())
+        .flatten();
     let canned = find_canned(&config.responses, &request.command, payload.as_ref());
 
     let latency = canned
@@ -72,7 +80,7 @@ fn serve(config: &Config, request: &Request) -> Result<Response, CallError> {
             response: Some(response),
             ..
         }) => Response::json(response),
-        _ => Response::json(&default_response(request, payload)),
+        _ => Response::json(&Reflected::of(request)),
     }
 }
 
@@ -139,21 +147,35 @@ fn unit_interval(seed: u64, n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// What the mock answers when nothing is canned: the request, reflected.
-fn default_response(request: &Request, payload: Option<Value>) -> Value {
-    let mut answer = serde_json::json!({
-        "mock": true,
-        "command": request.command,
-        "session": request.session,
-    });
-    match payload {
-        Some(value) => answer["payload"] = value,
-        None => {
-            answer["payload_len"] = request.payload.len().into();
-            answer["payload_fnv1a"] = format!("{:016x}", fnv1a(&request.payload)).into();
+/// What the mock answers when nothing is canned: the request, reflected,
+/// its payload as it came when it is JSON (neither parsed into values nor
+/// written again), else its length and hash.
+#[derive(serde::Serialize)]
+struct Reflected<'a> {
+    mock: bool,
+    command: &'a str,
+    session: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_fnv1a: Option<String>,
+}
+
+impl<'a> Reflected<'a> {
+    fn of(request: &'a Request) -> Reflected<'a> {
+        let payload = serde_json::from_slice::<&RawValue>(&request.payload).ok();
+        let binary = payload.is_none();
+        Reflected {
+            mock: true,
+            command: &request.command,
+            session: &request.session,
+            payload,
+            payload_len: binary.then_some(request.payload.len()),
+            payload_fnv1a: binary.then(|| format!("{:016x}", fnv1a(&request.payload))),
         }
     }
-    answer
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
