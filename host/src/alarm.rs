@@ -32,10 +32,6 @@ impl Alarm {
         }
     }
 
-    pub(crate) fn is_set(&self) -> bool {
-        self.at.is_some()
-    }
-
     /// Ready once it goes off, which unsets it; never while it is unset.
     pub(crate) fn poll_ring(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match (&mut self.sleep, self.at) {

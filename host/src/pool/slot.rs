@@ -457,7 +457,7 @@ async fn serve<C: Connection>(
                     return ended_by(fatal, calls);
                 }
             }
-            () = alarm.ring(), if alarm.is_set() => {
+            () = alarm.ring() => {
                 let now = Instant::now();
                 if wake.is_none_or(|wake| now < wake) {
                     // Set for something earlier that is no longer due.

@@ -29,7 +29,7 @@ pub(super) struct App {
     /// Calls (and batches) being served. A plain count, not a watch: it
     /// changes twice per call and is waited on only by a drain, which
     /// [`App::drained`] wakes.
-    pub(super) in_flight: AtomicUsize,
+    in_flight: AtomicUsize,
     /// Notified when the last call in flight ends while draining.
     drained: Notify,
     /// For request ids: this server's start, and a count.
