@@ -1094,13 +1094,20 @@ class Concurrent:
     def serve(self):
         loop = self.loop
         replies = os.fdopen(REPLIES_FD, "wb", buffering=0)
-        transport, _ = loop.run_until_complete(
-            loop.connect_write_pipe(self.asyncio.BaseProtocol, replies))
-        if stat.S_ISSOCK(os.fstat(REPLIES_FD).st_mode):
-            # One connection carries both ways (a worker on a Ray node): the
-            # pipe transport watches its fd for a hang-up, and would take
-            # each request arriving for one. The requests' EOF says it.
-            loop.remove_reader(REPLIES_FD)
+        one_socket = stat.S_ISSOCK(os.fstat(REPLIES_FD).st_mode)
+
+        class Replies(self.asyncio.BaseProtocol):
+            def connection_made(self, transport):
+                if one_socket:
+                    # One connection carries both ways (a worker on a Ray
+                    # node): the pipe transport watches its fd for a hang-up,
+                    # and would take a request arriving for one and close the
+                    # fd. Its watch is added right after this callback; this
+                    # removal comes after it, and before any readiness is
+                    # handled. The requests' EOF says a hang-up.
+                    loop.call_soon(loop.remove_reader, REPLIES_FD)
+
+        transport, _ = loop.run_until_complete(loop.connect_write_pipe(Replies, replies))
         self.write = transport.write
         loop.add_reader(PROTOCOL_FD, self.readable)
         try:
